@@ -1,0 +1,34 @@
+// ppmpi/launcher.hpp: how the master gets worker processes and lets them go.
+//
+// The MPI implementation (mpi_launcher.hpp) spawns ppmpi-worker with MPI_Comm_spawn and knows
+// the ranks of an mpirun world; tests use a fake that starts worker loops as threads.
+// All calls come from the thread that owns the transport.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "ppmpi/transport.hpp"
+
+namespace ppmpi {
+
+class Launcher {
+  public:
+    virtual ~Launcher() = default;
+    // Worker ranks that exist from the start (ranks 1..N-1 of an mpirun world).
+    virtual std::vector<PeerId> static_peers() = 0;
+    // Starts `count` new worker processes and returns their peers. Blocks for the launch
+    // itself (an MPI_Comm_spawn takes ~0.25 s); throws PpmpiError naming what failed.
+    virtual std::vector<PeerId> spawn(std::size_t count) = 0;
+    // Whether this peer lives in the master's MPI world: it must then be released at the end
+    // (M→W Release) rather than disconnected.
+    virtual bool in_world(PeerId peer) const = 0;
+    // The peer said Goodbye: release what connects us to it once it is safe (for MPI: an
+    // MPI_Comm_disconnect once every process of that spawn said Goodbye).
+    virtual void said_goodbye(PeerId peer) = 0;
+    // A short name for logs and statistics, e.g. the MPI rank.
+    virtual std::string describe(PeerId peer) const = 0;
+};
+
+}  // namespace ppmpi

@@ -1,0 +1,96 @@
+// ppmpi/master.hpp: the dispatcher thread of rank 0, and the thread-safe door into it.
+//
+// The thread creates the environment (for MPI: MPI_Init, the transport, the launcher) itself,
+// so it is the one thread that ever calls MPI, and it finalizes MPI when it ends. Python
+// threads never touch the Dispatcher: they post commands (submit is fire-and-forget; others
+// wait for their answer with a bound), and wait on JobTables with the GIL released.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ppmpi/dispatcher.hpp"
+#include "ppmpi/errors.hpp"
+
+namespace ppmpi {
+
+// What the dispatcher thread creates at start. `session` is destroyed last (after the
+// launcher and transport) and on the same thread: for MPI it finalizes.
+struct MasterEnvironment {
+    std::shared_ptr<void> session;
+    std::unique_ptr<Transport> transport;
+    std::unique_ptr<Launcher> launcher;
+    // Called after shutdown with whether every worker said Goodbye; lets an MPI session skip
+    // MPI_Finalize when a worker never answered (finalize would wait for it forever).
+    std::function<void(bool all_workers_gone)> before_close;
+};
+
+using EnvironmentFactory = std::function<MasterEnvironment()>;
+
+class Master {
+  public:
+    using Duration = std::chrono::duration<double>;
+
+    // Starts the thread; waits up to `start_timeout` for the environment (throws what the
+    // factory threw, or PpmpiError on time-out).
+    Master(EnvironmentFactory factory, DispatcherOptions options, Duration start_timeout);
+    ~Master();
+    Master(const Master&) = delete;
+    Master& operator=(const Master&) = delete;
+
+    // Runs `command` on the dispatcher thread and waits for it, up to `timeout`.
+    template <class F> auto call(F command, Duration timeout) -> decltype(command(std::declval<Dispatcher&>()));
+    // Runs `command` on the dispatcher thread soon; does not wait.
+    void post(std::function<void(Dispatcher&)> command);
+
+    JobId next_job_id() { return next_job_.fetch_add(1); }
+    // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent.
+    void stop(Duration grace);
+    bool running() const { return running_.load(); }
+
+  private:
+    void run(EnvironmentFactory factory, std::promise<void> started);
+    void loop(Dispatcher& dispatcher);
+    void drain_commands(Dispatcher& dispatcher);
+
+    DispatcherOptions options_;
+    std::mutex mutex_;
+    std::vector<std::function<void(Dispatcher&)>> commands_;
+    Wakeup wakeup_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> running_{false};
+    Duration grace_{5.0};
+    std::atomic<JobId> next_job_{1};
+    std::thread thread_;
+};
+
+template <class F>
+auto Master::call(F command, Duration timeout) -> decltype(command(std::declval<Dispatcher&>())) {
+    using R = decltype(command(std::declval<Dispatcher&>()));
+    auto promise = std::make_shared<std::promise<R>>();
+    auto future = promise->get_future();
+    post([promise, command = std::move(command)](Dispatcher& d) mutable {
+        try {
+            if constexpr (std::is_void_v<R>) {
+                command(d);
+                promise->set_value();
+            } else {
+                promise->set_value(command(d));
+            }
+        } catch (...) {
+            promise->set_exception(std::current_exception());
+        }
+    });
+    if (future.wait_for(timeout) != std::future_status::ready)
+        throw PpmpiError("the dispatcher did not answer within " +
+                         std::to_string(timeout.count()) + " s");
+    return future.get();
+}
+
+}  // namespace ppmpi

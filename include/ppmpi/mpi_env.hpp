@@ -1,0 +1,57 @@
+// ppmpi/mpi_env.hpp: starting and ending MPI, and the environments the two kinds of process
+// build on their comm thread.
+//
+// Settings the product needs on any machine are applied before MPI_Init unless the user set
+// them already (README "MPI settings"):
+//  - OMPI_MCA_rmaps_base_oversubscribe=1: a master plus one worker per CPU is one process more
+//    than there are slots;
+//  - OMPI_MCA_mpi_yield_when_idle=1: idle ranks give the CPU away;
+//  - OMPI_MCA_orte_enable_recovery=1: one dead worker must not make Open MPI kill the job.
+// Settings that only a sandbox needs (running as root) are not applied: see scripts/mpi_env.sh.
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+
+#include "ppmpi/master.hpp"
+#include "ppmpi/worker.hpp"
+
+namespace ppmpi {
+
+// Throws MpiError naming `call` and MPI's error text if rc is not MPI_SUCCESS.
+void check_mpi(int rc, const char* call);
+
+void apply_product_mpi_settings();
+
+// MPI for this process: MPI_Init_thread(FUNNELED) on construction, on the calling thread,
+// which must then be the only thread to call MPI; MPI_Finalize on destruction unless
+// skip_finalize() was called (finalize waits for peers, and a hung peer never answers).
+class MpiSession {
+  public:
+    MpiSession();
+    ~MpiSession();
+    MpiSession(const MpiSession&) = delete;
+    MpiSession& operator=(const MpiSession&) = delete;
+
+    void skip_finalize() { finalize_ = false; }
+    int world_rank() const { return world_rank_; }
+    int world_size() const { return world_size_; }
+    MPI_Comm parent() const { return parent_; }
+
+  private:
+    int world_rank_ = 0;
+    int world_size_ = 1;
+    MPI_Comm parent_ = MPI_COMM_NULL;
+    bool finalize_ = true;
+};
+
+// Rank 0: world ranks 1..N-1 (if any) become static workers; more are spawned from
+// `worker_path` (the ppmpi-worker executable).
+EnvironmentFactory mpi_master_environment(std::string worker_path);
+
+// A worker: talks to its parent (spawned) or to rank 0 of its world (mpirun / MPMD).
+WorkerEnvironmentFactory mpi_worker_environment();
+
+}  // namespace ppmpi

@@ -1,0 +1,51 @@
+// ppmpi/mpi_launcher.hpp: the master's Launcher over MPI.
+//
+// Peer ids: world rank r is peer r (r = 1..N-1 of an mpirun world); spawned workers get ids
+// from N upward, in spawn order. Each spawn call is one MPI_Comm_spawn of `count` processes of
+// ppmpi-worker on MPI_COMM_SELF, giving one intercommunicator; once every process of a spawn
+// has said Goodbye (and so is about to disconnect), the master disconnects that
+// intercommunicator too. A spawn whose workers did not all say Goodbye is never disconnected:
+// MPI_Comm_disconnect would wait for them forever.
+#pragma once
+
+#include <mpi.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ppmpi/launcher.hpp"
+#include "ppmpi/mpi_transport.hpp"
+
+namespace ppmpi {
+
+class MpiLauncher : public Launcher {
+  public:
+    // `world` is the master's duplicate of MPI_COMM_WORLD (MPI_COMM_NULL if the world is
+    // just the master).
+    MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world, int world_size);
+    ~MpiLauncher() override;
+
+    std::vector<PeerId> static_peers() override;
+    std::vector<PeerId> spawn(std::size_t count) override;
+    bool in_world(PeerId peer) const override { return peer < world_size_; }
+    void said_goodbye(PeerId peer) override;
+    std::string describe(PeerId peer) const override;
+    // Spawned groups still connected (some worker never said Goodbye).
+    std::size_t connected_groups() const;
+
+  private:
+    struct Group {
+        MPI_Comm intercomm = MPI_COMM_NULL;
+        std::size_t waiting = 0;  // processes that have not said Goodbye
+    };
+    MpiTransport& transport_;
+    std::string worker_path_;
+    MPI_Comm world_;
+    int world_size_;
+    PeerId next_peer_;
+    std::vector<Group> groups_;
+    std::map<PeerId, std::size_t> group_of_;
+};
+
+}  // namespace ppmpi

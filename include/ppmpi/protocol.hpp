@@ -1,0 +1,118 @@
+// ppmpi/protocol.hpp: the messages between the master (rank 0) and its workers.
+//
+// Every MPI message is one *frame* carrying one or more messages, so that a deep queue costs
+// one MPI message per worker per dispatcher step. A message is a small header struct
+// (Boost.Serialization, binary) plus an opaque payload of pickled bytes that the C++ side never
+// looks into.
+//
+// Frame layout: u32 count, then per message: u32 header_len, u64 payload_len, header, payload.
+// A header starts with its Kind byte.
+//
+// The protocol, in order (M = master, W = worker):
+//  1. W→M Hello{pid, host}: sent once the worker's MPI is up.
+//  2. M→W Welcome{worker_id, master pid/host, sys_path, cwd, timings}: the master adopts the
+//     worker. A worker in an mpirun world may wait here until a Server claims it.
+//  3. M→W FunctionDef{key} + payload(pickled function bundle): sent before the first Task that
+//     needs a key this worker has not seen. The key is a content digest of the bundle, so a new
+//     function can never be mistaken for an old one (pp's id()-keyed cache bug).
+//  4. M→W Task{job_id, func_key} + payload(pickled args). Several may be in flight per worker.
+//  5. W→M Result{job_id, status, seconds} + payload(pickled result or exception, job output).
+//  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
+//     M→W Heartbeat likewise, so a worker notices a dead master.
+//  7. M→W Shutdown: the worker drops queued tasks, answers W→M Goodbye, then
+//       - spawned worker: MPI_Comm_disconnect(parent), MPI_Finalize, exit;
+//       - worker in the master's MPI world: waits for M→W Release (sent when the master itself
+//         finalizes, because MPI_Finalize in a world waits for every rank), then finalizes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace ppmpi {
+
+using JobId = std::uint64_t;
+using Bytes = std::string;
+
+enum class Kind : std::uint8_t {
+    Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release
+};
+
+struct Hello {
+    std::int64_t pid = 0;
+    std::string host;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & pid & host; }
+};
+
+struct Welcome {
+    std::int64_t worker_id = 0;
+    std::int64_t master_pid = 0;
+    std::string master_host;
+    std::vector<std::string> sys_path;
+    std::string cwd;
+    std::int32_t heartbeat_ms = 500;
+    std::int32_t master_timeout_ms = 30000;
+    template <class Archive> void serialize(Archive& ar, unsigned) {
+        ar & worker_id & master_pid & master_host & sys_path & cwd & heartbeat_ms &
+            master_timeout_ms;
+    }
+};
+
+struct FunctionDef {
+    std::string key;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & key; }
+};
+
+struct Task {
+    JobId job_id = 0;
+    std::string func_key;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id & func_key; }
+};
+
+enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1 };
+
+struct Result {
+    JobId job_id = 0;
+    ResultStatus status = ResultStatus::Ok;
+    double seconds = 0.0;  // time the job ran on the worker
+    template <class Archive> void serialize(Archive& ar, unsigned) {
+        ar & job_id & status & seconds;
+    }
+};
+
+struct Heartbeat {
+    std::uint64_t jobs_done = 0;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & jobs_done; }
+};
+
+struct Shutdown {
+    template <class Archive> void serialize(Archive&, unsigned) {}
+};
+struct Goodbye {
+    template <class Archive> void serialize(Archive&, unsigned) {}
+};
+struct Release {
+    template <class Archive> void serialize(Archive&, unsigned) {}
+};
+
+// Alternatives are in Kind order: the variant index is the Kind byte on the wire.
+using Header = std::variant<Hello, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown,
+                            Goodbye, Release>;
+
+struct Message {
+    Header header;
+    Bytes payload;
+};
+
+// Encodes messages into one frame (one MPI message).
+Bytes encode_frame(const std::vector<Message>& messages);
+
+// Decodes a frame; throws ProtocolError on a truncated or malformed frame.
+std::vector<Message> decode_frame(std::string_view frame);
+
+Kind kind_of(const Header& header);
+const char* kind_name(Kind kind);
+
+}  // namespace ppmpi

@@ -1,0 +1,30 @@
+// ppmpi/python_executor.hpp: the Executor that runs jobs in CPython.
+//
+// It works in both kinds of worker: ppmpi-worker, whose main embeds the interpreter, and a
+// python3 rank under mpirun, which is already an interpreter. The job logic itself (unpickle,
+// import modules, call, capture output, pickle the result or the exception) lives in the
+// Python module ppmpi._worker, imported once the master's sys.path is known (Welcome).
+// The GIL is held only while Python runs.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include "ppmpi/executor.hpp"
+
+namespace ppmpi {
+
+// Hidden: it holds a pybind11 object, and pybind11 types are hidden in extension modules.
+class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
+  public:
+    PythonExecutor() = default;
+    ~PythonExecutor() override;
+
+    void configure(const Welcome& welcome) override;
+    void define(const std::string& key, Bytes bundle) override;
+    ExecOutcome run(const Task& task, Bytes args) override;
+
+  private:
+    pybind11::object runtime_;  // ppmpi._worker.WorkerRuntime
+};
+
+}  // namespace ppmpi

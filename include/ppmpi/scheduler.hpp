@@ -1,0 +1,76 @@
+// ppmpi/scheduler.hpp: which job goes to which worker. Pure logic: no MPI, no Python, no clock.
+//
+// Jobs wait in one FIFO queue. A worker takes up to `slots_per_worker` jobs at a time (more than
+// one keeps a worker busy across the round trip to the master). assign() fills the least loaded
+// workers first, so N jobs on N workers run one each before any worker gets a second.
+// The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
+// front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "ppmpi/protocol.hpp"
+
+namespace ppmpi {
+
+using WorkerId = std::int64_t;
+
+class Scheduler {
+  public:
+    struct Assignment {
+        JobId job;
+        WorkerId worker;
+    };
+
+    explicit Scheduler(std::size_t slots_per_worker = 1);
+
+    void add_worker(WorkerId worker);
+    // Forgets the worker; its in-flight jobs are requeued at the front (oldest first) and
+    // returned.
+    std::vector<JobId> remove_worker(WorkerId worker);
+    // The worker gets no new jobs; it stays known until remove_worker.
+    void retire_worker(WorkerId worker);
+    bool has_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
+
+    void enqueue(JobId job);
+    // Removes a job that has not started yet; false if it is running or unknown.
+    bool cancel_pending(JobId job);
+
+    // Hands out as many queued jobs as there are free slots on active workers.
+    std::vector<Assignment> assign();
+
+    // The job finished on that worker. False if the scheduler does not have it there
+    // (a late result from a worker the job was taken away from).
+    bool complete(WorkerId worker, JobId job);
+
+    std::optional<WorkerId> worker_of(JobId job) const;
+    std::vector<JobId> in_flight(WorkerId worker) const;
+    std::vector<WorkerId> idle_retiring_workers() const;
+
+    std::size_t pending() const { return queue_.size(); }
+    std::size_t running() const { return running_.size(); }
+    std::size_t active_workers() const;
+    void set_slots_per_worker(std::size_t slots) { slots_ = slots == 0 ? 1 : slots; }
+
+  private:
+    struct WorkerSlots {
+        std::set<JobId> jobs;  // ordered: the oldest job is requeued first
+        bool retiring = false;
+    };
+    using WorkerMap = std::map<WorkerId, WorkerSlots>;
+    WorkerMap::iterator least_loaded_free_worker();
+
+    std::size_t slots_;
+    std::deque<JobId> queue_;
+    WorkerMap workers_;
+    std::unordered_map<JobId, WorkerId> running_;
+};
+
+}  // namespace ppmpi

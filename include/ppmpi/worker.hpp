@@ -1,0 +1,79 @@
+// ppmpi/worker.hpp: a worker process (ranks 1..N), seen from its two threads.
+//
+//  - The comm thread owns the transport (and so MPI: it initialises and finalises it). It
+//    answers the master (protocol.hpp, steps 1-7), queues tasks for the executor, sends
+//    results and heartbeats, and watches the master: a master that goes silent for
+//    master_timeout, or whose process is gone (same host), ends the worker.
+//  - The executor thread is the thread that calls serve() (the main thread, which holds the
+//    Python interpreter). It runs configure/define/run in arrival order.
+// Because heartbeats come from the comm thread, a long job does not make the worker look dead.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include "ppmpi/backoff.hpp"
+#include "ppmpi/executor.hpp"
+#include "ppmpi/transport.hpp"
+
+namespace ppmpi {
+
+struct WorkerEnvironment {
+    std::shared_ptr<void> session;  // destroyed last, on the comm thread (MPI_Finalize)
+    std::unique_ptr<Transport> transport;
+    PeerId master = 0;
+    bool in_world = false;  // in the master's MPI world: wait for Release before finalizing
+    // Called before the session closes, with whether the master let us go in order (for MPI:
+    // disconnect from the parent). Without a clean end the session must not finalize either.
+    std::function<void(bool clean)> before_close;
+};
+
+using WorkerEnvironmentFactory = std::function<WorkerEnvironment()>;
+
+struct WorkerOptions {
+    std::chrono::milliseconds first_contact_timeout{120000};  // until the master's first word
+    std::chrono::milliseconds exit_grace{2000};  // a job still running at the end gets this long
+};
+
+class WorkerHost {
+  public:
+    WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options = {});
+
+    // Serves the master until it lets this worker go or is gone. Runs jobs on the calling
+    // thread. Returns the process exit status (0 after an orderly shutdown).
+    int serve(Executor& executor);
+
+  private:
+    void comm_main();
+    bool comm_turn(Transport& transport, PeerId master, Clock::time_point now);
+    void on_message(Message& message);
+    bool master_alive(Clock::time_point now) const;
+    void execute_loop(Executor& executor);
+    void stop_executor();
+
+    WorkerEnvironmentFactory factory_;
+    WorkerOptions options_;
+
+    // comm thread only
+    Welcome welcome_;
+    bool welcomed_ = false, shutdown_ = false, released_ = false, in_world_ = false;
+    Clock::time_point last_from_master_{}, next_heartbeat_{};
+    std::uint64_t jobs_done_ = 0;
+    std::vector<Message> outbox_;
+
+    // shared between the threads
+    std::mutex mutex_;
+    std::condition_variable work_ready_;
+    std::deque<Message> work_;
+    std::deque<Message> results_;
+    bool executor_stop_ = false;
+    std::atomic<bool> executor_busy_{false};
+    std::atomic<int> exit_status_{0};
+    Wakeup comm_wakeup_;
+};
+
+}  // namespace ppmpi

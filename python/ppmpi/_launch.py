@@ -1,0 +1,67 @@
+"""How this process was started, and what ppmpi does about it at import.
+
+Three launch modes (README "Launch modes"):
+1. ``python3 driver.py``: a singleton; the Server spawns ppmpi-worker processes itself.
+2. ``mpirun -np N python3 driver.py``: rank 0 is the master; ranks 1..N-1 become workers at
+   ``import ppmpi`` and never run the driver's code past that import.
+3. ``mpirun -np 1 python3 driver.py : -np N-1 ppmpi-worker`` (what ``ppmpirun`` runs)."""
+import os
+import sys
+
+_RANK_SIZE_VARS = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"))
+
+
+def inside_worker():
+    """True in a worker process (ppmpi-worker, or a rank already serving): no takeover, no master."""
+    return os.environ.get("PPMPI_IN_WORKER") == "1"
+
+
+def world_rank_and_size():
+    """(rank, size) of the MPI world this process was launched in; (0, 1) if launched alone
+    or inside a worker."""
+    if inside_worker():
+        return 0, 1
+    for rank_var, size_var in _RANK_SIZE_VARS:
+        if rank_var in os.environ and size_var in os.environ:
+            try:
+                return int(os.environ[rank_var]), int(os.environ[size_var])
+            except ValueError:
+                continue
+    return 0, 1
+
+
+def worker_path():
+    """The ppmpi-worker executable: $PPMPI_WORKER, else the one inside this package."""
+    explicit = os.environ.get("PPMPI_WORKER")
+    if explicit:
+        return explicit
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppmpi-worker")
+
+
+def serve_if_worker_rank():
+    """Mode 2: on ranks 1..N-1, serve as a worker and exit when the master lets us go."""
+    rank, size = world_rank_and_size()
+    if size <= 1 or rank == 0:
+        return
+    from . import _core
+
+    os.environ["PPMPI_IN_WORKER"] = "1"
+    status = _core.serve_worker()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    # The driver's code after `import ppmpi` must not run on a worker rank: leave right here.
+    os._exit(status)
+
+
+def detect_ncpus():
+    """pp's autodetect: CPUs online."""
+    try:
+        n = os.sysconf("SC_NPROCESSORS_ONLN")
+        if n > 0:
+            return n
+    except (ValueError, OSError, AttributeError):
+        pass
+    return os.cpu_count() or 1

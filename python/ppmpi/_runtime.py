@@ -1,0 +1,55 @@
+"""The one dispatcher per process (MPI can be started once per process), shared by every
+Server, and its orderly end at interpreter exit."""
+import atexit
+import logging
+import os
+import threading
+import weakref
+
+from . import _launch
+
+log = logging.getLogger("ppmpi")
+
+HEARTBEAT_MS = int(os.environ.get("PPMPI_HEARTBEAT_MS", "500"))
+MASTER_TIMEOUT_MS = int(os.environ.get("PPMPI_MASTER_TIMEOUT_MS", "30000"))
+SHUTDOWN_GRACE_S = float(os.environ.get("PPMPI_SHUTDOWN_GRACE", "5"))
+
+_lock = threading.Lock()
+_master = None
+_servers = weakref.WeakSet()
+
+
+def master():
+    """The process's dispatcher, started on first use."""
+    global _master
+    with _lock:
+        if _master is None:
+            from . import _core
+
+            _master = _core.Master(_launch.worker_path(), HEARTBEAT_MS, MASTER_TIMEOUT_MS)
+            atexit.register(shutdown)
+        return _master
+
+
+def world_workers():
+    """How many ranks of an mpirun world serve as workers (0 when launched alone)."""
+    rank, size = _launch.world_rank_and_size()
+    return size - 1 if rank == 0 else 0
+
+
+def register(server):
+    _servers.add(server)
+
+
+def shutdown():
+    """Destroys every live Server, lets every worker go and ends MPI (at interpreter exit)."""
+    global _master
+    for server in list(_servers):
+        try:
+            server.destroy()
+        except Exception as exc:  # keep going: the other servers and MPI must still end
+            log.warning("ppmpi: error destroying a server at exit: %s", exc)
+    with _lock:
+        m, _master = _master, None
+    if m is not None:
+        m.stop(SHUTDOWN_GRACE_S)

@@ -1,0 +1,83 @@
+"""Master-side (de)serialization: function bundles, arguments, results and remote errors.
+
+Functions travel with cloudpickle, so lambdas, closures, ``__main__`` functions, bound methods
+and instances of ``__main__`` classes work. A bundle is the tuple (func, depfuncs, modules,
+fresh); its key is a digest of its bytes, so equal keys mean equal bundles (no id() reuse)."""
+import hashlib
+import pickle
+
+import cloudpickle
+
+from .errors import DestroyedServerError, JobExit, RemoteError, RemoteTraceback
+
+DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# Outcome codes, as in the C++ enum ppmpi::Outcome (job_table.hpp).
+OK, REMOTE_ERROR, DESTROYED, WORKER_LOST, TIMEOUT, CANCELLED = range(6)
+
+
+def describe(obj):
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return name if name else type(obj).__name__
+
+
+def dump_bundle(func, depfuncs, modules, fresh, protocol):
+    """Returns (key, bytes) for the function and what it needs on the worker."""
+    try:
+        data = cloudpickle.dumps((func, depfuncs, modules, fresh), protocol=protocol)
+    except Exception as exc:
+        for obj in (func,) + tuple(depfuncs):
+            try:
+                cloudpickle.dumps(obj, protocol=protocol)
+            except Exception as inner:
+                raise TypeError(f"cannot pickle {describe(obj)!r} to send it to the workers: "
+                                f"{type(inner).__name__}: {inner}") from inner
+        raise TypeError(f"cannot pickle function {describe(func)!r}: {exc}") from exc
+    return hashlib.blake2b(data, digest_size=16).hexdigest(), data
+
+
+def dump_args(func, args, protocol):
+    try:
+        return cloudpickle.dumps(args, protocol=protocol)
+    except Exception as exc:
+        for index, arg in enumerate(args):
+            try:
+                cloudpickle.dumps(arg, protocol=protocol)
+            except Exception as inner:
+                raise TypeError(f"cannot pickle argument {index} of {describe(func)}() "
+                                f"(a {type(arg).__name__}): {type(inner).__name__}: {inner}"
+                                ) from inner
+        raise TypeError(f"cannot pickle the arguments of {describe(func)}(): {exc}") from exc
+
+
+def rebuild_error(report, job_label):
+    """The exception a job raised on its worker, with the remote traceback as its cause."""
+    exc = None
+    if report.get("exc") is not None:
+        try:
+            exc = pickle.loads(report["exc"])
+        except Exception:
+            exc = None
+    if exc is None:
+        exc = RemoteError(f"{report['type']}: {report['message']}")
+    exc.__cause__ = RemoteTraceback(report["traceback"])
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"(raised by {job_label} on worker {report['where']})")
+    return exc
+
+
+def outcome_error(code, message, job_label):
+    """The exception for a job that ended without a result from its function."""
+    from .errors import JobTimeout, WorkerLost
+
+    kinds = {DESTROYED: DestroyedServerError, WORKER_LOST: WorkerLost, TIMEOUT: JobTimeout}
+    if code == CANCELLED:
+        import concurrent.futures
+        return concurrent.futures.CancelledError(f"{job_label} was cancelled")
+    kind = kinds.get(code, RuntimeError)
+    if kind is DestroyedServerError:
+        return kind(message)
+    return kind(f"{job_label}: {message}")
+
+
+__all__ = ["dump_bundle", "dump_args", "rebuild_error", "outcome_error", "JobExit"]

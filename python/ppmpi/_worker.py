@@ -1,0 +1,126 @@
+"""The job runner inside every worker (ppmpi-worker's embedded interpreter, or a python3 rank
+under mpirun). Called from C++ (python_executor.cpp), one call at a time.
+
+run() never raises for a job's own errors: it returns (ok, payload, seconds), where payload is
+the pickled (result, output) or a pickled error report with the worker's traceback."""
+import io
+import pickle
+import socket
+import sys
+import time
+import traceback
+
+import cloudpickle
+
+from .errors import JobExit, ResultPicklingError
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class _Capture:
+    """Sends sys.stdout and sys.stderr of one job into one buffer (pp shows it on the master)."""
+
+    def __init__(self):
+        self.buffer = io.StringIO()
+
+    def __enter__(self):
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = self.buffer
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.stdout, sys.stderr = self.saved
+        return False
+
+    def text(self):
+        return self.buffer.getvalue()
+
+
+def _namespaces(objects):
+    seen = {}
+    for obj in objects:
+        target = getattr(obj, "__func__", obj)
+        g = getattr(target, "__globals__", None)
+        if isinstance(g, dict):
+            seen[id(g)] = g
+    return list(seen.values())
+
+
+def _prepare(func, depfuncs, modules):
+    """pp semantics: modules are imported, and depfuncs callable by name, in the function's
+    namespace (and in each depfunc's)."""
+    namespaces = _namespaces((func,) + tuple(depfuncs))
+    for entry in modules:
+        statement = entry if entry.startswith(("import ", "from ")) else f"import {entry}"
+        scratch = {}
+        exec(statement, scratch)  # raises ImportError at the job, naming the module
+        for g in namespaces:
+            for name, value in scratch.items():
+                if name != "__builtins__":
+                    g[name] = value
+    for dep in depfuncs:
+        name = getattr(dep, "__name__", None)
+        if name:
+            for g in namespaces:
+                g.setdefault(name, dep)
+    return func
+
+
+class WorkerRuntime:
+    def __init__(self, worker_id):
+        self.worker_id = worker_id
+        self.host = socket.gethostname()
+        self.bundles = {}
+        self.loaded = {}
+
+    def define(self, key, data):
+        self.bundles[key] = data
+        self.loaded.pop(key, None)
+
+    def _function(self, key):
+        func = self.loaded.get(key)
+        if func is None:
+            if key not in self.bundles:
+                raise RuntimeError(f"ppmpi: function {key} was never sent to this worker")
+            func, depfuncs, modules, fresh = pickle.loads(self.bundles[key])
+            func = _prepare(func, depfuncs, modules)
+            if not fresh:
+                self.loaded[key] = func
+        return func
+
+    def run(self, job_id, key, args_data):
+        start = time.perf_counter()
+        capture = _Capture()
+        name = "?"
+        try:
+            with capture:
+                func = self._function(key)
+                name = getattr(func, "__qualname__", None) or repr(func)
+                args = pickle.loads(args_data)
+                result = func(*args)
+        except BaseException as exc:  # the job's error, whatever it is, goes back to the master
+            return False, self._report(exc, job_id, name, capture.text()), time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        try:
+            return True, cloudpickle.dumps((result, capture.text()), protocol=PROTOCOL), seconds
+        except BaseException as exc:
+            error = ResultPicklingError(
+                f"job {job_id} ({name}) returned a {type(result).__name__} that cannot be "
+                f"pickled to send back: {type(exc).__name__}: {exc}")
+            return False, self._report(error, job_id, name, capture.text()), seconds
+
+    def _report(self, exc, job_id, name, output):
+        where = f"{self.host}:{self.worker_id}"
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            what = "sys.exit(%r)" % (exc.code,) if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+            exc = JobExit(f"job {job_id} ({name}) called {what} on worker {where}")
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        text = (f'\n"""\nWorker {where}, job {job_id} ({name}):\n' + "".join(lines) + '"""')
+        try:
+            pickled = cloudpickle.dumps(exc, protocol=PROTOCOL)
+            pickle.loads(pickled)  # some exceptions pickle but do not unpickle
+        except BaseException:
+            pickled = None
+        report = {"exc": pickled, "type": type(exc).__qualname__, "message": str(exc),
+                  "traceback": text, "where": where}
+        return cloudpickle.dumps((report, output), protocol=PROTOCOL)

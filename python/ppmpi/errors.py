@@ -1,0 +1,38 @@
+"""ppmpi's exceptions. DestroyedServerError is a RuntimeError, as in pp."""
+
+
+class DestroyedServerError(RuntimeError):
+    """The server was destroyed: no more submits, and unfinished jobs fail with this."""
+
+
+class RemoteTraceback(Exception):
+    """Attached as ``__cause__`` of an exception re-raised by ``job()``: the worker's traceback,
+    headed by the job, rank and host it came from."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+class RemoteError(RuntimeError):
+    """A job raised an exception that could not be pickled back; this carries its type name
+    and message instead."""
+
+
+class JobExit(RuntimeError):
+    """A job called sys.exit() (or raised SystemExit / KeyboardInterrupt) on its worker."""
+
+
+class ResultPicklingError(TypeError):
+    """A job's result could not be pickled on its worker to travel back to the master."""
+
+
+class WorkerLost(RuntimeError):
+    """The worker running the job died or hung."""
+
+
+class JobTimeout(RuntimeError):
+    """The job ran longer than its time limit."""

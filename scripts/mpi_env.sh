@@ -1,0 +1,8 @@
+# Sourced by the scripts and CI: settings only this sandbox needs (we run as root, on 2 slots).
+# The product's own settings (oversubscription by one, recovery) are applied by ppmpi itself.
+export OMPI_ALLOW_RUN_AS_ROOT=1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_mpi_yield_when_idle=1
+# No CMA/ptrace single-copy inside containers without ptrace permission.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none

@@ -1,0 +1,34 @@
+#include "ppmpi/backoff.hpp"
+
+#include <algorithm>
+
+namespace ppmpi {
+
+std::chrono::microseconds Backoff::next_delay(Clock::time_point now) {
+    if (!idle_since_.set) {
+        idle_since_.set = true;
+        idle_since_.at = now;
+    }
+    if (now - idle_since_.at < policy_.spin_for) return std::chrono::microseconds{0};
+    auto delay = sleep_;
+    sleep_ = std::min(sleep_ * 2, policy_.max_sleep);
+    return delay;
+}
+
+void Wakeup::notify() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        signalled_ = true;
+    }
+    cv_.notify_one();
+}
+
+bool Wakeup::wait_for(std::chrono::microseconds delay) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (delay.count() > 0 && !signalled_) cv_.wait_for(lock, delay, [&] { return signalled_; });
+    bool was = signalled_;
+    signalled_ = false;
+    return was;
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,175 @@
+// _core: the compiled half of the ppmpi package. Thin on purpose: it turns Python calls into
+// Master commands and JobTable waits (GIL released), and C++ errors into Python exceptions.
+// The pp-compatible API and all argument checking live in python/ppmpi.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <unistd.h>
+
+#include "ppmpi/errors.hpp"
+#include "ppmpi/master.hpp"
+#include "ppmpi/mpi_env.hpp"
+#include "ppmpi/python_executor.hpp"
+#include "ppmpi/worker.hpp"
+
+namespace py = pybind11;
+using namespace ppmpi;
+
+namespace {
+
+std::string this_host() {
+    char name[256] = {0};
+    gethostname(name, sizeof(name) - 1);
+    return name;
+}
+
+// One Python Server: its pool id in the dispatcher and its job table.
+class PoolHandle {
+  public:
+    PoolHandle(std::shared_ptr<Master> master, PoolId id, std::shared_ptr<JobTable> jobs)
+        : master_(std::move(master)), id_(id), jobs_(std::move(jobs)) {}
+
+    JobId submit(std::string key, py::bytes bundle, py::bytes args, int group, bool notify) {
+        JobId job = master_->next_job_id();
+        jobs_->create(job, group, notify);
+        std::string bundle_bytes = bundle, args_bytes = args;
+        PoolId pool = id_;
+        auto jobs = jobs_;
+        master_->post([=, bundle = std::move(bundle_bytes), args = std::move(args_bytes)](
+                          Dispatcher& d) mutable {
+            try {
+                d.submit(pool, job, key, std::move(bundle), std::move(args));
+            } catch (const std::exception& e) {
+                jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
+            }
+        });
+        return job;
+    }
+
+    py::object take(JobId job) {
+        auto outcome = jobs_->take(job);
+        if (!outcome) return py::none();
+        return py::make_tuple(static_cast<int>(outcome->outcome), py::bytes(outcome->payload),
+                              outcome->message, outcome->worker, outcome->seconds);
+    }
+
+    template <class R, class F> R on_dispatcher(F command, double timeout) {
+        py::gil_scoped_release released;
+        PoolId pool = id_;
+        return master_->call([pool, command](Dispatcher& d) { return command(d, pool); },
+                             Master::Duration(timeout));
+    }
+
+    std::shared_ptr<Master> master_;
+    PoolId id_;
+    std::shared_ptr<JobTable> jobs_;
+};
+
+py::dict stats_to_dict(const PoolStats& s) {
+    py::list workers;
+    for (const WorkerStats& w : s.per_worker)
+        workers.append(py::make_tuple(w.label, w.jobs, w.seconds));
+    py::dict d;
+    d["workers"] = s.workers;
+    d["pending"] = s.pending;
+    d["running"] = s.running;
+    d["per_worker"] = workers;
+    d["tasks_sent"] = s.tasks_sent;
+    d["function_defs_sent"] = s.function_defs_sent;
+    d["function_bytes_sent"] = s.function_bytes_sent;
+    return d;
+}
+
+std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbeat_ms,
+                                     int master_timeout_ms, double start_timeout) {
+    DispatcherOptions options;
+    options.master_pid = ::getpid();
+    options.master_host = this_host();
+    options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+    options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
+    py::gil_scoped_release released;
+    return std::make_shared<Master>(mpi_master_environment(worker_path), options,
+                                    Master::Duration(start_timeout));
+}
+
+int serve_worker() {
+    PythonExecutor executor;
+    WorkerHost host(mpi_worker_environment());
+    py::gil_scoped_release released;
+    return host.serve(executor);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
+    auto base = py::register_exception<PpmpiError>(m, "PpmpiError", PyExc_RuntimeError);
+    py::register_exception<MpiError>(m, "MpiError", base.ptr());
+    py::register_exception<DestroyedError>(m, "DestroyedError", base.ptr());
+    py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
+    py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
+
+    py::class_<Master, std::shared_ptr<Master>>(m, "Master")
+        .def(py::init(&start_master), py::arg("worker_path"), py::arg("heartbeat_ms") = 500,
+             py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0)
+        .def("create_pool",
+             [](std::shared_ptr<Master> self, std::size_t ncpus, std::size_t slots,
+                std::vector<std::string> sys_path, std::string cwd, double timeout) {
+                 auto jobs = std::make_shared<JobTable>();
+                 PoolSpec spec{ncpus, slots, std::move(sys_path), std::move(cwd)};
+                 py::gil_scoped_release released;
+                 PoolId id = self->call(
+                     [spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); },
+                     Master::Duration(timeout));
+                 return PoolHandle(self, id, jobs);
+             })
+        .def("stop", [](Master& self, double grace) { self.stop(Master::Duration(grace)); },
+             py::arg("grace") = 5.0, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("running", &Master::running);
+
+    py::class_<PoolHandle>(m, "Pool")
+        .def("submit", &PoolHandle::submit)
+        .def("take", &PoolHandle::take)
+        .def("wait",
+             [](PoolHandle& p, JobId job, double timeout) {
+                 return p.jobs_->wait(job, JobTable::Duration(timeout));
+             },
+             py::call_guard<py::gil_scoped_release>())
+        .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
+        .def("forget", [](PoolHandle& p, JobId job) { p.jobs_->forget(job); })
+        .def("next_notifications",
+             [](PoolHandle& p, double timeout) {
+                 return p.jobs_->next_notifications(JobTable::Duration(timeout));
+             },
+             py::call_guard<py::gil_scoped_release>())
+        .def("mark_notified", [](PoolHandle& p, JobId job) { p.jobs_->mark_notified(job); })
+        .def("wait_group",
+             [](PoolHandle& p, int group, double timeout) {
+                 return p.jobs_->wait_group(group, JobTable::Duration(timeout));
+             },
+             py::call_guard<py::gil_scoped_release>())
+        .def("unfinished", [](PoolHandle& p, int group) { return p.jobs_->unfinished(group); })
+        .def("resize",
+             [](PoolHandle& p, std::size_t ncpus, double timeout) {
+                 p.on_dispatcher<void>([ncpus](Dispatcher& d, PoolId id) { d.resize_pool(id, ncpus); },
+                                       timeout);
+             })
+        .def("size",
+             [](PoolHandle& p, double timeout) {
+                 return p.on_dispatcher<std::size_t>(
+                     [](Dispatcher& d, PoolId id) { return d.pool_size(id); }, timeout);
+             })
+        .def("stats",
+             [](PoolHandle& p, double timeout) {
+                 auto s = p.on_dispatcher<PoolStats>(
+                     [](Dispatcher& d, PoolId id) { return d.stats(id); }, timeout);
+                 return stats_to_dict(s);
+             })
+        .def("destroy", [](PoolHandle& p, double timeout) {
+            p.on_dispatcher<void>([](Dispatcher& d, PoolId id) { d.destroy_pool(id); }, timeout);
+        });
+
+    m.def("serve_worker", &serve_worker,
+          "Serve as a worker rank in this process until the master lets it go; returns the "
+          "exit status.");
+    m.def("apply_product_mpi_settings", &apply_product_mpi_settings);
+}

@@ -1,0 +1,192 @@
+// Dispatcher, message side: one loop turn, the worker handshake, results and shutdown.
+#include "ppmpi/dispatcher.hpp"
+
+#include <iostream>
+#include <thread>
+
+#include "ppmpi/errors.hpp"
+
+namespace ppmpi {
+namespace {
+constexpr int kMaxFramesPerStep = 64;  // keep sending while a flood of results arrives
+}
+
+void Dispatcher::queue_message(PeerId peer, Message message) {
+    outbox_[peer].push_back(std::move(message));
+}
+
+bool Dispatcher::flush_outbox() {
+    bool sent = false;
+    for (auto& [peer, messages] : outbox_) {
+        if (messages.empty()) continue;
+        transport_.post(peer, encode_frame(messages));
+        messages.clear();
+        sent = true;
+    }
+    return sent;
+}
+
+bool Dispatcher::step(Clock::time_point now) {
+    bool active = false;
+    for (int i = 0; i < kMaxFramesPerStep; ++i) {
+        auto envelope = transport_.poll();
+        if (!envelope) break;
+        handle_frame(std::move(*envelope));
+        active = true;
+    }
+    for (auto& [id, pool] : pools_) {
+        if (pool.destroyed) continue;
+        active |= dispatch_jobs(id, pool);
+        retire_idle_workers(pool);
+    }
+    send_heartbeats(now);
+    active |= flush_outbox();
+    return active;
+}
+
+void Dispatcher::handle_frame(Envelope envelope) {
+    auto it = workers_.find(envelope.peer);
+    if (it == workers_.end() || it->second.phase == Phase::Gone) return;
+    std::vector<Message> messages;
+    try {
+        messages = decode_frame(envelope.frame);
+    } catch (const ProtocolError& e) {
+        std::cerr << "ppmpi: dropping a malformed frame from worker " << it->second.label
+                  << ": " << e.what() << std::endl;
+        return;
+    }
+    for (Message& message : messages) handle(it->second, message);
+}
+
+void Dispatcher::handle(WorkerRecord& worker, Message& message) {
+    switch (kind_of(message.header)) {
+        case Kind::Hello: on_hello(worker, std::get<Hello>(message.header)); break;
+        case Kind::Result:
+            on_result(worker, std::get<Result>(message.header), std::move(message.payload));
+            break;
+        case Kind::Goodbye: on_goodbye(worker); break;
+        case Kind::Heartbeat: break;  // liveness is tracked from every message (issue 4)
+        default:
+            std::cerr << "ppmpi: unexpected " << kind_name(kind_of(message.header))
+                      << " from worker " << worker.label << std::endl;
+    }
+}
+
+void Dispatcher::on_hello(WorkerRecord& worker, const Hello& hello) {
+    worker.hello = true;
+    worker.pid = hello.pid;
+    worker.host = hello.host;
+    worker.label = hello.host + ":" + launcher_.describe(worker.peer);
+    if (worker.pool && worker.phase == Phase::Waiting) welcome(worker);
+}
+
+void Dispatcher::welcome(WorkerRecord& worker) {
+    Pool& pool = pool_at(*worker.pool);
+    if (pool.destroyed) {
+        say_shutdown(worker);
+        return;
+    }
+    Welcome w;
+    w.worker_id = worker.peer;
+    w.master_pid = options_.master_pid;
+    w.master_host = options_.master_host;
+    w.sys_path = pool.spec.sys_path;
+    w.cwd = pool.spec.cwd;
+    w.heartbeat_ms = static_cast<std::int32_t>(options_.heartbeat.count());
+    w.master_timeout_ms = static_cast<std::int32_t>(options_.master_timeout.count());
+    queue_message(worker.peer, Message{std::move(w), {}});
+    worker.phase = Phase::Active;
+    pool.scheduler.add_worker(worker.peer);
+    pool.stats[worker.peer].label = worker.label;
+}
+
+void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes payload) {
+    if (!worker.pool) return;
+    Pool& pool = pool_at(*worker.pool);
+    if (!pool.scheduler.complete(worker.peer, result.job_id)) return;  // not (or no longer) its job
+    auto queued = pool.queued.find(result.job_id);
+    if (queued != pool.queued.end()) {
+        pool.functions.release(queued->second.key);
+        pool.queued.erase(queued);
+    }
+    WorkerStats& stats = pool.stats[worker.peer];
+    stats.label = worker.label;
+    ++stats.jobs;
+    stats.seconds += result.seconds;
+    JobOutcome outcome;
+    outcome.outcome = result.status == ResultStatus::Ok ? Outcome::Ok : Outcome::RemoteError;
+    outcome.payload = std::move(payload);
+    outcome.worker = worker.label;
+    outcome.seconds = result.seconds;
+    pool.jobs->finish(result.job_id, std::move(outcome));
+}
+
+void Dispatcher::say_shutdown(WorkerRecord& worker) {
+    if (worker.phase == Phase::Leaving || worker.phase == Phase::Gone) return;
+    if (worker.pool) {
+        auto it = pools_.find(*worker.pool);
+        if (it != pools_.end()) it->second.scheduler.remove_worker(worker.peer);
+    }
+    queue_message(worker.peer, Message{Shutdown{}, {}});
+    worker.phase = Phase::Leaving;
+}
+
+void Dispatcher::on_goodbye(WorkerRecord& worker) {
+    worker.phase = Phase::Gone;
+    known_.forget_worker(worker.peer);
+    launcher_.said_goodbye(worker.peer);
+}
+
+void Dispatcher::send_heartbeats(Clock::time_point now) {
+    if (now < next_heartbeat_) return;
+    next_heartbeat_ = now + options_.heartbeat;
+    // World workers that said Goodbye still wait for Release: keep them sure we are alive.
+    for (auto& [peer, worker] : workers_)
+        if (worker.hello && (worker.phase != Phase::Gone || launcher_.in_world(peer)))
+            queue_message(peer, Message{Heartbeat{}, {}});
+}
+
+std::size_t Dispatcher::live_workers() const {
+    std::size_t count = 0;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.phase != Phase::Gone) ++count;
+    return count;
+}
+
+bool Dispatcher::shutdown(Clock::duration grace) {
+    for (auto& [id, pool] : pools_) destroy_pool(id);
+    for (auto& [peer, worker] : workers_) say_shutdown(worker);
+    auto deadline = Clock::now() + grace;
+    Backoff backoff;
+    while (live_workers() > 0 && Clock::now() < deadline) {
+        if (step(Clock::now())) {
+            backoff.reset();
+        } else {
+            std::this_thread::sleep_for(backoff.next_delay(Clock::now()));
+        }
+    }
+    bool clean = live_workers() == 0;
+    std::vector<PeerId> released;
+    for (auto& [peer, worker] : workers_) {
+        if (launcher_.in_world(peer) && worker.phase == Phase::Gone) {
+            queue_message(peer, Message{Release{}, {}});
+            released.push_back(peer);
+        }
+    }
+    flush_outbox();
+    // MPI_Finalize comes next: the Releases must have left by then (bounded: a rank that
+    // stopped reading never completes them).
+    auto release_deadline = Clock::now() + std::chrono::seconds(2);
+    auto unsent = [&] {
+        std::size_t n = 0;
+        for (PeerId peer : released) n += transport_.unfinished_sends(peer);
+        return n;
+    };
+    while (unsent() > 0 && Clock::now() < release_deadline) {
+        transport_.poll();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    return clean && unsent() == 0;
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,153 @@
+// Dispatcher, pool side: creating and sizing pools, queueing and handing out jobs.
+#include "ppmpi/dispatcher.hpp"
+#include "ppmpi/errors.hpp"
+
+namespace ppmpi {
+
+Dispatcher::Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options)
+    : transport_(transport), launcher_(launcher), options_(std::move(options)) {
+    for (PeerId peer : launcher_.static_peers()) {
+        WorkerRecord record;
+        record.peer = peer;
+        record.label = launcher_.describe(peer);
+        workers_.emplace(peer, std::move(record));
+    }
+}
+
+Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) {
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) throw PpmpiError("unknown pool " + std::to_string(pool));
+    return it->second;
+}
+
+const Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) const {
+    return const_cast<Dispatcher*>(this)->pool_at(pool);
+}
+
+std::size_t Dispatcher::members(PoolId pool) const {
+    std::size_t count = 0;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.pool == pool && (worker.phase == Phase::Waiting || worker.phase == Phase::Active))
+            ++count;
+    return count;
+}
+
+PoolId Dispatcher::create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs) {
+    PoolId id = next_pool_++;
+    Pool pool;
+    pool.spec = spec;
+    pool.jobs = std::move(jobs);
+    pool.scheduler.set_slots_per_worker(spec.slots_per_worker);
+    pools_.emplace(id, std::move(pool));
+    try {
+        add_workers(id, spec.ncpus);
+    } catch (...) {
+        destroy_pool(id);
+        throw;
+    }
+    return id;
+}
+
+void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
+    std::size_t now = members(pool);
+    if (ncpus > now) add_workers(pool, ncpus - now);
+    if (ncpus < now) remove_workers(pool, now - ncpus);
+    pool_at(pool).spec.ncpus = ncpus;
+}
+
+// Unclaimed world ranks first (they already run), then as many spawned workers as needed.
+void Dispatcher::add_workers(PoolId pool, std::size_t count) {
+    for (auto& [peer, worker] : workers_) {
+        if (count == 0) return;
+        if (worker.pool || worker.phase != Phase::Waiting) continue;
+        worker.pool = pool;
+        --count;
+        if (worker.hello) welcome(worker);
+    }
+    if (count == 0) return;
+    for (PeerId peer : launcher_.spawn(count)) {
+        WorkerRecord record;
+        record.peer = peer;
+        record.pool = pool;
+        record.label = launcher_.describe(peer);
+        workers_.emplace(peer, std::move(record));
+    }
+}
+
+// Idle workers go first; busy ones retire after their current jobs.
+void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
+    Pool& p = pool_at(pool);
+    for (int pass = 0; pass < 2 && count > 0; ++pass) {
+        for (auto& [peer, worker] : workers_) {
+            if (count == 0) break;
+            if (worker.pool != pool || worker.phase != Phase::Active) continue;
+            if (pass == 0 && !p.scheduler.in_flight(peer).empty()) continue;
+            p.scheduler.retire_worker(peer);
+            worker.phase = Phase::Retiring;
+            --count;
+        }
+    }
+}
+
+void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bundle,
+                        Bytes args) {
+    Pool& p = pool_at(pool);
+    if (p.destroyed) throw DestroyedError("the server was destroyed");
+    p.functions.acquire(key, std::move(bundle));
+    p.queued.emplace(job, QueuedJob{key, std::move(args)});
+    p.scheduler.enqueue(job);
+}
+
+void Dispatcher::destroy_pool(PoolId pool) {
+    Pool& p = pool_at(pool);
+    if (p.destroyed) return;
+    p.destroyed = true;
+    p.jobs->fail_unfinished(Outcome::Destroyed, "Server was destroyed before the job completion");
+    for (auto& [peer, worker] : workers_)
+        if (worker.pool == pool) say_shutdown(worker);
+    p.queued.clear();
+    p.jobs->wake_all();
+}
+
+PoolStats Dispatcher::stats(PoolId pool) const {
+    const Pool& p = pool_at(pool);
+    PoolStats out;
+    out.workers = members(pool);
+    out.pending = p.scheduler.pending();
+    out.running = p.scheduler.running();
+    for (const auto& [id, s] : p.stats) out.per_worker.push_back(s);
+    out.tasks_sent = p.tasks_sent;
+    out.function_defs_sent = p.function_defs_sent;
+    out.function_bytes_sent = p.function_bytes_sent;
+    return out;
+}
+
+std::size_t Dispatcher::pool_size(PoolId pool) const { return members(pool); }
+
+bool Dispatcher::dispatch_jobs(PoolId id, Pool& pool) {
+    auto assignments = pool.scheduler.assign();
+    for (const auto& [job, worker] : assignments) {
+        QueuedJob& queued = pool.queued.at(job);
+        if (!known_.knows(worker, queued.key)) {
+            const Bytes& bundle = pool.functions.bundle(queued.key);
+            queue_message(worker, Message{FunctionDef{queued.key}, bundle});
+            known_.learn(worker, queued.key);
+            ++pool.function_defs_sent;
+            pool.function_bytes_sent += bundle.size();
+        }
+        // The args stay here until the result is in, so the job can be sent again if needed.
+        queue_message(worker, Message{Task{job, queued.key}, queued.args});
+        ++pool.tasks_sent;
+    }
+    (void)id;
+    return !assignments.empty();
+}
+
+void Dispatcher::retire_idle_workers(Pool& pool) {
+    for (WorkerId id : pool.scheduler.idle_retiring_workers()) {
+        pool.scheduler.remove_worker(id);
+        say_shutdown(workers_.at(id));
+    }
+}
+
+}  // namespace ppmpi

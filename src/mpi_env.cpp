@@ -1,0 +1,108 @@
+#include "ppmpi/mpi_env.hpp"
+
+#include <cstdlib>
+
+#include "ppmpi/errors.hpp"
+#include "ppmpi/mpi_launcher.hpp"
+#include "ppmpi/mpi_transport.hpp"
+
+namespace ppmpi {
+
+void check_mpi(int rc, const char* call) {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING] = {0};
+    int length = 0;
+    MPI_Error_string(rc, text, &length);
+    throw MpiError(std::string(call) + " failed: " + std::string(text, static_cast<std::size_t>(length)));
+}
+
+void apply_product_mpi_settings() {
+    const int keep_user_value = 0;
+    ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", keep_user_value);
+    ::setenv("OMPI_MCA_mpi_yield_when_idle", "1", keep_user_value);
+    ::setenv("OMPI_MCA_orte_enable_recovery", "1", keep_user_value);
+}
+
+MpiSession::MpiSession() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) throw MpiError("MPI is already initialised in this process by someone else");
+    int provided = 0;
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    // Errors come back as codes (turned into exceptions), never as an abort of the whole job.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size_);
+    MPI_Comm_get_parent(&parent_);
+    if (parent_ != MPI_COMM_NULL) MPI_Comm_set_errhandler(parent_, MPI_ERRORS_RETURN);
+}
+
+MpiSession::~MpiSession() {
+    if (finalize_) MPI_Finalize();
+}
+
+namespace {
+MPI_Comm duplicate_world() {
+    MPI_Comm dup = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+    return dup;
+}
+}  // namespace
+
+EnvironmentFactory mpi_master_environment(std::string worker_path) {
+    return [worker_path]() {
+        apply_product_mpi_settings();
+        auto session = std::make_shared<MpiSession>();
+        if (session->world_rank() != 0)
+            throw MpiError("the ppmpi master must be rank 0 (this is rank " +
+                           std::to_string(session->world_rank()) + ")");
+        MPI_Comm world = session->world_size() > 1 ? duplicate_world() : MPI_COMM_NULL;
+        auto transport = std::make_unique<MpiTransport>();
+        auto launcher = std::make_unique<MpiLauncher>(*transport, worker_path, world,
+                                                      session->world_size());
+        MpiLauncher* launcher_view = launcher.get();
+        MasterEnvironment env;
+        env.session = session;
+        env.transport = std::move(transport);
+        env.launcher = std::move(launcher);
+        env.before_close = [session, launcher_view](bool all_gone) {
+            if (!all_gone || launcher_view->connected_groups() > 0) session->skip_finalize();
+        };
+        return env;
+    };
+}
+
+WorkerEnvironmentFactory mpi_worker_environment() {
+    return []() {
+        auto session = std::make_shared<MpiSession>();
+        auto transport = std::make_unique<MpiTransport>();
+        WorkerEnvironment env;
+        MPI_Comm link = session->parent();
+        env.in_world = link == MPI_COMM_NULL;
+        if (env.in_world) {
+            if (session->world_rank() == 0)
+                throw MpiError("ppmpi-worker was started as rank 0; rank 0 must be the driver "
+                               "(mpirun -np 1 python3 driver.py : -np N ppmpi-worker)");
+            link = duplicate_world();  // collective with the master's duplicate
+        }
+        transport->add_peer(0, link, 0);
+        env.session = session;
+        env.transport = std::move(transport);
+        env.master = 0;
+        bool spawned = !env.in_world;
+        env.before_close = [session, link, spawned](bool clean) mutable {
+            if (!clean) {
+                session->skip_finalize();
+            } else if (spawned) {
+                MPI_Comm_disconnect(&link);
+            } else {
+                MPI_Comm_free(&link);
+            }
+        };
+        return env;
+    };
+}
+
+}  // namespace ppmpi

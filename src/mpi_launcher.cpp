@@ -1,0 +1,81 @@
+#include "ppmpi/mpi_launcher.hpp"
+
+#include <unistd.h>
+
+#include "ppmpi/errors.hpp"
+#include "ppmpi/mpi_env.hpp"
+
+namespace ppmpi {
+
+MpiLauncher::MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world,
+                         int world_size)
+    : transport_(transport),
+      worker_path_(std::move(worker_path)),
+      world_(world),
+      world_size_(world_size),
+      next_peer_(world_size) {
+    for (int rank = 1; rank < world_size_; ++rank) transport_.add_peer(rank, world_, rank);
+}
+
+MpiLauncher::~MpiLauncher() {
+    if (world_ != MPI_COMM_NULL) MPI_Comm_free(&world_);
+}
+
+std::vector<PeerId> MpiLauncher::static_peers() {
+    std::vector<PeerId> peers;
+    for (int rank = 1; rank < world_size_; ++rank) peers.push_back(rank);
+    return peers;
+}
+
+std::vector<PeerId> MpiLauncher::spawn(std::size_t count) {
+    if (count == 0) return {};
+    if (::access(worker_path_.c_str(), X_OK) != 0)
+        throw PpmpiError("cannot start workers: " + worker_path_ +
+                         " is not an executable file (set PPMPI_WORKER to ppmpi-worker)");
+    MPI_Info info;
+    check_mpi(MPI_Info_create(&info), "MPI_Info_create");
+    // Under mpirun the slots are mpirun's: allow the extra worker processes anyway.
+    MPI_Info_set(info, "map_by", "slot:OVERSUBSCRIBE");
+    MPI_Comm intercomm = MPI_COMM_NULL;
+    std::vector<int> errcodes(count, MPI_SUCCESS);
+    int rc = MPI_Comm_spawn(worker_path_.c_str(), MPI_ARGV_NULL, static_cast<int>(count), info, 0,
+                            MPI_COMM_SELF, &intercomm, errcodes.data());
+    MPI_Info_free(&info);
+    check_mpi(rc, "MPI_Comm_spawn");
+    for (int code : errcodes) check_mpi(code, "MPI_Comm_spawn (a worker failed to start)");
+    MPI_Comm_set_errhandler(intercomm, MPI_ERRORS_RETURN);
+    groups_.push_back(Group{intercomm, count});
+    std::vector<PeerId> peers;
+    for (std::size_t i = 0; i < count; ++i) {
+        PeerId peer = next_peer_++;
+        transport_.add_peer(peer, intercomm, static_cast<int>(i));
+        group_of_[peer] = groups_.size() - 1;
+        peers.push_back(peer);
+    }
+    return peers;
+}
+
+void MpiLauncher::said_goodbye(PeerId peer) {
+    if (in_world(peer)) return;  // still owed heartbeats and a Release (protocol step 7)
+    transport_.forget(peer);
+    auto it = group_of_.find(peer);
+    if (it == group_of_.end()) return;
+    Group& group = groups_[it->second];
+    group_of_.erase(it);
+    // Each process of the group disconnects right after its Goodbye, so this returns promptly.
+    if (--group.waiting == 0 && group.intercomm != MPI_COMM_NULL) {
+        transport_.drop_comm(group.intercomm);
+        check_mpi(MPI_Comm_disconnect(&group.intercomm), "MPI_Comm_disconnect");
+    }
+}
+
+std::string MpiLauncher::describe(PeerId peer) const { return std::to_string(peer); }
+
+std::size_t MpiLauncher::connected_groups() const {
+    std::size_t count = 0;
+    for (const Group& g : groups_)
+        if (g.intercomm != MPI_COMM_NULL) ++count;
+    return count;
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,142 @@
+// Frame encoding: headers through Boost.Serialization binary archives, payloads copied raw.
+#include "ppmpi/protocol.hpp"
+
+#include <array>
+#include <boost/archive/binary_iarchive.hpp>
+#include <boost/archive/binary_oarchive.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <cstring>
+#include <sstream>
+#include <streambuf>
+
+#include "ppmpi/errors.hpp"
+
+namespace ppmpi {
+namespace {
+
+// No archive header: both ends are built from the same source, and the header costs time.
+constexpr unsigned kArchiveFlags = boost::archive::no_header | boost::archive::no_codecvt;
+
+// Reads an existing buffer without copying it into a stringstream.
+class ViewBuffer : public std::streambuf {
+  public:
+    ViewBuffer(const char* data, std::size_t size) {
+        char* p = const_cast<char*>(data);  // streambuf's API is non-const; we never write
+        setg(p, p, p + size);
+    }
+};
+
+template <class T> void put_int(Bytes& out, T value) {
+    char raw[sizeof(T)];
+    std::memcpy(raw, &value, sizeof(T));
+    out.append(raw, sizeof(T));
+}
+
+template <class T> T get_int(std::string_view frame, std::size_t& pos) {
+    if (frame.size() - pos < sizeof(T))
+        throw ProtocolError("truncated frame: expected an integer at byte " +
+                            std::to_string(pos) + " of " + std::to_string(frame.size()));
+    T value;
+    std::memcpy(&value, frame.data() + pos, sizeof(T));
+    pos += sizeof(T);
+    return value;
+}
+
+Bytes encode_header(const Header& header) {
+    std::stringbuf buffer;
+    {
+        boost::archive::binary_oarchive archive(buffer, kArchiveFlags);
+        std::uint8_t kind = static_cast<std::uint8_t>(header.index());
+        archive << kind;
+        std::visit([&](const auto& alt) { archive << alt; }, header);
+    }
+    return std::move(buffer).str();
+}
+
+template <std::size_t I> Header load_alternative(boost::archive::binary_iarchive& archive) {
+    std::variant_alternative_t<I, Header> alt;
+    archive >> alt;
+    return Header{std::in_place_index<I>, std::move(alt)};
+}
+
+template <std::size_t... I>
+Header load_by_index(std::size_t index, boost::archive::binary_iarchive& archive,
+                     std::index_sequence<I...>) {
+    using Loader = Header (*)(boost::archive::binary_iarchive&);
+    static constexpr std::array<Loader, sizeof...(I)> loaders{&load_alternative<I>...};
+    return loaders[index](archive);
+}
+
+Header decode_header(std::string_view bytes) {
+    ViewBuffer buffer(bytes.data(), bytes.size());
+    try {
+        boost::archive::binary_iarchive archive(buffer, kArchiveFlags);
+        std::uint8_t kind = 0;
+        archive >> kind;
+        if (kind >= std::variant_size_v<Header>)
+            throw ProtocolError("unknown message kind " + std::to_string(kind));
+        return load_by_index(kind, archive,
+                             std::make_index_sequence<std::variant_size_v<Header>>{});
+    } catch (const boost::archive::archive_exception& e) {
+        throw ProtocolError(std::string("malformed message header: ") + e.what());
+    }
+}
+
+}  // namespace
+
+Bytes encode_frame(const std::vector<Message>& messages) {
+    std::vector<Bytes> headers;
+    headers.reserve(messages.size());
+    std::size_t total = sizeof(std::uint32_t);
+    for (const Message& m : messages) {
+        headers.push_back(encode_header(m.header));
+        total += sizeof(std::uint32_t) + sizeof(std::uint64_t) + headers.back().size() +
+                 m.payload.size();
+    }
+    Bytes frame;
+    frame.reserve(total);
+    put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(messages.size()));
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(headers[i].size()));
+        put_int<std::uint64_t>(frame, messages[i].payload.size());
+        frame += headers[i];
+        frame += messages[i].payload;
+    }
+    return frame;
+}
+
+std::vector<Message> decode_frame(std::string_view frame) {
+    std::size_t pos = 0;
+    auto count = get_int<std::uint32_t>(frame, pos);
+    std::vector<Message> messages;
+    messages.reserve(std::min<std::size_t>(count, frame.size() / 12 + 1));
+    for (std::uint32_t i = 0; i < count; ++i) {
+        auto header_len = get_int<std::uint32_t>(frame, pos);
+        auto payload_len = get_int<std::uint64_t>(frame, pos);
+        if (frame.size() - pos < header_len || frame.size() - pos - header_len < payload_len)
+            throw ProtocolError("truncated frame: message " + std::to_string(i) + " of " +
+                                std::to_string(count) + " runs past the end");
+        Message m{decode_header(frame.substr(pos, header_len)), {}};
+        pos += header_len;
+        m.payload.assign(frame.data() + pos, payload_len);
+        pos += payload_len;
+        messages.push_back(std::move(m));
+    }
+    if (pos != frame.size())
+        throw ProtocolError("frame has " + std::to_string(frame.size() - pos) +
+                            " trailing bytes");
+    return messages;
+}
+
+Kind kind_of(const Header& header) { return static_cast<Kind>(header.index()); }
+
+const char* kind_name(Kind kind) {
+    static constexpr const char* names[] = {"Hello",  "Welcome",   "FunctionDef",
+                                            "Task",   "Result",    "Heartbeat",
+                                            "Shutdown", "Goodbye", "Release"};
+    auto index = static_cast<std::size_t>(kind);
+    return index < std::size(names) ? names[index] : "Unknown";
+}
+
+}  // namespace ppmpi

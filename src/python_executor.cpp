@@ -1,0 +1,52 @@
+#include "ppmpi/python_executor.hpp"
+
+#include <pybind11/stl.h>
+
+#include "ppmpi/errors.hpp"
+
+namespace py = pybind11;
+
+namespace ppmpi {
+
+PythonExecutor::~PythonExecutor() {
+    py::gil_scoped_acquire gil;
+    runtime_ = py::object();
+}
+
+void PythonExecutor::configure(const Welcome& welcome) {
+    py::gil_scoped_acquire gil;
+    try {
+        // The driver's sys.path first, so workers import what the driver imports.
+        py::list path = py::module_::import("sys").attr("path");
+        py::list merged;
+        for (const std::string& entry : welcome.sys_path) merged.append(entry);
+        for (py::handle entry : path)
+            if (!merged.contains(entry)) merged.append(entry);
+        py::module_::import("sys").attr("path") = merged;
+        if (!welcome.cwd.empty()) py::module_::import("os").attr("chdir")(welcome.cwd);
+        py::object module = py::module_::import("ppmpi._worker");
+        runtime_ = module.attr("WorkerRuntime")(welcome.worker_id);
+    } catch (py::error_already_set& e) {
+        throw PpmpiError(std::string("could not set up the worker's Python: ") + e.what());
+    }
+}
+
+void PythonExecutor::define(const std::string& key, Bytes bundle) {
+    py::gil_scoped_acquire gil;
+    PPMPI_ENFORCE(runtime_, "define before configure");
+    runtime_.attr("define")(key, py::bytes(bundle));
+}
+
+ExecOutcome PythonExecutor::run(const Task& task, Bytes args) {
+    py::gil_scoped_acquire gil;
+    PPMPI_ENFORCE(runtime_, "task before configure");
+    // run() never raises for a job's own errors: it returns (ok, payload, seconds).
+    py::tuple out = runtime_.attr("run")(task.job_id, task.func_key, py::bytes(args));
+    ExecOutcome outcome;
+    outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
+    outcome.payload = out[1].cast<std::string>();
+    outcome.seconds = out[2].cast<double>();
+    return outcome;
+}
+
+}  // namespace ppmpi

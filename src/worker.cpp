@@ -1,0 +1,202 @@
+#include "ppmpi/worker.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "ppmpi/errors.hpp"
+
+namespace ppmpi {
+namespace {
+
+std::string this_host() {
+    char name[256] = {0};
+    gethostname(name, sizeof(name) - 1);
+    return name;
+}
+
+// Sends still in flight when we leave get this long (a dead master never completes them).
+constexpr auto kSendDrain = std::chrono::seconds(2);
+
+}  // namespace
+
+WorkerHost::WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options)
+    : factory_(std::move(factory)), options_(options) {}
+
+int WorkerHost::serve(Executor& executor) {
+    std::thread comm(&WorkerHost::comm_main, this);
+    execute_loop(executor);
+    comm.join();
+    return exit_status_.load();
+}
+
+void WorkerHost::stop_executor() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        executor_stop_ = true;
+        work_.clear();
+    }
+    work_ready_.notify_all();
+}
+
+void WorkerHost::execute_loop(Executor& executor) {
+    for (;;) {
+        Message item;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            // Bounded so a lost notification can never park this thread for good.
+            while (work_.empty() && !executor_stop_)
+                work_ready_.wait_for(lock, std::chrono::milliseconds(200));
+            if (executor_stop_) return;
+            item = std::move(work_.front());
+            work_.pop_front();
+            executor_busy_ = true;
+        }
+        try {
+            if (auto* w = std::get_if<Welcome>(&item.header)) {
+                executor.configure(*w);
+            } else if (auto* def = std::get_if<FunctionDef>(&item.header)) {
+                executor.define(def->key, std::move(item.payload));
+            } else if (auto* task = std::get_if<Task>(&item.header)) {
+                ExecOutcome out = executor.run(*task, std::move(item.payload));
+                Message result{Result{task->job_id, out.status, out.seconds}, std::move(out.payload)};
+                std::lock_guard<std::mutex> lock(mutex_);
+                results_.push_back(std::move(result));
+            }
+        } catch (const std::exception& e) {
+            std::cerr << "ppmpi-worker: the executor failed, worker ends: " << e.what() << std::endl;
+            exit_status_ = 3;
+            executor_busy_ = false;
+            stop_executor();
+            comm_wakeup_.notify();
+            return;
+        }
+        executor_busy_ = false;
+        comm_wakeup_.notify();
+    }
+}
+
+void WorkerHost::on_message(Message& message) {
+    switch (kind_of(message.header)) {
+        case Kind::Welcome:
+            welcome_ = std::get<Welcome>(message.header);
+            welcomed_ = true;
+            [[fallthrough]];
+        case Kind::FunctionDef:
+        case Kind::Task: {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!shutdown_) work_.push_back(std::move(message));
+            work_ready_.notify_one();
+            break;
+        }
+        case Kind::Shutdown:
+            shutdown_ = true;
+            stop_executor();
+            outbox_.push_back(Message{Goodbye{}, {}});
+            break;
+        case Kind::Release: released_ = true; break;
+        case Kind::Heartbeat: break;
+        default:
+            std::cerr << "ppmpi-worker: unexpected " << kind_name(kind_of(message.header))
+                      << " from the master" << std::endl;
+    }
+}
+
+bool WorkerHost::master_alive(Clock::time_point now) const {
+    auto timeout = welcomed_ ? std::chrono::milliseconds(welcome_.master_timeout_ms)
+                             : options_.first_contact_timeout;
+    if (now - last_from_master_ > timeout) return false;
+    // Same host: a vanished master process is noticed at once, not after the time-out.
+    if (welcomed_ && welcome_.master_pid > 0 && welcome_.master_host == this_host())
+        return ::kill(static_cast<pid_t>(welcome_.master_pid), 0) == 0 || errno != ESRCH;
+    return true;
+}
+
+// One turn of the comm loop; true if anything moved.
+bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_point now) {
+    bool active = false;
+    while (auto envelope = transport.poll()) {
+        active = true;
+        if (envelope->peer != master) continue;
+        last_from_master_ = now;
+        try {
+            for (Message& m : decode_frame(envelope->frame)) on_message(m);
+        } catch (const ProtocolError& e) {
+            std::cerr << "ppmpi-worker: malformed frame from the master: " << e.what() << std::endl;
+        }
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (Message& r : results_) {
+            if (!shutdown_) outbox_.push_back(std::move(r));
+            ++jobs_done_;
+        }
+        results_.clear();
+    }
+    if (welcomed_ && !shutdown_ && now >= next_heartbeat_) {
+        next_heartbeat_ = now + std::chrono::milliseconds(welcome_.heartbeat_ms);
+        outbox_.push_back(Message{Heartbeat{jobs_done_}, {}});
+    }
+    if (!outbox_.empty()) {
+        transport.post(master, encode_frame(outbox_));
+        outbox_.clear();
+        active = true;
+    }
+    return active;
+}
+
+void WorkerHost::comm_main() {
+    WorkerEnvironment env;
+    try {
+        env = factory_();
+    } catch (const std::exception& e) {
+        std::cerr << "ppmpi-worker: could not start: " << e.what() << std::endl;
+        exit_status_ = 2;
+        stop_executor();
+        return;
+    }
+    in_world_ = env.in_world;
+    Hello hello{static_cast<std::int64_t>(::getpid()), this_host()};
+    env.transport->post(env.master, encode_frame({Message{hello, {}}}));
+    last_from_master_ = Clock::now();
+    Backoff backoff;
+    bool clean = false;
+    for (;;) {
+        Clock::time_point now = Clock::now();
+        bool active = comm_turn(*env.transport, env.master, now);
+        if (shutdown_ && (!in_world_ || released_)) {
+            clean = true;
+            break;
+        }
+        if (!master_alive(now)) {
+            std::cerr << "ppmpi-worker: the master is gone; exiting" << std::endl;
+            exit_status_ = 1;
+            break;
+        }
+        if (active || comm_wakeup_.wait_for(backoff.next_delay(now))) backoff.reset();
+    }
+    stop_executor();
+    auto drain_until = Clock::now() + kSendDrain;
+    while (clean && env.transport->unfinished_sends(env.master) > 0 && Clock::now() < drain_until) {
+        env.transport->poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (env.before_close) env.before_close(clean);
+    env.transport.reset();
+    env.session.reset();
+    // A job still running cannot be interrupted; it gets a grace period, then the process ends
+    // so that no orphan outlives the master.
+    auto grace_until = Clock::now() + options_.exit_grace;
+    while (executor_busy_ && Clock::now() < grace_until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (executor_busy_) {
+        std::fflush(nullptr);
+        std::_Exit(exit_status_.load());
+    }
+}
+
+}  // namespace ppmpi
