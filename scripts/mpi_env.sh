@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Sourced by the scripts and CI: settings only this sandbox needs (we run as root, on 2 slots).
 # The product's own settings (oversubscription by one, recovery) are applied by ppmpi itself.
 export OMPI_ALLOW_RUN_AS_ROOT=1

@@ -22,6 +22,26 @@ std::string this_host() {
     return name;
 }
 
+// Runs f() with the GIL released. Not pybind11's gil_scoped_release: when the interpreter is
+// finalizing, CPython ends a daemon thread that retakes the GIL with pthread_exit, and that
+// forced unwind must not start inside a (noexcept) destructor, which would abort the process.
+template <class F> auto without_gil(F&& f) -> decltype(f()) {
+    PyThreadState* state = PyEval_SaveThread();
+    try {
+        if constexpr (std::is_void_v<decltype(f())>) {
+            f();
+            PyEval_RestoreThread(state);
+        } else {
+            auto result = f();
+            PyEval_RestoreThread(state);
+            return result;
+        }
+    } catch (...) {
+        PyEval_RestoreThread(state);
+        throw;
+    }
+}
+
 // One Python Server: its pool id in the dispatcher and its job table.
 class PoolHandle {
   public:
@@ -53,10 +73,11 @@ class PoolHandle {
     }
 
     template <class R, class F> R on_dispatcher(F command, double timeout) {
-        py::gil_scoped_release released;
         PoolId pool = id_;
-        return master_->call([pool, command](Dispatcher& d) { return command(d, pool); },
-                             Master::Duration(timeout));
+        return without_gil([&] {
+            return master_->call([pool, command](Dispatcher& d) { return command(d, pool); },
+                                 Master::Duration(timeout));
+        });
     }
 
     std::shared_ptr<Master> master_;
@@ -86,16 +107,16 @@ std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbe
     options.master_host = this_host();
     options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
-    py::gil_scoped_release released;
-    return std::make_shared<Master>(mpi_master_environment(worker_path), options,
-                                    Master::Duration(start_timeout));
+    return without_gil([&] {
+        return std::make_shared<Master>(mpi_master_environment(worker_path), options,
+                                        Master::Duration(start_timeout));
+    });
 }
 
 int serve_worker() {
     PythonExecutor executor;
     WorkerHost host(mpi_worker_environment());
-    py::gil_scoped_release released;
-    return host.serve(executor);
+    return without_gil([&] { return host.serve(executor); });
 }
 
 }  // namespace
@@ -116,14 +137,18 @@ PYBIND11_MODULE(_core, m) {
                 std::vector<std::string> sys_path, std::string cwd, double timeout) {
                  auto jobs = std::make_shared<JobTable>();
                  PoolSpec spec{ncpus, slots, std::move(sys_path), std::move(cwd)};
-                 py::gil_scoped_release released;
-                 PoolId id = self->call(
-                     [spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); },
-                     Master::Duration(timeout));
+                 PoolId id = without_gil([&] {
+                     return self->call(
+                         [spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); },
+                         Master::Duration(timeout));
+                 });
                  return PoolHandle(self, id, jobs);
              })
-        .def("stop", [](Master& self, double grace) { self.stop(Master::Duration(grace)); },
-             py::arg("grace") = 5.0, py::call_guard<py::gil_scoped_release>())
+        .def("stop",
+             [](Master& self, double grace) {
+                 without_gil([&] { self.stop(Master::Duration(grace)); });
+             },
+             py::arg("grace") = 5.0)
         .def_property_readonly("running", &Master::running);
 
     py::class_<PoolHandle>(m, "Pool")
@@ -131,22 +156,21 @@ PYBIND11_MODULE(_core, m) {
         .def("take", &PoolHandle::take)
         .def("wait",
              [](PoolHandle& p, JobId job, double timeout) {
-                 return p.jobs_->wait(job, JobTable::Duration(timeout));
-             },
-             py::call_guard<py::gil_scoped_release>())
+                 return without_gil([&] { return p.jobs_->wait(job, JobTable::Duration(timeout)); });
+             })
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
         .def("forget", [](PoolHandle& p, JobId job) { p.jobs_->forget(job); })
         .def("next_notifications",
              [](PoolHandle& p, double timeout) {
-                 return p.jobs_->next_notifications(JobTable::Duration(timeout));
-             },
-             py::call_guard<py::gil_scoped_release>())
+                 return without_gil(
+                     [&] { return p.jobs_->next_notifications(JobTable::Duration(timeout)); });
+             })
         .def("mark_notified", [](PoolHandle& p, JobId job) { p.jobs_->mark_notified(job); })
         .def("wait_group",
              [](PoolHandle& p, int group, double timeout) {
-                 return p.jobs_->wait_group(group, JobTable::Duration(timeout));
-             },
-             py::call_guard<py::gil_scoped_release>())
+                 return without_gil(
+                     [&] { return p.jobs_->wait_group(group, JobTable::Duration(timeout)); });
+             })
         .def("unfinished", [](PoolHandle& p, int group) { return p.jobs_->unfinished(group); })
         .def("resize",
              [](PoolHandle& p, std::size_t ncpus, double timeout) {

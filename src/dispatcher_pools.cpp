@@ -74,9 +74,19 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
     }
 }
 
-// Idle workers go first; busy ones retire after their current jobs.
+// Workers not yet welcomed go first, then idle ones; busy ones retire after their jobs.
 void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
     Pool& p = pool_at(pool);
+    for (auto& [peer, worker] : workers_) {
+        if (count == 0) return;
+        if (worker.pool != pool || worker.phase != Phase::Waiting) continue;
+        --count;
+        if (launcher_.in_world(peer)) {
+            worker.pool.reset();  // a world rank goes back to the unclaimed ones
+        } else {
+            say_shutdown(worker);  // a spawned one is told to leave (after its Hello)
+        }
+    }
     for (int pass = 0; pass < 2 && count > 0; ++pass) {
         for (auto& [peer, worker] : workers_) {
             if (count == 0) break;

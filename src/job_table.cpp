@@ -88,6 +88,11 @@ std::optional<JobOutcome> JobTable::take(JobId id) {
     if (it == jobs_.end()) throw UnknownJobError("unknown job " + std::to_string(id));
     if (!it->second.done) return std::nullopt;
     JobOutcome outcome = std::move(it->second.outcome);
+    if (it->second.notify && !it->second.finished) {
+        // Taken to run its callback: it finishes (and is forgotten) at mark_notified.
+        it->second.discard = true;
+        return outcome;
+    }
     mark_finished_locked(it->second);
     jobs_.erase(it);
     return outcome;

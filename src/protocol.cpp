@@ -78,7 +78,11 @@ Header decode_header(std::string_view bytes) {
             throw ProtocolError("unknown message kind " + std::to_string(kind));
         return load_by_index(kind, archive,
                              std::make_index_sequence<std::variant_size_v<Header>>{});
-    } catch (const boost::archive::archive_exception& e) {
+    } catch (const ProtocolError&) {
+        throw;
+    } catch (const std::exception& e) {
+        // archive_exception, or length_error/bad_alloc from a corrupt string length (Boost
+        // sizes a string before reading it): all mean the same thing here.
         throw ProtocolError(std::string("malformed message header: ") + e.what());
     }
 }

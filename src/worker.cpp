@@ -70,6 +70,7 @@ void WorkerHost::execute_loop(Executor& executor) {
         } catch (const std::exception& e) {
             std::cerr << "ppmpi-worker: the executor failed, worker ends: " << e.what() << std::endl;
             exit_status_ = 3;
+            executor_failed_ = true;
             executor_busy_ = false;
             stop_executor();
             comm_wakeup_.notify();
@@ -172,6 +173,7 @@ void WorkerHost::comm_main() {
             clean = true;
             break;
         }
+        if (executor_failed_) break;  // the master sees a lost worker (no Goodbye)
         if (!master_alive(now)) {
             std::cerr << "ppmpi-worker: the master is gone; exiting" << std::endl;
             exit_status_ = 1;

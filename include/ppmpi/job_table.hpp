@@ -53,7 +53,9 @@ class JobTable {
     bool is_done(JobId id) const;
     // Waits up to `timeout` for the job to be done; true if it is. Throws UnknownJobError.
     bool wait(JobId id, Duration timeout) const;
-    // Moves the outcome out and forgets the job. Throws UnknownJobError; nullopt if not done.
+    // Moves the outcome out and forgets the job (a job with notify=true: at mark_notified, so
+    // it counts as unfinished until its callback ran). Throws UnknownJobError; nullopt if not
+    // done.
     std::optional<JobOutcome> take(JobId id);
     // Nobody will take this job's result (its Python object was freed): drop it once it is
     // finished; until then it still counts for wait_group.

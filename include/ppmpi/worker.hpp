@@ -72,6 +72,7 @@ class WorkerHost {
     std::deque<Message> results_;
     bool executor_stop_ = false;
     std::atomic<bool> executor_busy_{false};
+    std::atomic<bool> executor_failed_{false};
     std::atomic<int> exit_status_{0};
     Wakeup comm_wakeup_;
 };

@@ -17,11 +17,18 @@ from .errors import JobExit, ResultPicklingError
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+class _JobOutput(io.StringIO):
+    """A job may close sys.stdout; its output must still be readable afterwards."""
+
+    def close(self):
+        pass
+
+
 class _Capture:
     """Sends sys.stdout and sys.stderr of one job into one buffer (pp shows it on the master)."""
 
     def __init__(self):
-        self.buffer = io.StringIO()
+        self.buffer = _JobOutput()
 
     def __enter__(self):
         self.saved = sys.stdout, sys.stderr
@@ -34,6 +41,14 @@ class _Capture:
 
     def text(self):
         return self.buffer.getvalue()
+
+
+def _safe(render, value):
+    """render(value), or a placeholder when the job's object refuses to be rendered."""
+    try:
+        return render(value)
+    except BaseException as exc:  # noqa: B036  (a job's object may raise anything here)
+        return f"<{type(value).__name__} that could not be shown: {type(exc).__name__}>"
 
 
 def _namespaces(objects):
@@ -112,15 +127,18 @@ class WorkerRuntime:
     def _report(self, exc, job_id, name, output):
         where = f"{self.host}:{self.worker_id}"
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-            what = "sys.exit(%r)" % (exc.code,) if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+            what = "sys.exit(%s)" % _safe(repr, exc.code) if isinstance(exc, SystemExit) \
+                else "KeyboardInterrupt"
             exc = JobExit(f"job {job_id} ({name}) called {what} on worker {where}")
-        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        text = (f'\n"""\nWorker {where}, job {job_id} ({name}):\n' + "".join(lines) + '"""')
+        # The exception is the job's object: its __str__ (used by the traceback too) may raise.
+        lines = _safe(lambda e: "".join(traceback.format_exception(type(e), e, e.__traceback__)),
+                      exc)
+        text = f'\n"""\nWorker {where}, job {job_id} ({name}):\n' + lines + '"""'
         try:
             pickled = cloudpickle.dumps(exc, protocol=PROTOCOL)
             pickle.loads(pickled)  # some exceptions pickle but do not unpickle
         except BaseException:
             pickled = None
-        report = {"exc": pickled, "type": type(exc).__qualname__, "message": str(exc),
+        report = {"exc": pickled, "type": type(exc).__qualname__, "message": _safe(str, exc),
                   "traceback": text, "where": where}
         return cloudpickle.dumps((report, output), protocol=PROTOCOL)

@@ -91,6 +91,7 @@ class Server:
         self._groups = {}
         self._callback_jobs = {}
         self._callback_thread = None
+        self._ncpus = wanted
         self._pool = _runtime.master().create_pool(wanted, 1, list(sys.path), os.getcwd(),
                                                    CREATE_TIMEOUT_S)
         _runtime.register(self)
@@ -116,6 +117,9 @@ class Server:
             if not isinstance(globals, dict):
                 raise TypeError(f"globals must be a dict, not {type(globals).__name__}")
             modules, depfuncs = _from_globals(globals, modules, depfuncs)
+        if self._ncpus == 0:
+            log.warning("ppmpi: this server has no workers (ncpus=0); the job waits until "
+                        "set_ncpus(n) with n > 0")
         key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto)
         data = _serialize.dump_args(func, args, self.proto)
         job_id = self._pool.submit(key, bundle, data, self._group_id(group), callback is not None)
@@ -160,8 +164,9 @@ class Server:
         except Exception:
             log.exception("ppmpi: the callback of %s raised", job.label)
         finally:
-            self._pool.mark_notified(job.tid)
+            # In this order: whoever wait() releases must already see job.finished.
             job._callback_done.set()
+            self._pool.mark_notified(job.tid)
 
     # -- waiting and control ----------------------------------------------------------------
     def wait(self, group=None):
@@ -190,6 +195,7 @@ class Server:
         if self._destroyed:
             raise DestroyedServerError("Cannot set ncpus: server instance has been destroyed")
         self._pool.resize(wanted, CREATE_TIMEOUT_S)
+        self._ncpus = wanted
 
     def get_active_nodes(self):
         """{"local": workers on this host, "<host>": workers on each other host}."""
@@ -199,7 +205,8 @@ class Server:
         nodes = {"local": 0}
         for label, _jobs, _seconds in self._stats()["per_worker"]:
             host = label.rsplit(":", 1)[0]
-            nodes["local" if host == here else host] = nodes.get(host, 0) + 1
+            key = "local" if host == here else host
+            nodes[key] = nodes.get(key, 0) + 1
         if nodes["local"] == 0 and len(nodes) == 1:
             nodes["local"] = self.get_ncpus()
         return nodes
@@ -240,8 +247,13 @@ class Server:
             pending = list(self._callback_jobs.values())
             self._callback_jobs.clear()
         for job in pending:
-            self._pool.mark_notified(job.tid)
             job._callback_done.set()
+            self._pool.mark_notified(job.tid)
+        thread = self._callback_thread
+        if thread is not None and thread is not threading.current_thread():
+            # It notices within one wait slice; joined so no thread of ours is inside C++
+            # when the interpreter finalizes.
+            thread.join(timeout=5 * WAIT_SLICE_S)
 
     def __enter__(self):
         return self

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ppmpi needs, if any is missing: `apt-get update` once, then
+# `apt-get install -y`. As root it runs apt-get directly; otherwise through sudo.
+set -euo pipefail
+packages=(
+  build-essential cmake g++ pkg-config
+  openmpi-bin libopenmpi-dev libboost-mpi-dev libboost-serialization-dev
+  pybind11-dev catch2 python3 python3-dev
+  python3-cloudpickle python3-numpy python3-pytest
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install_deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update
+$sudo apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,78 @@
+"""Functions the tests submit (a module of their own: workers import it by name)."""
+import math
+import os
+import sys
+import time
+
+
+def isprime(n):
+    if n < 2:
+        return False
+    for i in range(2, int(math.isqrt(n)) + 1):
+        if n % i == 0:
+            return False
+    return True
+
+
+def sum_primes(n):
+    return sum(x for x in range(2, n) if isprime(x))
+
+
+def uses_undeclared_math(x):
+    return math_alias.sqrt(x)  # noqa: F821  (math_alias comes from modules=)
+
+
+def calls_depfunc_by_name(n):
+    return helper_square(n) + 1  # noqa: F821  (shipped in depfuncs)
+
+
+def helper_square(n):
+    return n * n
+
+
+def shout(text):
+    print("job says", text)
+    print("to stderr", file=sys.stderr)
+    return len(text)
+
+
+def fail(kind, message):
+    raise kind(message)
+
+
+def pid_after(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def sleep_and_return(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def exit_job(code):
+    sys.exit(code)
+
+
+def make_generator(n):
+    return (i for i in range(n))
+
+
+class Accumulator:
+    def __init__(self, start):
+        self.start = start
+
+    def add(self, x):
+        return self.start + x
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def norm2(self):
+        return self.x * self.x + self.y * self.y
+
+
+def norm2_of(point):
+    return point.norm2()

@@ -1,0 +1,122 @@
+"""Bad input and failing jobs: a clear exception each, and the server keeps serving."""
+import threading
+
+import helpers
+import ppmpi
+import pytest
+
+
+@pytest.mark.parametrize("name", ["args", "depfuncs", "modules", "callbackargs"])
+def test_non_tuple_arguments_raise_type_error(server, name):
+    with pytest.raises(TypeError, match=name):
+        server.submit(helpers.helper_square, **{name: [1]})
+
+
+def test_module_entries_must_be_strings(server):
+    with pytest.raises(TypeError, match="modules"):
+        server.submit(helpers.helper_square, (1,), modules=(42,))
+
+
+def test_non_callable_function(server):
+    with pytest.raises(TypeError, match="callable"):
+        server.submit(42, (1,))
+
+
+def test_unpicklable_argument_is_named_at_submit(server):
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match=r"argument 1 of helper_square\(\).*lock"):
+        server.submit(helpers.helper_square, (1, lock))
+
+
+def test_unpicklable_function_is_named_at_submit(server):
+    lock = threading.Lock()
+
+    def holds_a_lock(x):
+        with lock:
+            return x
+
+    with pytest.raises(TypeError, match="holds_a_lock"):
+        server.submit(holds_a_lock, (1,))
+
+
+def test_remote_exception_keeps_its_type_and_traceback(server):
+    job = server.submit(helpers.fail, (ValueError, "bad value 42"))
+    with pytest.raises(ValueError, match="bad value 42") as info:
+        job()
+    cause = info.value.__cause__
+    assert isinstance(cause, ppmpi.RemoteTraceback)
+    assert "Worker " in str(cause) and "fail" in str(cause) and "Traceback" in str(cause)
+    assert "raise kind(message)" in str(cause)
+
+
+def test_unpicklable_result_fails_at_job_naming_the_job(server):
+    job = server.submit(helpers.make_generator, (3,))
+    with pytest.raises(ppmpi.ResultPicklingError, match=rf"job {job.tid} \(make_generator\)"):
+        job()
+
+
+def test_failed_module_import_raises_import_error_at_job(server):
+    job = server.submit(helpers.helper_square, (3,), modules=("no_such_module_xyz",))
+    with pytest.raises(ImportError, match="no_such_module_xyz"):
+        job()
+
+
+def test_sys_exit_in_a_job_is_an_exception_not_a_dead_worker(server):
+    with pytest.raises(ppmpi.JobExit, match="sys.exit"):
+        server.submit(helpers.exit_job, (3,))()
+    assert server.submit(helpers.helper_square, (9,))() == 81
+
+
+def test_server_keeps_serving_after_errors(server):
+    bad = [server.submit(helpers.fail, (KeyError, str(i))) for i in range(5)]
+    good = [server.submit(helpers.helper_square, (i,)) for i in range(5)]
+    for job in bad:
+        with pytest.raises(KeyError):
+            job()
+    assert [job() for job in good] == [i * i for i in range(5)]
+
+
+def test_raising_callback_does_not_hang_wait(server, caplog):
+    def broken(result):
+        raise RuntimeError("callback broke")
+
+    job = server.submit(helpers.helper_square, (3,), callback=broken, group="broken")
+    server.wait("broken")
+    assert job.finished
+    assert job() == 9
+    assert "callback" in caplog.text
+
+
+@pytest.mark.parametrize("ncpus,error", [(-1, ValueError), ("many", TypeError),
+                                         (2.5, TypeError), (True, TypeError)])
+def test_bad_ncpus(ncpus, error):
+    with pytest.raises(error, match="ncpus"):
+        ppmpi.Server(ncpus)
+
+
+def test_ppservers_and_secret_are_not_silently_ignored():
+    with pytest.raises(TypeError, match="ppservers"):
+        ppmpi.Server(1, ppservers=["host:1"])
+    with pytest.raises(NotImplementedError, match="ppservers"):
+        ppmpi.Server(1, ppservers=("host:35000",))
+    with pytest.raises(NotImplementedError, match="secret"):
+        ppmpi.Server(1, secret="s3cret")
+    with pytest.raises(TypeError, match="secret"):
+        ppmpi.Server(1, secret=42)
+
+
+def test_submit_after_destroy(fresh_server):
+    fresh_server.destroy()
+    with pytest.raises(ppmpi.DestroyedServerError):
+        fresh_server.submit(helpers.helper_square, (1,))
+    assert issubclass(ppmpi.DestroyedServerError, RuntimeError)
+
+
+def test_destroy_with_jobs_in_flight_fails_them_without_hanging(fresh_server):
+    jobs = [fresh_server.submit(helpers.sleep_and_return, (0.3, i)) for i in range(8)]
+    fresh_server.destroy()
+    for job in jobs:
+        try:
+            job()
+        except ppmpi.DestroyedServerError as exc:
+            assert "destroyed" in str(exc)

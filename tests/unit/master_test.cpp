@@ -1,0 +1,121 @@
+// Master (master.hpp): the dispatcher thread with a loopback environment and thread workers.
+#include <catch2/catch.hpp>
+
+#include "fake_launcher.hpp"
+#include "ppmpi/master.hpp"
+
+using namespace ppmpi;
+using namespace ppmpi_test;
+
+namespace {
+
+struct Rank0 {
+    std::shared_ptr<LoopbackHub> hub = LoopbackHub::create();
+    std::shared_ptr<WorkerThreads> workers = std::make_shared<WorkerThreads>(hub);
+    std::shared_ptr<std::atomic<int>> closed = std::make_shared<std::atomic<int>>(-1);
+
+    EnvironmentFactory factory() {
+        return [hub = hub, workers = workers, closed = closed] {
+            MasterEnvironment env;
+            env.transport = hub->endpoint(0);
+            env.launcher = std::make_unique<ThreadLauncher>(workers);
+            env.before_close = [closed](bool all_gone) { *closed = all_gone ? 1 : 0; };
+            return env;
+        };
+    }
+};
+
+PoolId create_pool(Master& master, std::size_t ncpus, std::shared_ptr<JobTable> jobs) {
+    PoolSpec spec;
+    spec.ncpus = ncpus;
+    return master.call([spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); }, 5s);
+}
+
+void submit(Master& master, JobTable& jobs, PoolId pool, JobId id, Bytes args) {
+    jobs.create(id, 0, false);
+    master.post([pool, id, args](Dispatcher& d) { d.submit(pool, id, "f", "FN", args); });
+}
+
+}  // namespace
+
+TEST_CASE("master: jobs posted from another thread come back", "[master]") {
+    Rank0 r;
+    {
+        Master master(r.factory(), test_dispatcher_options(), 5s);
+        CHECK(master.running());
+        auto jobs = std::make_shared<JobTable>();
+        PoolId pool = create_pool(master, 2, jobs);
+        std::vector<JobId> ids;
+        for (int i = 0; i < 12; ++i) {
+            ids.push_back(master.next_job_id());
+            submit(master, *jobs, pool, ids.back(), "job" + std::to_string(i));
+        }
+        REQUIRE(jobs->wait_group(0, 10s));
+        for (int i = 0; i < 12; ++i) {
+            auto o = jobs->take(ids[i]);
+            REQUIRE(o.has_value());
+            CHECK(o->outcome == Outcome::Ok);
+            CHECK(o->payload == "FN:" + reversed("job" + std::to_string(i)));
+        }
+        auto stats = master.call([pool](Dispatcher& d) { return d.stats(pool); }, 5s);
+        CHECK(stats.tasks_sent == 12);
+        CHECK(stats.workers == 2);
+        CHECK(stats.function_defs_sent <= 2);
+        CHECK(stats.function_defs_sent >= 1);
+
+        master.stop(5s);
+        CHECK_FALSE(master.running());
+        CHECK_THROWS_AS(master.post([](Dispatcher&) {}), DestroyedError);
+        master.stop(5s);  // idempotent
+    }
+    CHECK(*r.closed == 1);
+    r.workers->join_all();
+    auto statuses = r.workers->exit_statuses();
+    CHECK(statuses.size() == 2);
+    for (const auto& [peer, status] : statuses) CHECK(status == 0);
+}
+
+TEST_CASE("master: call() returns values and forwards exceptions", "[master]") {
+    Rank0 r;
+    Master master(r.factory(), test_dispatcher_options(), 5s);
+    CHECK(master.call([](Dispatcher& d) { return d.live_workers(); }, 5s) == 0);
+    CHECK_THROWS_AS(master.call([](Dispatcher& d) { return d.stats(999); }, 5s), PpmpiError);
+    CHECK_THROWS_AS(
+        master.call([](Dispatcher& d) { d.submit(999, 1, "f", "B", "a"); }, 5s), PpmpiError);
+    // A failing fire-and-forget command does not stop the loop.
+    master.post([](Dispatcher& d) { d.submit(999, 1, "f", "B", "a"); });
+    CHECK(master.call([](Dispatcher& d) { return d.live_workers(); }, 5s) == 0);
+    JobId first = master.next_job_id();
+    JobId second = master.next_job_id();
+    CHECK(second == first + 1);
+}
+
+TEST_CASE("master: a factory that throws fails the constructor", "[master]") {
+    EnvironmentFactory factory = []() -> MasterEnvironment {
+        throw MpiError("MPI_Init failed (test)");
+    };
+    CHECK_THROWS_AS(Master(factory, test_dispatcher_options(), 5s), MpiError);
+}
+
+TEST_CASE("master: stop fails the jobs still queued and lets workers go", "[master]") {
+    Rank0 r;
+    auto jobs = std::make_shared<JobTable>();
+    {
+        Master master(r.factory(), test_dispatcher_options(), 5s);
+        PoolId pool = create_pool(master, 1, jobs);
+        jobs->create(1, 0, false);
+        master.post([pool](Dispatcher& d) { d.submit(pool, 1, "slow", "S", "a"); });
+        jobs->create(2, 0, false);
+        master.post([pool](Dispatcher& d) { d.submit(pool, 2, "slow", "S", "b"); });
+        auto deadline = Clock::now() + 5s;
+        while (r.workers->log->in_gate() < 1 && Clock::now() < deadline)
+            std::this_thread::sleep_for(1ms);
+        REQUIRE(r.workers->log->in_gate() == 1);
+        master.stop(5s);
+        r.workers->log->open_gate();
+    }
+    for (JobId id : {1, 2}) CHECK(jobs->take(id)->outcome == Outcome::Destroyed);
+    CHECK(*r.closed == 1);
+    r.workers->join_all();
+    for (const auto& [peer, status] : r.workers->exit_statuses()) CHECK(status == 0);
+}

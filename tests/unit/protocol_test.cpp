@@ -1,0 +1,204 @@
+// protocol.hpp: frames of messages, their round trip and their rejection when malformed.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <limits>
+
+#include "ppmpi/errors.hpp"
+#include "ppmpi/protocol.hpp"
+
+using namespace ppmpi;
+
+namespace {
+
+Message round_trip_one(Message message) {
+    auto decoded = decode_frame(encode_frame({message}));
+    REQUIRE(decoded.size() == 1);
+    REQUIRE(decoded[0].header.index() == message.header.index());
+    CHECK(decoded[0].payload == message.payload);
+    return std::move(decoded[0]);
+}
+
+Bytes all_byte_values(std::size_t size) {
+    Bytes out(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<char>((i * 131 + 7) & 0xff);
+    return out;
+}
+
+// Offset of the first message's header inside a frame: u32 count, u32 header_len, u64 payload_len.
+constexpr std::size_t kFirstHeader = 4 + 4 + 8;
+
+void set_u64(Bytes& frame, std::size_t at, std::uint64_t value) {
+    std::memcpy(&frame[at], &value, sizeof value);
+}
+
+}  // namespace
+
+TEST_CASE("protocol: Hello and Welcome round trip with every field", "[protocol]") {
+    Hello hello{-4242, "node-7.cluster"};
+    auto h = std::get<Hello>(round_trip_one({hello, {}}).header);
+    CHECK(h.pid == -4242);
+    CHECK(h.host == "node-7.cluster");
+
+    Welcome w;
+    w.worker_id = 17;
+    w.master_pid = 99999;
+    w.master_host = "master-host";
+    w.sys_path = {"", "/opt/lib/python3", std::string("with\0nul", 8), "/home/u/é"};
+    w.cwd = "/tmp/work dir";
+    w.heartbeat_ms = 123;
+    w.master_timeout_ms = 45678;
+    auto got = std::get<Welcome>(round_trip_one({w, "payload"}).header);
+    CHECK(got.worker_id == 17);
+    CHECK(got.master_pid == 99999);
+    CHECK(got.master_host == "master-host");
+    CHECK(got.sys_path == w.sys_path);
+    CHECK(got.cwd == "/tmp/work dir");
+    CHECK(got.heartbeat_ms == 123);
+    CHECK(got.master_timeout_ms == 45678);
+
+    Welcome empty_path;
+    CHECK(std::get<Welcome>(round_trip_one({empty_path, {}}).header).sys_path.empty());
+}
+
+TEST_CASE("protocol: FunctionDef, Task and Result round trip", "[protocol]") {
+    auto def = std::get<FunctionDef>(round_trip_one({FunctionDef{"sha256:abcd"}, "bundle"}).header);
+    CHECK(def.key == "sha256:abcd");
+
+    const JobId big = std::numeric_limits<JobId>::max() - 3;
+    auto task = std::get<Task>(round_trip_one({Task{big, "k1"}, "args"}).header);
+    CHECK(task.job_id == big);
+    CHECK(task.func_key == "k1");
+
+    for (auto status : {ResultStatus::Ok, ResultStatus::Error}) {
+        auto r = std::get<Result>(round_trip_one({Result{77, status, 1.25}, "res"}).header);
+        CHECK(r.job_id == 77);
+        CHECK(r.status == status);
+        CHECK(r.seconds == 1.25);
+    }
+}
+
+TEST_CASE("protocol: Heartbeat, Shutdown, Goodbye, Release round trip", "[protocol]") {
+    auto hb = std::get<Heartbeat>(round_trip_one({Heartbeat{(1ull << 63) + 5}, {}}).header);
+    CHECK(hb.jobs_done == (1ull << 63) + 5);
+    CHECK(kind_of(round_trip_one({Shutdown{}, {}}).header) == Kind::Shutdown);
+    CHECK(kind_of(round_trip_one({Goodbye{}, {}}).header) == Kind::Goodbye);
+    CHECK(kind_of(round_trip_one({Release{}, "x"}).header) == Kind::Release);
+}
+
+TEST_CASE("protocol: many messages per frame keep their order and payloads", "[protocol]") {
+    std::vector<Message> in;
+    in.push_back({Welcome{}, {}});
+    in.push_back({FunctionDef{"f"}, "def-bytes"});
+    for (JobId j = 1; j <= 50; ++j) in.push_back({Task{j, "f"}, "args" + std::to_string(j)});
+    in.push_back({Heartbeat{3}, {}});
+    in.push_back({Shutdown{}, {}});
+
+    auto out = decode_frame(encode_frame(in));
+    REQUIRE(out.size() == in.size());
+    CHECK(kind_of(out[0].header) == Kind::Welcome);
+    CHECK(std::get<FunctionDef>(out[1].header).key == "f");
+    CHECK(out[1].payload == "def-bytes");
+    for (JobId j = 1; j <= 50; ++j) {
+        CHECK(std::get<Task>(out[j + 1].header).job_id == j);
+        CHECK(out[j + 1].payload == "args" + std::to_string(j));
+    }
+    CHECK(std::get<Heartbeat>(out[52].header).jobs_done == 3);
+    CHECK(kind_of(out[53].header) == Kind::Shutdown);
+}
+
+TEST_CASE("protocol: empty frame, empty, binary and large payloads", "[protocol]") {
+    CHECK(decode_frame(encode_frame({})).empty());
+
+    CHECK(round_trip_one({Task{1, "k"}, {}}).payload.empty());
+
+    Bytes binary("\0\x01\xff\0\0pickle\x80\x04\0", 15);
+    REQUIRE(binary.size() == 15);
+    CHECK(round_trip_one({Result{2, ResultStatus::Ok, 0.0}, binary}).payload == binary);
+
+    Bytes large = all_byte_values(5u << 20);  // 5 MiB, every byte value, NULs included
+    auto frame = encode_frame({{FunctionDef{"big"}, large}, {Task{3, "big"}, binary}});
+    CHECK(frame.size() > large.size());
+    auto out = decode_frame(frame);
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].payload.size() == large.size());
+    CHECK(out[0].payload == large);
+    CHECK(out[1].payload == binary);
+}
+
+TEST_CASE("protocol: every truncation of a frame throws ProtocolError", "[protocol]") {
+    Bytes frame = encode_frame({{Hello{5, "h"}, "p1"}, {Task{9, "k"}, Bytes("\0\0", 2)},
+                                {Shutdown{}, {}}});
+    for (std::size_t len = 0; len < frame.size(); ++len) {
+        INFO("prefix length " << len << " of " << frame.size());
+        CHECK_THROWS_AS(decode_frame(std::string_view(frame).substr(0, len)), ProtocolError);
+    }
+}
+
+TEST_CASE("protocol: trailing bytes, garbage and lying lengths throw ProtocolError",
+          "[protocol]") {
+    Bytes frame = encode_frame({{Task{1, "k"}, "args"}});
+    CHECK_THROWS_AS(decode_frame(frame + "x"), ProtocolError);
+    CHECK_THROWS_AS(decode_frame(frame + frame), ProtocolError);
+
+    CHECK_THROWS_AS(decode_frame("garbage!garbage!garbage!"), ProtocolError);
+    CHECK_THROWS_AS(decode_frame(Bytes(64, '\xff')), ProtocolError);
+
+    Bytes huge_payload = frame;  // payload_len far beyond the frame
+    set_u64(huge_payload, 8, std::numeric_limits<std::uint64_t>::max() - 2);
+    CHECK_THROWS_AS(decode_frame(huge_payload), ProtocolError);
+
+    Bytes huge_count = frame;  // claims 2^32-1 messages
+    huge_count[0] = huge_count[1] = huge_count[2] = huge_count[3] = '\xff';
+    CHECK_THROWS_AS(decode_frame(huge_count), ProtocolError);
+
+    // A header cut short inside the frame: header_len shrinks by 4, payload_len grows by 4.
+    Bytes hello = encode_frame({{Hello{1, "some-host-name"}, {}}});
+    std::uint32_t header_len;
+    std::memcpy(&header_len, &hello[4], 4);
+    header_len -= 4;
+    std::memcpy(&hello[4], &header_len, 4);
+    set_u64(hello, 8, 4);
+    CHECK_THROWS_AS(decode_frame(hello), ProtocolError);
+}
+
+TEST_CASE("protocol: an unknown kind byte throws ProtocolError", "[protocol]") {
+    for (unsigned char kind : {9, 10, 200, 255}) {
+        Bytes frame = encode_frame({{Shutdown{}, {}}});
+        REQUIRE(static_cast<unsigned char>(frame[kFirstHeader]) ==
+                static_cast<unsigned char>(Kind::Shutdown));
+        frame[kFirstHeader] = static_cast<char>(kind);
+        INFO("kind byte " << int(kind));
+        CHECK_THROWS_AS(decode_frame(frame), ProtocolError);
+    }
+}
+
+// Boost sizes a string before reading it, so a corrupt length field throws length_error or
+// bad_alloc inside the archive: decode must still report it as a ProtocolError, the one error
+// the comm loops catch.
+TEST_CASE("protocol: a header claiming a huge string length throws ProtocolError",
+          "[protocol]") {
+    const std::string host = "abcdefgh";
+    Bytes frame = encode_frame({{Hello{1, host}, {}}});
+    Bytes length_and_text(8, '\0');
+    length_and_text[0] = static_cast<char>(host.size());
+    length_and_text += host;
+    auto at = frame.find(length_and_text);
+    REQUIRE(at != Bytes::npos);
+    set_u64(frame, at, std::numeric_limits<std::uint64_t>::max() - 15);
+    CHECK_THROWS_AS(decode_frame(frame), ProtocolError);
+}
+
+TEST_CASE("protocol: kind_of and kind_name", "[protocol]") {
+    std::vector<std::pair<Header, const char*>> cases{
+        {Hello{}, "Hello"},         {Welcome{}, "Welcome"},   {FunctionDef{}, "FunctionDef"},
+        {Task{}, "Task"},           {Result{}, "Result"},     {Heartbeat{}, "Heartbeat"},
+        {Shutdown{}, "Shutdown"},   {Goodbye{}, "Goodbye"},   {Release{}, "Release"}};
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        Kind kind = kind_of(cases[i].first);
+        CHECK(static_cast<std::size_t>(kind) == i);
+        CHECK(std::string(kind_name(kind)) == cases[i].second);
+    }
+    CHECK(std::string(kind_name(static_cast<Kind>(9))) == "Unknown");
+    CHECK(std::string(kind_name(static_cast<Kind>(250))) == "Unknown");
+}
