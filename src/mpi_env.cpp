@@ -85,7 +85,10 @@ WorkerEnvironmentFactory mpi_worker_environment() {
             if (session->world_rank() == 0)
                 throw MpiError("ppmpi-worker was started as rank 0; rank 0 must be the driver "
                                "(mpirun -np 1 python3 driver.py : -np N ppmpi-worker)");
-            link = duplicate_world();  // collective with the master's duplicate
+            // Collective with the master's duplicate, made when rank 0 imports ppmpi. Not
+            // bounded: MPI offers no timed collective. A driver that never imports ppmpi leaves
+            // these ranks here until mpirun ends the job (README "Launch modes").
+            link = duplicate_world();
         }
         transport->add_peer(0, link, 0);
         env.session = session;

@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 struct BackoffPolicy {
     std::chrono::microseconds spin_for{50};    // keep polling without sleeping this long
     std::chrono::microseconds first_sleep{20};  // then sleep this long, doubling ...
-    std::chrono::microseconds max_sleep{1000};  // ... up to this cap
+    std::chrono::microseconds max_sleep{2000};  // ... up to this cap
 };
 
 class Backoff {
