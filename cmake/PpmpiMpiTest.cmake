@@ -4,6 +4,7 @@ set(PPMPI_TEST_ENV
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
   OMPI_MCA_btl_vader_single_copy_mechanism=none
+  OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
   PYTHONPATH=${CMAKE_BINARY_DIR}/python PYTHONDONTWRITEBYTECODE=1)
 
 # ppmpi_add_mpi_test(NAME <name> COMMAND <exe> [args...] NPROCS <n>... [TIMEOUT <s>])
@@ -15,7 +16,7 @@ function(ppmpi_add_mpi_test)
   endif()
   foreach(n ${T_NPROCS})
     add_test(NAME ${T_NAME}-np${n}
-             COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe ${MPIEXEC_NUMPROC_FLAG} ${n}
+             COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe --enable-recovery ${MPIEXEC_NUMPROC_FLAG} ${n}
                      ${MPIEXEC_PREFLAGS} ${T_COMMAND} ${MPIEXEC_POSTFLAGS})
     set_tests_properties(${T_NAME}-np${n} PROPERTIES TIMEOUT ${T_TIMEOUT}
                          ENVIRONMENT "${PPMPI_TEST_ENV}")

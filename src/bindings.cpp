@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/heartbeat.hpp"
 #include "ppmpi/master.hpp"
 #include "ppmpi/mpi_env.hpp"
 #include "ppmpi/python_executor.hpp"
@@ -15,12 +16,6 @@ namespace py = pybind11;
 using namespace ppmpi;
 
 namespace {
-
-std::string this_host() {
-    char name[256] = {0};
-    gethostname(name, sizeof(name) - 1);
-    return name;
-}
 
 // Runs f() with the GIL released. Not pybind11's gil_scoped_release: when the interpreter is
 // finalizing, CPython ends a daemon thread that retakes the GIL with pthread_exit, and that
@@ -48,16 +43,19 @@ class PoolHandle {
     PoolHandle(std::shared_ptr<Master> master, PoolId id, std::shared_ptr<JobTable> jobs)
         : master_(std::move(master)), id_(id), jobs_(std::move(jobs)) {}
 
-    JobId submit(std::string key, py::bytes bundle, py::bytes args, int group, bool notify) {
+    JobId submit(std::string key, py::bytes bundle, py::bytes args, int group, bool notify,
+                 double timeout) {
         JobId job = master_->next_job_id();
         jobs_->create(job, group, notify);
         std::string bundle_bytes = bundle, args_bytes = args;
         PoolId pool = id_;
         auto jobs = jobs_;
+        auto limit = std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(timeout > 0 ? timeout : 0.0));
         master_->post([=, bundle = std::move(bundle_bytes), args = std::move(args_bytes)](
                           Dispatcher& d) mutable {
             try {
-                d.submit(pool, job, key, std::move(bundle), std::move(args));
+                d.submit(pool, job, key, std::move(bundle), std::move(args), limit);
             } catch (const std::exception& e) {
                 jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
             }
@@ -97,6 +95,8 @@ py::dict stats_to_dict(const PoolStats& s) {
     d["tasks_sent"] = s.tasks_sent;
     d["function_defs_sent"] = s.function_defs_sent;
     d["function_bytes_sent"] = s.function_bytes_sent;
+    d["workers_lost"] = s.workers_lost;
+    d["jobs_requeued"] = s.jobs_requeued;
     return d;
 }
 
@@ -104,7 +104,7 @@ std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbe
                                      int master_timeout_ms, double start_timeout) {
     DispatcherOptions options;
     options.master_pid = ::getpid();
-    options.master_host = this_host();
+    options.master_host = this_host_name();
     options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
     return without_gil([&] {
@@ -134,9 +134,13 @@ PYBIND11_MODULE(_core, m) {
              py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0)
         .def("create_pool",
              [](std::shared_ptr<Master> self, std::size_t ncpus, std::size_t slots,
-                std::vector<std::string> sys_path, std::string cwd, double timeout) {
+                std::vector<std::string> sys_path, std::string cwd, double worker_timeout,
+                std::size_t max_retries, double timeout) {
                  auto jobs = std::make_shared<JobTable>();
-                 PoolSpec spec{ncpus, slots, std::move(sys_path), std::move(cwd)};
+                 PoolSpec spec{ncpus, slots, std::move(sys_path), std::move(cwd),
+                               std::chrono::milliseconds(
+                                   static_cast<std::int64_t>(worker_timeout * 1000.0)),
+                               max_retries};
                  PoolId id = without_gil([&] {
                      return self->call(
                          [spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); },
@@ -159,6 +163,11 @@ PYBIND11_MODULE(_core, m) {
                  return without_gil([&] { return p.jobs_->wait(job, JobTable::Duration(timeout)); });
              })
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
+        .def("cancel",
+             [](PoolHandle& p, JobId job, double timeout) {
+                 return p.on_dispatcher<bool>(
+                     [job](Dispatcher& d, PoolId id) { return d.cancel(id, job); }, timeout);
+             })
         .def("forget", [](PoolHandle& p, JobId job) { p.jobs_->forget(job); })
         .def("next_notifications",
              [](PoolHandle& p, double timeout) {

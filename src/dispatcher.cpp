@@ -19,7 +19,7 @@ bool Dispatcher::flush_outbox() {
     bool sent = false;
     for (auto& [peer, messages] : outbox_) {
         if (messages.empty()) continue;
-        transport_.post(peer, encode_frame(messages));
+        for (Bytes& frame : encode_frames(messages)) transport_.post(peer, std::move(frame));
         messages.clear();
         sent = true;
     }
@@ -27,6 +27,7 @@ bool Dispatcher::flush_outbox() {
 }
 
 bool Dispatcher::step(Clock::time_point now) {
+    now_ = now;
     bool active = false;
     for (int i = 0; i < kMaxFramesPerStep; ++i) {
         auto envelope = transport_.poll();
@@ -34,6 +35,8 @@ bool Dispatcher::step(Clock::time_point now) {
         handle_frame(std::move(*envelope));
         active = true;
     }
+    check_liveness(now);
+    check_deadlines(now);
     for (auto& [id, pool] : pools_) {
         if (pool.destroyed) continue;
         active |= dispatch_jobs(id, pool);
@@ -47,6 +50,7 @@ bool Dispatcher::step(Clock::time_point now) {
 void Dispatcher::handle_frame(Envelope envelope) {
     auto it = workers_.find(envelope.peer);
     if (it == workers_.end() || it->second.phase == Phase::Gone) return;
+    monitor_.heard(envelope.peer, now_);
     std::vector<Message> messages;
     try {
         messages = decode_frame(envelope.frame);
@@ -74,8 +78,7 @@ void Dispatcher::handle(WorkerRecord& worker, Message& message) {
 
 void Dispatcher::on_hello(WorkerRecord& worker, const Hello& hello) {
     worker.hello = true;
-    worker.pid = hello.pid;
-    worker.host = hello.host;
+    worker.process = ProcessIdentity{hello.pid, hello.start_ticks, hello.host};
     worker.label = hello.host + ":" + launcher_.describe(worker.peer);
     if (worker.pool && worker.phase == Phase::Waiting) welcome(worker);
 }
@@ -96,6 +99,7 @@ void Dispatcher::welcome(WorkerRecord& worker) {
     w.master_timeout_ms = static_cast<std::int32_t>(options_.master_timeout.count());
     queue_message(worker.peer, Message{std::move(w), {}});
     worker.phase = Phase::Active;
+    monitor_.watch(worker.peer, pool.spec.worker_timeout, now_);
     pool.scheduler.add_worker(worker.peer);
     pool.stats[worker.peer].label = worker.label;
 }
@@ -103,12 +107,9 @@ void Dispatcher::welcome(WorkerRecord& worker) {
 void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes payload) {
     if (!worker.pool) return;
     Pool& pool = pool_at(*worker.pool);
-    if (!pool.scheduler.complete(worker.peer, result.job_id)) return;  // not (or no longer) its job
-    auto queued = pool.queued.find(result.job_id);
-    if (queued != pool.queued.end()) {
-        pool.functions.release(queued->second.key);
-        pool.queued.erase(queued);
-    }
+    // Not (or no longer) its job: timed out, cancelled, or taken back from a worker declared
+    // lost. Dropping it keeps every job's outcome recorded exactly once.
+    if (pool.scheduler.worker_of(result.job_id) != worker.peer) return;
     WorkerStats& stats = pool.stats[worker.peer];
     stats.label = worker.label;
     ++stats.jobs;
@@ -118,7 +119,22 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes pay
     outcome.payload = std::move(payload);
     outcome.worker = worker.label;
     outcome.seconds = result.seconds;
-    pool.jobs->finish(result.job_id, std::move(outcome));
+    end_job(pool, result.job_id, std::move(outcome));
+}
+
+// The job's one outcome: it leaves the scheduler, the queue and the function store.
+void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
+    if (auto worker = pool.scheduler.worker_of(job)) {
+        pool.scheduler.complete(*worker, job);
+    } else {
+        pool.scheduler.cancel_pending(job);
+    }
+    auto queued = pool.queued.find(job);
+    if (queued != pool.queued.end()) {
+        pool.functions.release(queued->second.key);
+        pool.queued.erase(queued);
+    }
+    pool.jobs->finish(job, std::move(outcome));
 }
 
 void Dispatcher::say_shutdown(WorkerRecord& worker) {
@@ -127,12 +143,17 @@ void Dispatcher::say_shutdown(WorkerRecord& worker) {
         auto it = pools_.find(*worker.pool);
         if (it != pools_.end()) it->second.scheduler.remove_worker(worker.peer);
     }
-    queue_message(worker.peer, Message{Shutdown{}, {}});
-    worker.phase = Phase::Leaving;
+    // A worker that cannot end in order leaves at once and says nothing more.
+    bool immediate = !launcher_.can_end_in_order(worker.peer);
+    queue_message(worker.peer, Message{Shutdown{immediate}, {}});
+    worker.phase = immediate ? Phase::Gone : Phase::Leaving;
+    if (immediate) monitor_.forget(worker.peer);
 }
 
 void Dispatcher::on_goodbye(WorkerRecord& worker) {
     worker.phase = Phase::Gone;
+    worker.goodbye = true;
+    monitor_.forget(worker.peer);
     known_.forget_worker(worker.peer);
     launcher_.said_goodbye(worker.peer);
 }
@@ -141,9 +162,12 @@ void Dispatcher::send_heartbeats(Clock::time_point now) {
     if (now < next_heartbeat_) return;
     next_heartbeat_ = now + options_.heartbeat;
     // World workers that said Goodbye still wait for Release: keep them sure we are alive.
-    for (auto& [peer, worker] : workers_)
-        if (worker.hello && (worker.phase != Phase::Gone || launcher_.in_world(peer)))
+    // Nobody else who is Gone (lost, or told to leave at once) hears from us again.
+    for (auto& [peer, worker] : workers_) {
+        bool awaits_release = worker.goodbye && launcher_.in_world(peer);
+        if (worker.hello && (worker.phase != Phase::Gone || awaits_release))
             queue_message(peer, Message{Heartbeat{}, {}});
+    }
 }
 
 std::size_t Dispatcher::live_workers() const {
@@ -165,11 +189,11 @@ bool Dispatcher::shutdown(Clock::duration grace) {
             std::this_thread::sleep_for(backoff.next_delay(Clock::now()));
         }
     }
-    bool clean = live_workers() == 0;
+    bool clean = live_workers() == 0 && workers_lost_ == 0;
     std::vector<PeerId> released;
     for (auto& [peer, worker] : workers_) {
-        if (launcher_.in_world(peer) && worker.phase == Phase::Gone) {
-            queue_message(peer, Message{Release{}, {}});
+        if (launcher_.in_world(peer) && worker.goodbye) {
+            queue_message(peer, Message{Release{launcher_.can_end_in_order(peer)}, {}});
             released.push_back(peer);
         }
     }
@@ -186,6 +210,7 @@ bool Dispatcher::shutdown(Clock::duration grace) {
         transport_.poll();
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
+    kill_unanswering_workers();
     return clean && unsent() == 0;
 }
 

@@ -5,7 +5,7 @@
 namespace ppmpi {
 
 Dispatcher::Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options)
-    : transport_(transport), launcher_(launcher), options_(std::move(options)) {
+    : transport_(transport), launcher_(launcher), options_(std::move(options)), now_(Clock::now()) {
     for (PeerId peer : launcher_.static_peers()) {
         WorkerRecord record;
         record.peer = peer;
@@ -71,6 +71,7 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
         record.pool = pool;
         record.label = launcher_.describe(peer);
         workers_.emplace(peer, std::move(record));
+        monitor_.watch(peer, options_.start_timeout, now_);  // until its Hello
     }
 }
 
@@ -100,12 +101,25 @@ void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
 }
 
 void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bundle,
-                        Bytes args) {
+                        Bytes args, Clock::duration timeout) {
     Pool& p = pool_at(pool);
     if (p.destroyed) throw DestroyedError("the server was destroyed");
     p.functions.acquire(key, std::move(bundle));
-    p.queued.emplace(job, QueuedJob{key, std::move(args)});
+    QueuedJob queued;
+    queued.key = key;
+    queued.args = std::move(args);
+    queued.timeout = timeout;
+    p.queued.emplace(job, std::move(queued));
     p.scheduler.enqueue(job);
+}
+
+bool Dispatcher::cancel(PoolId pool, JobId job) {
+    Pool& p = pool_at(pool);
+    if (p.destroyed || p.queued.count(job) == 0) return false;  // over, or never here
+    auto worker = p.scheduler.worker_of(job);
+    end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
+    if (worker) stop_worker(workers_.at(*worker), "its job was cancelled");
+    return true;
 }
 
 void Dispatcher::destroy_pool(PoolId pool) {
@@ -129,6 +143,8 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     out.tasks_sent = p.tasks_sent;
     out.function_defs_sent = p.function_defs_sent;
     out.function_bytes_sent = p.function_bytes_sent;
+    out.workers_lost = p.workers_lost;
+    out.jobs_requeued = p.jobs_requeued;
     return out;
 }
 
@@ -147,6 +163,7 @@ bool Dispatcher::dispatch_jobs(PoolId id, Pool& pool) {
         }
         // The args stay here until the result is in, so the job can be sent again if needed.
         queue_message(worker, Message{Task{job, queued.key}, queued.args});
+        if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
         ++pool.tasks_sent;
     }
     (void)id;

@@ -21,6 +21,10 @@ void apply_product_mpi_settings() {
     ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", keep_user_value);
     ::setenv("OMPI_MCA_mpi_yield_when_idle", "1", keep_user_value);
     ::setenv("OMPI_MCA_orte_enable_recovery", "1", keep_user_value);
+    // Poll TCP on every progress call. Open MPI otherwise falls back to polling it every
+    // ~10 ms once a TCP peer has failed (measured: each later round trip took ~12 ms instead
+    // of ~0.3 ms after a worker died with a message on its way to it).
+    ::setenv("OMPI_MCA_mpi_event_tick_rate", "1", keep_user_value);
 }
 
 MpiSession::MpiSession() {
@@ -68,7 +72,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path) {
         env.transport = std::move(transport);
         env.launcher = std::move(launcher);
         env.before_close = [session, launcher_view](bool all_gone) {
-            if (!all_gone || launcher_view->connected_groups() > 0) session->skip_finalize();
+            if (!all_gone || !launcher_view->finalize_is_safe()) session->skip_finalize();
         };
         return env;
     };
@@ -76,6 +80,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path) {
 
 WorkerEnvironmentFactory mpi_worker_environment() {
     return []() {
+        apply_product_mpi_settings();
         auto session = std::make_shared<MpiSession>();
         auto transport = std::make_unique<MpiTransport>();
         WorkerEnvironment env;

@@ -110,6 +110,28 @@ Bytes encode_frame(const std::vector<Message>& messages) {
     return frame;
 }
 
+std::vector<Bytes> encode_frames(const std::vector<Message>& messages) {
+    std::vector<Bytes> frames;
+    std::vector<Message> batch;
+    std::size_t batch_bytes = 0;
+    for (const Message& m : messages) {
+        if (m.payload.size() > kMaxPayloadBytes)
+            throw ProtocolError("a " + std::string(kind_name(kind_of(m.header))) + " payload of " +
+                                std::to_string(m.payload.size()) +
+                                " bytes exceeds the 2 GiB limit of one MPI message");
+        std::size_t size = m.payload.size() + 1024;  // generous for header and framing
+        if (!batch.empty() && batch_bytes + size > kMaxFrameBytes) {
+            frames.push_back(encode_frame(batch));
+            batch.clear();
+            batch_bytes = 0;
+        }
+        batch.push_back(m);
+        batch_bytes += size;
+    }
+    if (!batch.empty()) frames.push_back(encode_frame(batch));
+    return frames;
+}
+
 std::vector<Message> decode_frame(std::string_view frame) {
     std::size_t pos = 0;
     auto count = get_int<std::uint32_t>(frame, pos);

@@ -9,15 +9,10 @@
 #include <thread>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/heartbeat.hpp"
 
 namespace ppmpi {
 namespace {
-
-std::string this_host() {
-    char name[256] = {0};
-    gethostname(name, sizeof(name) - 1);
-    return name;
-}
 
 // Sends still in flight when we leave get this long (a dead master never completes them).
 constexpr auto kSendDrain = std::chrono::seconds(2);
@@ -96,10 +91,14 @@ void WorkerHost::on_message(Message& message) {
         }
         case Kind::Shutdown:
             shutdown_ = true;
+            leave_now_ = std::get<Shutdown>(message.header).immediate;
             stop_executor();
-            outbox_.push_back(Message{Goodbye{}, {}});
+            if (!leave_now_) outbox_.push_back(Message{Goodbye{}, {}});
             break;
-        case Kind::Release: released_ = true; break;
+        case Kind::Release:
+            released_ = true;
+            leave_now_ = !std::get<Release>(message.header).finalize;
+            break;
         case Kind::Heartbeat: break;
         default:
             std::cerr << "ppmpi-worker: unexpected " << kind_name(kind_of(message.header))
@@ -112,7 +111,7 @@ bool WorkerHost::master_alive(Clock::time_point now) const {
                              : options_.first_contact_timeout;
     if (now - last_from_master_ > timeout) return false;
     // Same host: a vanished master process is noticed at once, not after the time-out.
-    if (welcomed_ && welcome_.master_pid > 0 && welcome_.master_host == this_host())
+    if (welcomed_ && welcome_.master_pid > 0 && welcome_.master_host == this_host_name())
         return ::kill(static_cast<pid_t>(welcome_.master_pid), 0) == 0 || errno != ESRCH;
     return true;
 }
@@ -143,7 +142,7 @@ bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_poin
         outbox_.push_back(Message{Heartbeat{jobs_done_}, {}});
     }
     if (!outbox_.empty()) {
-        transport.post(master, encode_frame(outbox_));
+        for (Bytes& frame : encode_frames(outbox_)) transport.post(master, std::move(frame));
         outbox_.clear();
         active = true;
     }
@@ -161,7 +160,8 @@ void WorkerHost::comm_main() {
         return;
     }
     in_world_ = env.in_world;
-    Hello hello{static_cast<std::int64_t>(::getpid()), this_host()};
+    ProcessIdentity self = this_process();
+    Hello hello{self.pid, self.start_ticks, self.host};
     env.transport->post(env.master, encode_frame({Message{hello, {}}}));
     last_from_master_ = Clock::now();
     Backoff backoff;
@@ -169,6 +169,7 @@ void WorkerHost::comm_main() {
     for (;;) {
         Clock::time_point now = Clock::now();
         bool active = comm_turn(*env.transport, env.master, now);
+        if (leave_now_) break;  // no disconnect, no finalize: they could wait forever
         if (shutdown_ && (!in_world_ || released_)) {
             clean = true;
             break;

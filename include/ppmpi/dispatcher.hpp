@@ -8,7 +8,16 @@
 //
 // Worker phases: Waiting (spawned, or a world rank, no Hello yet or not yet claimed by a pool)
 // → Active (welcomed, gets jobs) → Retiring (finishes its jobs, gets no more) → Leaving
-// (Shutdown sent) → Gone (Goodbye received).
+// (Shutdown sent) → Gone (Goodbye received, or lost).
+//
+// Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
+// worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is
+// never spoken to again (killed by pid if it is on this host); its in-flight jobs go back to
+// the front of the queue, each charged with the loss; a job charged max_retries times fails
+// with WorkerLost. Spawned workers are replaced; a lost world rank shrinks the pool. A job past
+// its timeout fails with Timeout and its worker is stopped and replaced (its other jobs are
+// requeued uncharged); a cancelled running job likewise. Results from lost workers are dropped,
+// so each job's outcome is recorded exactly once.
 #pragma once
 
 #include <chrono>
@@ -20,44 +29,14 @@
 
 #include "ppmpi/backoff.hpp"
 #include "ppmpi/function_cache.hpp"
+#include "ppmpi/heartbeat.hpp"
 #include "ppmpi/job_table.hpp"
 #include "ppmpi/launcher.hpp"
+#include "ppmpi/pool_types.hpp"
 #include "ppmpi/scheduler.hpp"
 #include "ppmpi/transport.hpp"
 
 namespace ppmpi {
-
-using PoolId = int;
-
-struct PoolSpec {
-    std::size_t ncpus = 1;
-    std::size_t slots_per_worker = 1;  // jobs in flight per worker
-    std::vector<std::string> sys_path;  // the driver's sys.path, applied on every worker
-    std::string cwd;
-};
-
-struct WorkerStats {
-    std::string label;  // "host:rank"
-    std::uint64_t jobs = 0;
-    double seconds = 0.0;
-};
-
-struct PoolStats {
-    std::size_t workers = 0;
-    std::size_t pending = 0;
-    std::size_t running = 0;
-    std::vector<WorkerStats> per_worker;
-    std::uint64_t tasks_sent = 0;
-    std::uint64_t function_defs_sent = 0;
-    std::uint64_t function_bytes_sent = 0;
-};
-
-struct DispatcherOptions {
-    std::int64_t master_pid = 0;
-    std::string master_host;
-    std::chrono::milliseconds heartbeat{500};
-    std::chrono::milliseconds master_timeout{30000};  // told to workers: exit if we go silent
-};
 
 class Dispatcher {
   public:
@@ -65,7 +44,11 @@ class Dispatcher {
 
     PoolId create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs);
     void resize_pool(PoolId pool, std::size_t ncpus);
-    void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args);
+    // timeout: the job fails with Timeout if it runs longer (zero: no limit).
+    void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args,
+                Clock::duration timeout = Clock::duration::zero());
+    // Cancels a job that has not finished: true if it was (a running job's worker is replaced).
+    bool cancel(PoolId pool, JobId job);
     // Fails the pool's unfinished jobs with Destroyed and sends its workers Shutdown.
     void destroy_pool(PoolId pool);
     PoolStats stats(PoolId pool) const;
@@ -74,10 +57,12 @@ class Dispatcher {
     // One turn of the loop; true if anything was received or sent.
     bool step(Clock::time_point now);
     // Shutdown to every worker, then steps until all said Goodbye or `grace` ran out, then
-    // Release to world workers. True if every worker said Goodbye.
+    // Release to world workers, then kills what did not answer on this host. True if no worker
+    // was lost and every one that could end in order said Goodbye (MPI may then finalize).
     bool shutdown(Clock::duration grace);
     // Workers that are not Gone (for the launcher's final decisions).
     std::size_t live_workers() const;
+    bool any_worker_lost() const { return workers_lost_ > 0; }
 
   private:
     enum class Phase { Waiting, Active, Retiring, Leaving, Gone };
@@ -86,13 +71,16 @@ class Dispatcher {
         std::optional<PoolId> pool;
         Phase phase = Phase::Waiting;
         bool hello = false;
-        std::int64_t pid = 0;
-        std::string host;
+        bool goodbye = false;
+        ProcessIdentity process;
         std::string label;
     };
     struct QueuedJob {
         std::string key;
         Bytes args;
+        Clock::duration timeout{};
+        Clock::time_point deadline = Clock::time_point::max();  // set when sent
+        std::vector<std::string> lost_on;  // workers lost while running it
     };
     struct Pool {
         PoolSpec spec;
@@ -102,6 +90,7 @@ class Dispatcher {
         FunctionStore functions;
         std::map<WorkerId, WorkerStats> stats;
         std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
+        std::uint64_t workers_lost = 0, jobs_requeued = 0;
         bool destroyed = false;
     };
 
@@ -112,6 +101,17 @@ class Dispatcher {
     void remove_workers(PoolId pool, std::size_t count);
     void welcome(WorkerRecord& worker);
     void say_shutdown(WorkerRecord& worker);
+    void end_job(Pool& pool, JobId job, JobOutcome outcome);
+
+    // dispatcher_faults.cpp
+    void check_liveness(Clock::time_point now);
+    void check_deadlines(Clock::time_point now);
+    void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
+    void stop_worker(WorkerRecord& worker, const std::string& reason);
+    void requeue(PoolId id, Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
+                 bool charge);
+    void replenish(PoolId id, Pool& pool, bool lost_world_rank);
+    void kill_unanswering_workers();
 
     void handle_frame(Envelope envelope);
     void handle(WorkerRecord& worker, Message& message);
@@ -132,7 +132,9 @@ class Dispatcher {
     std::map<PeerId, WorkerRecord> workers_;
     KnownFunctions known_;
     std::map<PeerId, std::vector<Message>> outbox_;
-    Clock::time_point next_heartbeat_{};
+    HeartbeatMonitor monitor_;
+    Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
+    std::uint64_t workers_lost_ = 0;
 };
 
 }  // namespace ppmpi

@@ -29,6 +29,12 @@ class Launcher {
     virtual void said_goodbye(PeerId peer) = 0;
     // A short name for logs and statistics, e.g. the MPI rank.
     virtual std::string describe(PeerId peer) const = 0;
+    // The peer was declared lost: never talk to it again, and never wait for anything that
+    // needs it (for MPI: its spawn's disconnect, or the world's finalize).
+    virtual void lost(PeerId peer) = 0;
+    // Whether the peer can still end in order (Goodbye, then disconnect or finalize), i.e. no
+    // process it shares MPI collectives with was lost.
+    virtual bool can_end_in_order(PeerId peer) const = 0;
 };
 
 }  // namespace ppmpi

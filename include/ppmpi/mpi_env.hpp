@@ -6,7 +6,9 @@
 //  - OMPI_MCA_rmaps_base_oversubscribe=1: a master plus one worker per CPU is one process more
 //    than there are slots;
 //  - OMPI_MCA_mpi_yield_when_idle=1: idle ranks give the CPU away;
-//  - OMPI_MCA_orte_enable_recovery=1: one dead worker must not make Open MPI kill the job.
+//  - OMPI_MCA_orte_enable_recovery=1: one dead worker must not make Open MPI kill the job;
+//  - OMPI_MCA_mpi_event_tick_rate=1: TCP is polled on every progress call, also after a peer
+//    failed (Open MPI otherwise drops to one poll per ~10 ms then).
 // Settings that only a sandbox needs (running as root) are not applied: see scripts/mpi_env.sh.
 #pragma once
 

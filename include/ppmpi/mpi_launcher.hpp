@@ -4,8 +4,8 @@
 // from N upward, in spawn order. Each spawn call is one MPI_Comm_spawn of `count` processes of
 // ppmpi-worker on MPI_COMM_SELF, giving one intercommunicator; once every process of a spawn
 // has said Goodbye (and so is about to disconnect), the master disconnects that
-// intercommunicator too. A spawn whose workers did not all say Goodbye is never disconnected:
-// MPI_Comm_disconnect would wait for them forever.
+// intercommunicator too. A spawn with a lost process is never disconnected, and a world with
+// a lost rank is never finalized: MPI_Comm_disconnect and MPI_Finalize would wait for it.
 #pragma once
 
 #include <mpi.h>
@@ -31,19 +31,24 @@ class MpiLauncher : public Launcher {
     bool in_world(PeerId peer) const override { return peer < world_size_; }
     void said_goodbye(PeerId peer) override;
     std::string describe(PeerId peer) const override;
-    // Spawned groups still connected (some worker never said Goodbye).
-    std::size_t connected_groups() const;
+    void lost(PeerId peer) override;
+    bool can_end_in_order(PeerId peer) const override;
+    // MPI_Finalize would not wait forever: every spawn was disconnected and no world rank lost.
+    bool finalize_is_safe() const;
 
   private:
+    void leave_group(PeerId peer);
     struct Group {
         MPI_Comm intercomm = MPI_COMM_NULL;
         std::size_t waiting = 0;  // processes that have not said Goodbye
+        bool lost_one = false;    // a process of it was lost: never disconnect
     };
     MpiTransport& transport_;
     std::string worker_path_;
     MPI_Comm world_;
     int world_size_;
     PeerId next_peer_;
+    bool world_lost_one_ = false;
     std::vector<Group> groups_;
     std::map<PeerId, std::size_t> group_of_;
 };

@@ -9,7 +9,8 @@
 // A header starts with its Kind byte.
 //
 // The protocol, in order (M = master, W = worker):
-//  1. W→M Hello{pid, host}: sent once the worker's MPI is up.
+//  1. W→M Hello{pid, start_ticks, host}: sent once the worker's MPI is up. Pid and start time
+//     let the master notice at once that a worker on its host died, and kill a lost one safely.
 //  2. M→W Welcome{worker_id, master pid/host, sys_path, cwd, timings}: the master adopts the
 //     worker. A worker in an mpirun world may wait here until a Server claims it.
 //  3. M→W FunctionDef{key} + payload(pickled function bundle): sent before the first Task that
@@ -19,10 +20,17 @@
 //  5. W→M Result{job_id, status, seconds} + payload(pickled result or exception, job output).
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
-//  7. M→W Shutdown: the worker drops queued tasks, answers W→M Goodbye, then
+//  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
 //       - spawned worker: MPI_Comm_disconnect(parent), MPI_Finalize, exit;
-//       - worker in the master's MPI world: waits for M→W Release (sent when the master itself
-//         finalizes, because MPI_Finalize in a world waits for every rank), then finalizes.
+//       - worker in the master's MPI world: waits for M→W Release{finalize} (sent when the master
+//         itself ends, because MPI_Finalize in a world waits for every rank), then finalizes
+//         if told to.
+//     M→W Shutdown{immediate=true}: the worker leaves at once without Goodbye, disconnect or
+//     finalize (a job still running gets a short grace). Sent to a worker whose job timed out or
+//     was cancelled, and to every worker that can no longer end in order because a process it
+//     shares MPI collectives with was lost (a disconnect or finalize would wait forever).
+//  A worker the master declared lost is never sent anything again; on the master's host it is
+//  killed by pid.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +50,9 @@ enum class Kind : std::uint8_t {
 
 struct Hello {
     std::int64_t pid = 0;
+    std::uint64_t start_ticks = 0;
     std::string host;
-    template <class Archive> void serialize(Archive& ar, unsigned) { ar & pid & host; }
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & pid & start_ticks & host; }
 };
 
 struct Welcome {
@@ -88,13 +97,15 @@ struct Heartbeat {
 };
 
 struct Shutdown {
-    template <class Archive> void serialize(Archive&, unsigned) {}
+    bool immediate = false;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & immediate; }
 };
 struct Goodbye {
     template <class Archive> void serialize(Archive&, unsigned) {}
 };
 struct Release {
-    template <class Archive> void serialize(Archive&, unsigned) {}
+    bool finalize = true;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & finalize; }
 };
 
 // Alternatives are in Kind order: the variant index is the Kind byte on the wire.
@@ -106,8 +117,15 @@ struct Message {
     Bytes payload;
 };
 
+// The largest frame: one MPI message of MPI_BYTE counts at most INT_MAX bytes.
+constexpr std::size_t kMaxFrameBytes = 0x7fffffff;
+// The largest payload one message may carry (room left for the frame and header).
+constexpr std::size_t kMaxPayloadBytes = kMaxFrameBytes - 64 * 1024;
+
 // Encodes messages into one frame (one MPI message).
 Bytes encode_frame(const std::vector<Message>& messages);
+// Encodes messages into as few frames as keep each within kMaxFrameBytes, in order.
+std::vector<Bytes> encode_frames(const std::vector<Message>& messages);
 
 // Decodes a frame; throws ProtocolError on a truncated or malformed frame.
 std::vector<Message> decode_frame(std::string_view frame);

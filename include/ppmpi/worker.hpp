@@ -61,6 +61,7 @@ class WorkerHost {
     // comm thread only
     Welcome welcome_;
     bool welcomed_ = false, shutdown_ = false, released_ = false, in_world_ = false;
+    bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
     Clock::time_point last_from_master_{}, next_heartbeat_{};
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;

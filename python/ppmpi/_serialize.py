@@ -11,6 +11,14 @@ import cloudpickle
 from .errors import DestroyedServerError, JobExit, RemoteError, RemoteTraceback
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
+# One MPI message carries at most 2 GiB (INT_MAX bytes); kMaxPayloadBytes in protocol.hpp.
+MAX_PAYLOAD_BYTES = 0x7FFFFFFF - 64 * 1024
+
+
+def check_size(what, data):
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"{what} pickle to {len(data)} bytes; one job's data must stay under "
+                         f"2 GiB (one MPI message)")
 
 # Outcome codes, as in the C++ enum ppmpi::Outcome (job_table.hpp).
 OK, REMOTE_ERROR, DESTROYED, WORKER_LOST, TIMEOUT, CANCELLED = range(6)

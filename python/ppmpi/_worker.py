@@ -15,6 +15,7 @@ import cloudpickle
 from .errors import JobExit, ResultPicklingError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
+MAX_PAYLOAD_BYTES = 0x7FFFFFFF - 64 * 1024  # kMaxPayloadBytes in protocol.hpp
 
 
 class _JobOutput(io.StringIO):
@@ -117,7 +118,11 @@ class WorkerRuntime:
             return False, self._report(exc, job_id, name, capture.text()), time.perf_counter() - start
         seconds = time.perf_counter() - start
         try:
-            return True, cloudpickle.dumps((result, capture.text()), protocol=PROTOCOL), seconds
+            payload = cloudpickle.dumps((result, capture.text()), protocol=PROTOCOL)
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise ValueError(f"it pickles to {len(payload)} bytes, over the 2 GiB that one "
+                                 f"MPI message carries")
+            return True, payload, seconds
         except BaseException as exc:
             error = ResultPicklingError(
                 f"job {job_id} ({name}) returned a {type(result).__name__} that cannot be "

@@ -66,6 +66,16 @@ class Job:
             pass
         return True
 
+    def cancel(self):
+        """Cancels the job if it has not finished: a queued job never runs; a running job's
+        worker is stopped and replaced. Returns True if cancelled; job() then raises
+        concurrent.futures.CancelledError."""
+        if self._taken or self._server._destroyed:
+            return False
+        from .server import CONTROL_TIMEOUT_S
+
+        return self._server._pool.cancel(self.tid, CONTROL_TIMEOUT_S)
+
     def __call__(self, raw_result=False):
         self.wait()
         self._take()

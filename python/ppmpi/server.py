@@ -36,6 +36,16 @@ def _check_ncpus(ncpus):
     return ncpus
 
 
+def _check_seconds(name, value, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+    return float(value)
+
+
 def _check_tuple(name, value):
     if not isinstance(value, tuple):
         raise TypeError(f"{name} argument must be a tuple, not {type(value).__name__}")
@@ -55,15 +65,24 @@ class Server:
     """A pp job server whose workers are MPI ranks.
 
     ``Server(ncpus="autodetect", ppservers=(), secret=None, restart=False, proto=None,
-    socket_timeout=3600)``: ncpus workers (autodetect: the worker ranks of an mpirun world,
-    else the CPUs online). Alone, workers are spawned (ppmpi-worker); under mpirun, ranks
-    1..N-1 serve first and more are spawned if ncpus asks for more."""
+    socket_timeout=3600, *, worker_timeout=5.0, max_retries=3, job_timeout=None)``: ncpus
+    workers (autodetect: the worker ranks of an mpirun world, else the CPUs online). Alone,
+    workers are spawned (ppmpi-worker); under mpirun, ranks 1..N-1 serve first and more are
+    spawned if ncpus asks for more.
+
+    worker_timeout: a worker silent this long is lost (workers send heartbeats every 0.5 s from
+    a thread of their own, even during a long job); its jobs run again elsewhere. Shorter finds
+    a hung worker sooner; too short declares a CPU-starved worker lost and re-runs its jobs.
+    max_retries: a job running on a worker when it was lost this many times fails with
+    WorkerLost instead of taking down more workers. job_timeout: default limit in seconds for
+    each job (submit's timeout= overrides); an over-time job fails with JobTimeout and its
+    worker is replaced."""
 
     default_port = 60000
     default_secret = "epo20pdosl;dksldkmm"
 
     def __init__(self, ncpus="autodetect", ppservers=(), secret=None, restart=False, proto=None,
-                 socket_timeout=3600):
+                 socket_timeout=3600, *, worker_timeout=5.0, max_retries=3, job_timeout=None):
         _check_tuple("ppservers", ppservers)
         if ppservers:
             raise NotImplementedError(
@@ -75,6 +94,13 @@ class Server:
             raise NotImplementedError("secret= (pp's network authentication) is not supported "
                                       "yet: ppmpi has no network servers to authenticate")
         wanted = _check_ncpus(ncpus)
+        self.worker_timeout = _check_seconds("worker_timeout", worker_timeout, False)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+            raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
+        if max_retries < 1:
+            raise ValueError(f"max_retries must be >= 1, got {max_retries}")
+        self.max_retries = max_retries
+        self.job_timeout = _check_seconds("job_timeout", job_timeout)
         if proto is None:
             proto = _serialize.DEFAULT_PROTOCOL
         if isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 5:
@@ -93,14 +119,17 @@ class Server:
         self._callback_thread = None
         self._ncpus = wanted
         self._pool = _runtime.master().create_pool(wanted, 1, list(sys.path), os.getcwd(),
+                                                   self.worker_timeout, self.max_retries,
                                                    CREATE_TIMEOUT_S)
         _runtime.register(self)
 
     # -- submitting -------------------------------------------------------------------------
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
-               group="default", globals=None):
+               group="default", globals=None, *, timeout=None):
         """Submits ``func(*args)``; returns a Job. depfuncs are callable by name on the worker
-        and modules are imported there first (``"math"`` or ``"from x import y"``)."""
+        and modules are imported there first (``"math"`` or ``"from x import y"``).
+        timeout: seconds the job may run (default: the server's job_timeout); past it the job
+        fails with JobTimeout and its worker is replaced."""
         if self._destroyed:
             raise DestroyedServerError("Cannot submit jobs: server instance has been destroyed")
         if not callable(func):
@@ -113,6 +142,9 @@ class Server:
                 raise TypeError(f"modules entries must be str, not {type(module).__name__}")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        timeout = _check_seconds("timeout", timeout)
+        if timeout is None:
+            timeout = self.job_timeout
         if globals is not None:
             if not isinstance(globals, dict):
                 raise TypeError(f"globals must be a dict, not {type(globals).__name__}")
@@ -122,7 +154,10 @@ class Server:
                         "set_ncpus(n) with n > 0")
         key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto)
         data = _serialize.dump_args(func, args, self.proto)
-        job_id = self._pool.submit(key, bundle, data, self._group_id(group), callback is not None)
+        _serialize.check_size(f"the arguments of {_serialize.describe(func)}()", data)
+        _serialize.check_size(f"the function {_serialize.describe(func)!r}", bundle)
+        job_id = self._pool.submit(key, bundle, data, self._group_id(group), callback is not None,
+                                   timeout or 0.0)
         job = Job(self, job_id, _serialize.describe(func), group, callback, callbackargs)
         if callback is not None:
             with self._lock:

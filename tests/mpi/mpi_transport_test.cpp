@@ -106,7 +106,7 @@ std::vector<Message> messages_for(int peer, int index) {
         break;
     }
     default:
-        m.push_back(Message{Hello{1234, "host"}, "x"});
+        m.push_back(Message{Hello{1234, 0, "host"}, "x"});
         break;
     }
     return m;

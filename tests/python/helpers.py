@@ -76,3 +76,31 @@ class Point:
 
 def norm2_of(point):
     return point.norm2()
+
+
+def die_hard(x):
+    os._exit(7)
+
+
+def segfault(x):
+    import ctypes
+    return ctypes.string_at(0)
+
+
+def recurse(n):
+    return recurse(n + 1) + 1
+
+
+def allocate_too_much(gib):
+    return bytearray(gib << 30)
+
+
+def print_megabytes(mb):
+    line = "x" * 1023
+    for _ in range(mb * 1024):
+        print(line)
+    return mb
+
+
+def length_of(data):
+    return len(data)

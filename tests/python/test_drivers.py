@@ -1,9 +1,11 @@
 """Whole driver scripts run as `python3 driver.py` (launch mode 1): what only a real __main__
 and a real interpreter exit can show. Run from the singleton session only."""
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from conftest import launch_mode
@@ -12,12 +14,53 @@ pytestmark = pytest.mark.skipif(launch_mode() != "alone",
                                 reason="starts its own singleton drivers")
 
 
-def run_driver(tmp_path, source, timeout=120):
+def write_driver(tmp_path, source):
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(source))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_COMM_WORLD", "PMIX_"))}
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=tmp_path)
+    return str(script)
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_COMM_WORLD", "PMIX_"))}
+
+
+def run_driver(tmp_path, source, timeout=120):
+    return subprocess.run([sys.executable, write_driver(tmp_path, source)], capture_output=True,
+                          text=True, timeout=timeout, env=clean_env(), cwd=tmp_path)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def wait_all_gone(pids, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+# A driver whose first line names its workers' pids, then blocks on long jobs.
+BUSY_DRIVER = """
+    import os, time
+    import ppmpi
+    server = ppmpi.Server(2)
+    busy = lambda: (time.sleep(0.3), os.getpid())[1]
+    print("pids", *sorted({j() for j in [server.submit(busy) for _ in range(2)]}), flush=True)
+    [j() for j in [server.submit(time.sleep, (60,)) for _ in range(4)]]
+"""
+
+
+def start_and_read_pids(cmd, tmp_path, **popen):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(), cwd=tmp_path, **popen)
+    line = proc.stdout.readline()
+    assert line.startswith("pids"), proc.stderr.read() if proc.poll() is not None else line
+    return proc, [int(p) for p in line.split()[1:]]
 
 
 def test_main_functions_classes_and_bound_methods(tmp_path):
@@ -75,11 +118,58 @@ def test_driver_exception_leaves_no_worker_running(tmp_path):
     """)
     assert proc.returncode == 1 and "driver fails on purpose" in proc.stderr
     pids = [int(p) for p in proc.stdout.split("pids", 1)[1].split()]
-    import time
-    deadline = time.time() + 15
-    alive = pids
-    while alive and time.time() < deadline:
-        alive = [p for p in pids if os.path.exists(f"/proc/{p}")
-                 and "Z" not in open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]]
-        time.sleep(0.1)
-    assert not alive, f"workers still running after the driver ended: {alive}"
+    assert not wait_all_gone(pids), "workers still running after the driver ended"
+
+
+def test_ctrl_c_in_the_driver_leaves_no_worker(tmp_path):
+    script = write_driver(tmp_path, BUSY_DRIVER)
+    proc, pids = start_and_read_pids(
+        [sys.executable, script], tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err
+    assert not wait_all_gone(pids), "workers outlived a Ctrl-C'd driver"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_mpirun_leaves_no_process(tmp_path, sig):
+    script = write_driver(tmp_path, BUSY_DRIVER)
+    proc, pids = start_and_read_pids(
+        ["mpirun", "--enable-recovery", "-np", "3", sys.executable, script], tmp_path,
+        start_new_session=True)
+    everyone = [int(p) for p in subprocess.run(["pgrep", "-s", str(proc.pid)],
+                                               capture_output=True, text=True).stdout.split()]
+    assert set(pids) <= set(everyone)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    left = wait_all_gone(everyone)
+    for pid in left:  # only processes of the session this test started
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the killed mpirun: {left}"
+
+
+def test_lost_world_rank_shrinks_the_pool_and_set_ncpus_spawns(tmp_path):
+    script = write_driver(tmp_path, """
+        import ppmpi
+        import os, signal, time
+        server = ppmpi.Server(worker_timeout=2.0)
+        busy = lambda: (time.sleep(0.3), os.getpid())[1]
+        ranks = sorted({j() for j in [server.submit(busy) for _ in range(3)]})
+        jobs = [server.submit(pow, (i, 2)) for i in range(2000)]
+        os.kill(ranks[0], signal.SIGKILL)
+        assert [j() for j in jobs] == [i * i for i in range(2000)]
+        deadline = time.time() + 20
+        while server.get_ncpus() != 2 and time.time() < deadline:
+            time.sleep(0.05)
+        print("after loss", server.get_ncpus())
+        server.set_ncpus(3)
+        print("after set_ncpus", server.get_ncpus(),
+              len({j() for j in [server.submit(busy) for _ in range(3)]}))
+    """)
+    proc = subprocess.run(["mpirun", "--enable-recovery", "-np", "4", sys.executable, script],
+                          capture_output=True, text=True, timeout=120, env=clean_env(),
+                          cwd=tmp_path)
+    assert "after loss 2" in proc.stdout, proc.stdout + proc.stderr
+    assert "after set_ncpus 3 3" in proc.stdout, proc.stdout + proc.stderr
+    assert "lost" in proc.stderr and "set_ncpus" in proc.stderr

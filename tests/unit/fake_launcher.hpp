@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -139,6 +140,11 @@ class WorkerThreads {
         threads_.emplace_back([this, peer] { serve(peer); });
         return peer;
     }
+    // A peer id with no thread behind it: the test plays that worker by hand.
+    PeerId reserve() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return next_peer_++;
+    }
     void join_all() {
         std::vector<std::thread> threads;
         {
@@ -163,6 +169,11 @@ class WorkerThreads {
         std::lock_guard<std::mutex> lock(mutex_);
         return goodbyes_;
     }
+    // before_close(clean) of each worker that got that far.
+    std::map<PeerId, bool> closes() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return closes_;
+    }
     std::shared_ptr<ExecutorLog> log = std::make_shared<ExecutorLog>();
 
   private:
@@ -170,11 +181,15 @@ class WorkerThreads {
         FakeExecutor executor(peer, log);
         auto hub = hub_;
         WorkerHost host(
-            [hub, peer] {
+            [this, hub, peer] {
                 WorkerEnvironment env;
                 env.transport = hub->endpoint(peer);
                 env.master = 0;
                 env.in_world = false;
+                env.before_close = [this, peer](bool clean) {
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    closes_[peer] = clean;
+                };
                 return env;
             },
             options_);
@@ -190,27 +205,39 @@ class WorkerThreads {
     std::vector<std::thread> threads_;
     std::map<PeerId, int> statuses_;
     std::vector<PeerId> goodbyes_;
+    std::map<PeerId, bool> closes_;
 };
 
-// The Launcher the dispatcher sees: spawn(n) starts n worker threads.
+// The Launcher the dispatcher sees: spawn(n) starts n worker threads (or, with `puppets`,
+// reserves n peers that the test plays by hand). `world` lists puppet world ranks (static
+// peers, in_world); `ordered` is what can_end_in_order answers for every peer.
 class ThreadLauncher : public Launcher {
   public:
     explicit ThreadLauncher(std::shared_ptr<WorkerThreads> workers) : workers_(std::move(workers)) {}
     // The threads are joined by WorkerThreads (the test decides when), not here: the master
     // thread destroys its launcher, and must not wait there for a worker's running job.
 
-    std::vector<PeerId> static_peers() override { return {}; }
+    std::vector<PeerId> static_peers() override { return world; }
     std::vector<PeerId> spawn(std::size_t count) override {
         if (fail_spawn) throw PpmpiError("spawn refused by the test");
         std::vector<PeerId> peers;
-        for (std::size_t i = 0; i < count; ++i) peers.push_back(workers_->start());
+        for (std::size_t i = 0; i < count; ++i)
+            peers.push_back(puppets ? workers_->reserve() : workers_->start());
         return peers;
     }
-    bool in_world(PeerId) const override { return false; }
+    bool in_world(PeerId peer) const override {
+        return std::find(world.begin(), world.end(), peer) != world.end();
+    }
     void said_goodbye(PeerId peer) override { workers_->said_goodbye(peer); }
     std::string describe(PeerId peer) const override { return "w" + std::to_string(peer); }
+    void lost(PeerId peer) override { lost_peers.push_back(peer); }
+    bool can_end_in_order(PeerId) const override { return ordered; }
 
     bool fail_spawn = false;
+    bool puppets = false;
+    bool ordered = true;
+    std::vector<PeerId> world;
+    std::vector<PeerId> lost_peers;
 
   private:
     std::shared_ptr<WorkerThreads> workers_;

@@ -35,9 +35,10 @@ void set_u64(Bytes& frame, std::size_t at, std::uint64_t value) {
 }  // namespace
 
 TEST_CASE("protocol: Hello and Welcome round trip with every field", "[protocol]") {
-    Hello hello{-4242, "node-7.cluster"};
+    Hello hello{-4242, 123456789u, "node-7.cluster"};
     auto h = std::get<Hello>(round_trip_one({hello, {}}).header);
     CHECK(h.pid == -4242);
+    CHECK(h.start_ticks == 123456789u);
     CHECK(h.host == "node-7.cluster");
 
     Welcome w;
@@ -127,7 +128,7 @@ TEST_CASE("protocol: empty frame, empty, binary and large payloads", "[protocol]
 }
 
 TEST_CASE("protocol: every truncation of a frame throws ProtocolError", "[protocol]") {
-    Bytes frame = encode_frame({{Hello{5, "h"}, "p1"}, {Task{9, "k"}, Bytes("\0\0", 2)},
+    Bytes frame = encode_frame({{Hello{5, 0, "h"}, "p1"}, {Task{9, "k"}, Bytes("\0\0", 2)},
                                 {Shutdown{}, {}}});
     for (std::size_t len = 0; len < frame.size(); ++len) {
         INFO("prefix length " << len << " of " << frame.size());
@@ -153,7 +154,7 @@ TEST_CASE("protocol: trailing bytes, garbage and lying lengths throw ProtocolErr
     CHECK_THROWS_AS(decode_frame(huge_count), ProtocolError);
 
     // A header cut short inside the frame: header_len shrinks by 4, payload_len grows by 4.
-    Bytes hello = encode_frame({{Hello{1, "some-host-name"}, {}}});
+    Bytes hello = encode_frame({{Hello{1, 0, "some-host-name"}, {}}});
     std::uint32_t header_len;
     std::memcpy(&header_len, &hello[4], 4);
     header_len -= 4;
@@ -179,7 +180,7 @@ TEST_CASE("protocol: an unknown kind byte throws ProtocolError", "[protocol]") {
 TEST_CASE("protocol: a header claiming a huge string length throws ProtocolError",
           "[protocol]") {
     const std::string host = "abcdefgh";
-    Bytes frame = encode_frame({{Hello{1, host}, {}}});
+    Bytes frame = encode_frame({{Hello{1, 0, host}, {}}});
     Bytes length_and_text(8, '\0');
     length_and_text[0] = static_cast<char>(host.size());
     length_and_text += host;

@@ -1,0 +1,48 @@
+// ppmpi/pool_types.hpp: the values that describe a pool (one Python Server) to the dispatcher.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ppmpi {
+
+using PoolId = int;
+
+struct PoolSpec {
+    std::size_t ncpus = 1;
+    std::size_t slots_per_worker = 1;   // jobs in flight per worker
+    std::vector<std::string> sys_path;  // the driver's sys.path, applied on every worker
+    std::string cwd;
+    std::chrono::milliseconds worker_timeout{5000};  // silence after which a worker is lost
+    std::size_t max_retries = 3;  // a job that took down this many workers fails (WorkerLost)
+};
+
+struct WorkerStats {
+    std::string label;  // "host:rank"
+    std::uint64_t jobs = 0;
+    double seconds = 0.0;
+};
+
+struct PoolStats {
+    std::size_t workers = 0;
+    std::size_t pending = 0;
+    std::size_t running = 0;
+    std::vector<WorkerStats> per_worker;
+    std::uint64_t tasks_sent = 0;
+    std::uint64_t function_defs_sent = 0;
+    std::uint64_t function_bytes_sent = 0;
+    std::uint64_t workers_lost = 0;
+    std::uint64_t jobs_requeued = 0;
+};
+
+struct DispatcherOptions {
+    std::int64_t master_pid = 0;
+    std::string master_host;
+    std::chrono::milliseconds heartbeat{500};
+    std::chrono::milliseconds master_timeout{30000};  // told to workers: exit if we go silent
+    std::chrono::milliseconds start_timeout{120000};  // a spawned worker's first Hello
+};
+
+}  // namespace ppmpi

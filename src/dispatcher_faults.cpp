@@ -1,0 +1,138 @@
+// Dispatcher, fault side: lost workers, job time-outs, replacing workers (see dispatcher.hpp).
+#include <cstdio>
+#include <iostream>
+
+#include "ppmpi/dispatcher.hpp"
+
+namespace ppmpi {
+namespace {
+
+// How often liveness is checked: process checks read /proc, so not on every loop turn.
+constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
+
+std::string seconds_text(Clock::duration d) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%g s", std::chrono::duration<double>(d).count());
+    return text;
+}
+
+std::string join(const std::vector<std::string>& parts) {
+    std::string out;
+    for (const std::string& part : parts) out += (out.empty() ? "" : ", ") + part;
+    return out;
+}
+
+}  // namespace
+
+void Dispatcher::check_liveness(Clock::time_point now) {
+    if (now < next_liveness_check_) return;
+    next_liveness_check_ = now + kLivenessPeriod;
+    for (WorkerId id : monitor_.silent(now)) {
+        WorkerRecord& worker = workers_.at(id);
+        lose_worker(worker,
+                    worker.hello ? "silent for longer than its worker_timeout (hung or unreachable)"
+                                 : "it never started (no Hello)",
+                    true);
+    }
+    for (auto& [peer, worker] : workers_)
+        if (worker.hello && worker.phase != Phase::Gone && !process_alive(worker.process))
+            lose_worker(worker, "its process exited", true);
+}
+
+void Dispatcher::check_deadlines(Clock::time_point now) {
+    for (auto& [id, pool] : pools_) {
+        if (pool.destroyed || pool.scheduler.running() == 0) continue;
+        std::vector<std::pair<JobId, WorkerId>> expired;
+        for (const auto& [peer, worker] : workers_) {
+            if (worker.pool != id) continue;
+            for (JobId job : pool.scheduler.in_flight(peer))
+                if (pool.queued.at(job).deadline <= now) expired.emplace_back(job, peer);
+        }
+        for (const auto& [job, peer] : expired) {
+            WorkerRecord& worker = workers_.at(peer);
+            std::string message = "ran longer than its timeout of " +
+                                  seconds_text(pool.queued.at(job).timeout) + " on worker " +
+                                  worker.label + "; the worker was stopped and replaced";
+            end_job(pool, job, JobOutcome{Outcome::Timeout, {}, message, worker.label, 0.0});
+            stop_worker(worker, "its job timed out");
+        }
+    }
+}
+
+// A worker that still runs but must go (its job timed out or was cancelled): told to leave at
+// once (it may be on another host), killed if on this one, and replaced. Its other jobs are
+// requeued without being charged: the worker did not fail.
+void Dispatcher::stop_worker(WorkerRecord& worker, const std::string& reason) {
+    if (worker.phase == Phase::Gone) return;
+    transport_.post(worker.peer, encode_frame({Message{Shutdown{true}, {}}}));
+    lose_worker(worker, reason, false);
+}
+
+void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs) {
+    if (worker.phase == Phase::Gone) return;
+    bool was_serving = worker.phase == Phase::Active || worker.phase == Phase::Waiting;
+    worker.phase = Phase::Gone;
+    ++workers_lost_;
+    monitor_.forget(worker.peer);
+    known_.forget_worker(worker.peer);
+    outbox_.erase(worker.peer);
+    kill_process(worker.process);  // on this host: no orphan, and no word from it again
+    launcher_.lost(worker.peer);
+    std::cerr << "ppmpi: warning: worker " << worker.label << " lost: " << reason << std::endl;
+    if (!worker.pool) return;
+    auto it = pools_.find(*worker.pool);
+    if (it == pools_.end() || it->second.destroyed) return;
+    Pool& pool = it->second;
+    ++pool.workers_lost;
+    requeue(it->first, pool, pool.scheduler.remove_worker(worker.peer), worker.label,
+            charge_jobs);
+    if (was_serving) replenish(it->first, pool, launcher_.in_world(worker.peer));
+}
+
+// remove_worker already put the jobs back at the front of the queue; here each is charged
+// with the loss, and one charged max_retries times fails instead of taking down more workers.
+void Dispatcher::requeue(PoolId id, Pool& pool, const std::vector<JobId>& jobs,
+                         const std::string& label, bool charge) {
+    (void)id;
+    for (JobId job : jobs) {
+        QueuedJob& queued = pool.queued.at(job);
+        queued.deadline = Clock::time_point::max();
+        if (charge) queued.lost_on.push_back(label);
+        if (queued.lost_on.size() >= pool.spec.max_retries) {
+            std::string message = "it was running on " + join(queued.lost_on) +
+                                  " when each of them was lost (max_retries=" +
+                                  std::to_string(pool.spec.max_retries) + ")";
+            end_job(pool, job, JobOutcome{Outcome::WorkerLost, {}, message, label, 0.0});
+        } else {
+            ++pool.jobs_requeued;
+        }
+    }
+}
+
+// Spawned workers are replaced, so the pool returns to ncpus; a lost rank of a static mpirun
+// world cannot be replaced in kind, so the pool shrinks (set_ncpus can grow it by spawning).
+void Dispatcher::replenish(PoolId id, Pool& pool, bool lost_world_rank) {
+    if (lost_world_rank) {
+        if (pool.spec.ncpus > 0) --pool.spec.ncpus;
+        std::cerr << "ppmpi: warning: a worker rank of the mpirun world was lost; the server "
+                     "now has "
+                  << pool.spec.ncpus << " workers (set_ncpus(n) spawns more)" << std::endl;
+        return;
+    }
+    std::size_t have = members(id);
+    if (have >= pool.spec.ncpus) return;
+    try {
+        add_workers(id, pool.spec.ncpus - have);
+    } catch (const std::exception& e) {
+        std::cerr << "ppmpi: warning: could not replace a lost worker: " << e.what() << std::endl;
+    }
+}
+
+// At the very end: whatever did not say Goodbye (hung, told to leave at once, or lost) and
+// still runs on this host is killed, so no worker outlives the master.
+void Dispatcher::kill_unanswering_workers() {
+    for (auto& [peer, worker] : workers_)
+        if (worker.hello && !worker.goodbye) kill_process(worker.process);
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,140 @@
+"""Dead, frozen, over-time, cancelled and poisonous jobs and workers: every result still comes
+back, exactly once, and the server keeps serving. Workers are spawned by these servers and
+killed by the pids they report, so nothing outside the test is touched."""
+import os
+import random
+import signal
+import time
+
+import helpers
+import ppmpi
+import pytest
+
+TRIALS, JOBS = 10, 1000
+SEED = 20261124
+
+
+def worker_pids(server, count):
+    """The pids of `count` distinct workers (each busy at once, so each job lands elsewhere)."""
+    jobs = [server.submit(helpers.pid_after, (0.2,)) for _ in range(count)]
+    return sorted({job() for job in jobs})
+
+
+def gone(pid):
+    """True once pid has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.fixture
+def faulty():
+    server = ppmpi.Server(2, worker_timeout=1.5, max_retries=2)
+    yield server
+    server.destroy()
+
+
+def test_killed_workers_at_random_moments(faulty):
+    rng = random.Random(SEED)
+    for trial in range(TRIALS):
+        jobs = [faulty.submit(helpers.helper_square, (i,)) for i in range(JOBS)]
+        kill_after = rng.randrange(JOBS)
+        victims = worker_pids(faulty, 2)
+        results = []
+        for i, job in enumerate(jobs):
+            if i == kill_after:
+                os.kill(rng.choice(victims), signal.SIGKILL)
+            results.append(job())
+        assert results == [i * i for i in range(JOBS)], f"trial {trial}"
+    # The last kill may come after the last result: its loss is noticed within ~0.1 s.
+    assert wait_until(lambda: faulty._stats()["workers_lost"] >= TRIALS)
+    assert wait_until(lambda: faulty.get_ncpus() == 2)
+    assert sum(s.njobs for s in faulty.get_stats().values()) >= TRIALS * JOBS
+
+
+def test_frozen_worker_is_lost_and_replaced(faulty):
+    victim = worker_pids(faulty, 2)[0]
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        jobs = [faulty.submit(helpers.sleep_and_return, (0.01, i)) for i in range(50)]
+        assert [job() for job in jobs] == list(range(50))
+        assert wait_until(lambda: gone(victim)), "the frozen worker was not killed"
+        assert faulty.get_ncpus() == 2
+    finally:
+        if not gone(victim):
+            os.kill(victim, signal.SIGKILL)
+
+
+def test_job_timeout_fails_the_job_and_replaces_the_worker(faulty):
+    before = worker_pids(faulty, 2)
+    start = time.monotonic()
+    job = faulty.submit(helpers.sleep_and_return, (60, "never"), timeout=0.5)
+    with pytest.raises(ppmpi.JobTimeout, match=rf"job {job.tid} .*timeout of 0.5 s"):
+        job()
+    assert time.monotonic() - start < 10
+    assert faulty.submit(helpers.helper_square, (4,))() == 16
+    assert wait_until(lambda: any(gone(pid) for pid in before))
+    assert faulty.get_ncpus() == 2
+
+
+def test_server_wide_job_timeout():
+    with ppmpi.Server(1, job_timeout=0.5) as server:
+        with pytest.raises(ppmpi.JobTimeout):
+            server.submit(helpers.sleep_and_return, (60, None))()
+        assert server.submit(helpers.sleep_and_return, (0.01, 5))() == 5
+
+
+def test_cancel_pending_and_running(faulty):
+    running = [faulty.submit(helpers.sleep_and_return, (60, i)) for i in range(2)]
+    pending = faulty.submit(helpers.helper_square, (3,))
+    time.sleep(0.3)
+    assert pending.cancel()
+    assert all(job.cancel() for job in running)
+    import concurrent.futures
+    for job in running + [pending]:
+        with pytest.raises(concurrent.futures.CancelledError):
+            job()
+    assert faulty.submit(helpers.helper_square, (5,))() == 25
+    done = faulty.submit(helpers.helper_square, (6,))
+    assert done() == 36
+    assert not done.cancel()
+
+
+@pytest.mark.parametrize("poison", [helpers.die_hard, helpers.segfault])
+def test_poison_job_fails_with_worker_lost_after_max_retries(faulty, poison):
+    good = [faulty.submit(helpers.helper_square, (i,)) for i in range(20)]
+    bad = faulty.submit(poison, (0,))
+    with pytest.raises(ppmpi.WorkerLost, match=rf"job {bad.tid} .*max_retries=2"):
+        bad()
+    assert [job() for job in good] == [i * i for i in range(20)]
+    assert faulty.submit(helpers.helper_square, (7,))() == 49
+    assert faulty.get_ncpus() == 2
+
+
+def test_hostile_jobs_are_clear_exceptions(faulty):
+    with pytest.raises(RecursionError):
+        faulty.submit(helpers.recurse, (0,))()
+    with pytest.raises(MemoryError):
+        faulty.submit(helpers.allocate_too_much, (1 << 20,))()
+    assert faulty.submit(helpers.helper_square, (8,))() == 64
+
+
+def test_job_printing_megabytes(faulty, capsys):
+    assert faulty.submit(helpers.print_megabytes, (4,))() == 4
+    assert len(capsys.readouterr().out) >= 4 << 20
+
+
+def test_quarter_gib_argument(faulty):
+    data = b"\x01" * (256 << 20)
+    assert faulty.submit(helpers.length_of, (data,))() == len(data)
