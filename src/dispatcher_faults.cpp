@@ -111,11 +111,14 @@ void Dispatcher::requeue(PoolId id, Pool& pool, const std::vector<JobId>& jobs,
 
 // Spawned workers are replaced, so the pool returns to ncpus; a lost rank of a static mpirun
 // world cannot be replaced in kind, so the pool shrinks (set_ncpus can grow it by spawning).
+// Under mpirun a lost spawned worker is not replaced either: there, Open MPI 4.1.4's
+// MPI_Comm_spawn can block forever after processes of the job were killed (README), and an
+// automatic spawn would freeze this thread; an explicit set_ncpus is bounded by its caller.
 void Dispatcher::replenish(PoolId id, Pool& pool, bool lost_world_rank) {
-    if (lost_world_rank) {
+    if (lost_world_rank || !launcher_.static_peers().empty()) {
         if (pool.spec.ncpus > 0) --pool.spec.ncpus;
-        std::cerr << "ppmpi: warning: a worker rank of the mpirun world was lost; the server "
-                     "now has "
+        std::cerr << "ppmpi: warning: a worker under mpirun was lost and is not replaced; the "
+                     "server now has "
                   << pool.spec.ncpus << " workers (set_ncpus(n) spawns more)" << std::endl;
         return;
     }

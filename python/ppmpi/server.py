@@ -12,8 +12,12 @@ from .job import WAIT_SLICE_S, Job
 
 log = logging.getLogger("ppmpi")
 
-CREATE_TIMEOUT_S = 300.0  # spawning workers: ~0.25 s per MPI_Comm_spawn, far less than this
+CREATE_TIMEOUT_S = 60.0  # spawning workers: ~0.25 s per MPI_Comm_spawn, far less than this
 CONTROL_TIMEOUT_S = 120.0
+
+
+_SPAWN_HINT = (" (if this is under mpirun after workers were killed: Open MPI's MPI_Comm_spawn "
+               "can block forever there; see README 'Dead and hung workers')")
 
 
 class Statistics:
@@ -118,9 +122,12 @@ class Server:
         self._callback_jobs = {}
         self._callback_thread = None
         self._ncpus = wanted
-        self._pool = _runtime.master().create_pool(wanted, 1, list(sys.path), os.getcwd(),
-                                                   self.worker_timeout, self.max_retries,
-                                                   CREATE_TIMEOUT_S)
+        try:
+            self._pool = _runtime.master().create_pool(wanted, 1, list(sys.path), os.getcwd(),
+                                                       self.worker_timeout, self.max_retries,
+                                                       CREATE_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}{_SPAWN_HINT}") from exc
         _runtime.register(self)
 
     # -- submitting -------------------------------------------------------------------------
@@ -229,7 +236,10 @@ class Server:
             wanted = _launch.detect_ncpus()
         if self._destroyed:
             raise DestroyedServerError("Cannot set ncpus: server instance has been destroyed")
-        self._pool.resize(wanted, CREATE_TIMEOUT_S)
+        try:
+            self._pool.resize(wanted, CREATE_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}{_SPAWN_HINT}") from exc
         self._ncpus = wanted
 
     def get_active_nodes(self):
