@@ -119,16 +119,7 @@ int serve_worker() {
     return without_gil([&] { return host.serve(executor); });
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-    m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
-    auto base = py::register_exception<PpmpiError>(m, "PpmpiError", PyExc_RuntimeError);
-    py::register_exception<MpiError>(m, "MpiError", base.ptr());
-    py::register_exception<DestroyedError>(m, "DestroyedError", base.ptr());
-    py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
-    py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
-
+void bind_master(py::module_& m) {
     py::class_<Master, std::shared_ptr<Master>>(m, "Master")
         .def(py::init(&start_master), py::arg("worker_path"), py::arg("heartbeat_ms") = 500,
              py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0)
@@ -154,7 +145,9 @@ PYBIND11_MODULE(_core, m) {
              },
              py::arg("grace") = 5.0)
         .def_property_readonly("running", &Master::running);
+}
 
+void bind_pool(py::module_& m) {
     py::class_<PoolHandle>(m, "Pool")
         .def("submit", &PoolHandle::submit)
         .def("take", &PoolHandle::take)
@@ -200,7 +193,19 @@ PYBIND11_MODULE(_core, m) {
         .def("destroy", [](PoolHandle& p, double timeout) {
             p.on_dispatcher<void>([](Dispatcher& d, PoolId id) { d.destroy_pool(id); }, timeout);
         });
+}
 
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
+    auto base = py::register_exception<PpmpiError>(m, "PpmpiError", PyExc_RuntimeError);
+    py::register_exception<MpiError>(m, "MpiError", base.ptr());
+    py::register_exception<DestroyedError>(m, "DestroyedError", base.ptr());
+    py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
+    py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
+    bind_master(m);
+    bind_pool(m);
     m.def("serve_worker", &serve_worker,
           "Serve as a worker rank in this process until the master lets it go; returns the "
           "exit status.");

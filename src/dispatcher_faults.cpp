@@ -111,9 +111,9 @@ void Dispatcher::requeue(PoolId id, Pool& pool, const std::vector<JobId>& jobs,
 
 // Spawned workers are replaced, so the pool returns to ncpus; a lost rank of a static mpirun
 // world cannot be replaced in kind, so the pool shrinks (set_ncpus can grow it by spawning).
-// Under mpirun a lost spawned worker is not replaced either: there, Open MPI 4.1.4's
-// MPI_Comm_spawn can block forever after processes of the job were killed (README), and an
-// automatic spawn would freeze this thread; an explicit set_ncpus is bounded by its caller.
+// Under mpirun a lost spawned worker is not replaced either: there we saw Open MPI 4.1.4's
+// MPI_Comm_spawn block forever (README "Spawning under mpirun"), and an automatic spawn would
+// freeze this thread; an explicit set_ncpus is bounded by its caller.
 void Dispatcher::replenish(PoolId id, Pool& pool, bool lost_world_rank) {
     if (lost_world_rank || !launcher_.static_peers().empty()) {
         if (pool.spec.ncpus > 0) --pool.spec.ncpus;

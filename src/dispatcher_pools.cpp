@@ -2,7 +2,12 @@
 #include "ppmpi/dispatcher.hpp"
 #include "ppmpi/errors.hpp"
 
+#include <thread>
+
 namespace ppmpi {
+namespace {
+constexpr auto kSettleTimeout = std::chrono::seconds(5);
+}
 
 Dispatcher::Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options)
     : transport_(transport), launcher_(launcher), options_(std::move(options)), now_(Clock::now()) {
@@ -65,6 +70,7 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
         if (worker.hello) welcome(worker);
     }
     if (count == 0) return;
+    settle_departures();
     for (PeerId peer : launcher_.spawn(count)) {
         WorkerRecord record;
         record.peer = peer;
@@ -72,6 +78,27 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
         record.label = launcher_.describe(peer);
         workers_.emplace(peer, std::move(record));
         monitor_.watch(peer, options_.start_timeout, now_);  // until its Hello
+    }
+}
+
+// Spawned workers told to leave disconnect right after their Goodbye, and that disconnect is
+// a collective the master completes when it reads the last Goodbye of their spawn. A spawn
+// started before then deadlocks under mpirun (measured: the new workers' MPI_Init waited behind
+// the old workers' disconnect fence, and the master in MPI_Comm_spawn for them). So pending
+// departures are finished first; bounded, because a worker may die instead of saying Goodbye.
+void Dispatcher::settle_departures() {
+    auto leaving = [&] {
+        for (const auto& [peer, worker] : workers_)
+            if (worker.phase == Phase::Leaving && !launcher_.in_world(peer)) return true;
+        return false;
+    };
+    auto deadline = Clock::now() + kSettleTimeout;
+    while (leaving() && Clock::now() < deadline) {
+        if (auto envelope = transport_.poll()) {
+            handle_frame(std::move(*envelope));
+        } else {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
     }
 }
 

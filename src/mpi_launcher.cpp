@@ -27,8 +27,18 @@ std::vector<PeerId> MpiLauncher::static_peers() {
     return peers;
 }
 
+// One MPI_Comm_spawn per worker (~0.25 s each), not one for all: MPI_Comm_disconnect is
+// collective over the whole spawn, so a worker retired alone (set_ncpus down) would wait in it
+// for siblings that keep serving, and under mpirun that pending disconnect then blocked every
+// later spawn (seen in gdb: MPI_Comm_spawn stuck in PMIx_Lookup).
 std::vector<PeerId> MpiLauncher::spawn(std::size_t count) {
-    if (count == 0) return {};
+    std::vector<PeerId> peers;
+    for (std::size_t i = 0; i < count; ++i) peers.push_back(spawn_one());
+    return peers;
+}
+
+PeerId MpiLauncher::spawn_one() {
+    const std::size_t count = 1;
     if (::access(worker_path_.c_str(), X_OK) != 0)
         throw PpmpiError("cannot start workers: " + worker_path_ +
                          " is not an executable file (set PPMPI_WORKER to ppmpi-worker)");
@@ -45,14 +55,10 @@ std::vector<PeerId> MpiLauncher::spawn(std::size_t count) {
     for (int code : errcodes) check_mpi(code, "MPI_Comm_spawn (a worker failed to start)");
     MPI_Comm_set_errhandler(intercomm, MPI_ERRORS_RETURN);
     groups_.push_back(Group{intercomm, count});
-    std::vector<PeerId> peers;
-    for (std::size_t i = 0; i < count; ++i) {
-        PeerId peer = next_peer_++;
-        transport_.add_peer(peer, intercomm, static_cast<int>(i));
-        group_of_[peer] = groups_.size() - 1;
-        peers.push_back(peer);
-    }
-    return peers;
+    PeerId peer = next_peer_++;
+    transport_.add_peer(peer, intercomm, 0);
+    group_of_[peer] = groups_.size() - 1;
+    return peer;
 }
 
 void MpiLauncher::said_goodbye(PeerId peer) {

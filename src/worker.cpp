@@ -164,25 +164,30 @@ void WorkerHost::comm_main() {
     Hello hello{self.pid, self.start_ticks, self.host};
     env.transport->post(env.master, encode_frame({Message{hello, {}}}));
     last_from_master_ = Clock::now();
+    bool clean = serve_master(*env.transport, env.master);
+    stop_executor();
+    close(env, clean);
+}
+
+// The comm loop; returns whether the master let this worker go in order.
+bool WorkerHost::serve_master(Transport& transport, PeerId master) {
     Backoff backoff;
-    bool clean = false;
     for (;;) {
         Clock::time_point now = Clock::now();
-        bool active = comm_turn(*env.transport, env.master, now);
-        if (leave_now_) break;  // no disconnect, no finalize: they could wait forever
-        if (shutdown_ && (!in_world_ || released_)) {
-            clean = true;
-            break;
-        }
-        if (executor_failed_) break;  // the master sees a lost worker (no Goodbye)
+        bool active = comm_turn(transport, master, now);
+        if (leave_now_) return false;  // no disconnect, no finalize: they could wait forever
+        if (shutdown_ && (!in_world_ || released_)) return true;
+        if (executor_failed_) return false;  // the master sees a lost worker (no Goodbye)
         if (!master_alive(now)) {
             std::cerr << "ppmpi-worker: the master is gone; exiting" << std::endl;
             exit_status_ = 1;
-            break;
+            return false;
         }
         if (active || comm_wakeup_.wait_for(backoff.next_delay(now))) backoff.reset();
     }
-    stop_executor();
+}
+
+void WorkerHost::close(WorkerEnvironment& env, bool clean) {
     auto drain_until = Clock::now() + kSendDrain;
     while (clean && env.transport->unfinished_sends(env.master) > 0 && Clock::now() < drain_until) {
         env.transport->poll();

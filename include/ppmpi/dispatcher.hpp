@@ -98,6 +98,7 @@ class Dispatcher {
     const Pool& pool_at(PoolId pool) const;
     std::size_t members(PoolId pool) const;
     void add_workers(PoolId pool, std::size_t count);
+    void settle_departures();
     void remove_workers(PoolId pool, std::size_t count);
     void welcome(WorkerRecord& worker);
     void say_shutdown(WorkerRecord& worker);

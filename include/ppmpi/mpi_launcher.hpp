@@ -1,10 +1,10 @@
 // ppmpi/mpi_launcher.hpp: the master's Launcher over MPI.
 //
 // Peer ids: world rank r is peer r (r = 1..N-1 of an mpirun world); spawned workers get ids
-// from N upward, in spawn order. Each spawn call is one MPI_Comm_spawn of `count` processes of
-// ppmpi-worker on MPI_COMM_SELF, giving one intercommunicator; once every process of a spawn
-// has said Goodbye (and so is about to disconnect), the master disconnects that
-// intercommunicator too. A spawn with a lost process is never disconnected, and a world with
+// from N upward, in spawn order. Each worker is its own MPI_Comm_spawn of one ppmpi-worker on
+// MPI_COMM_SELF, giving one intercommunicator per worker (see spawn() for why); once it has
+// said Goodbye (and so is about to disconnect), the master disconnects that intercommunicator
+// too. A spawn with a lost process is never disconnected, and a world with
 // a lost rank is never finalized: MPI_Comm_disconnect and MPI_Finalize would wait for it.
 #pragma once
 
@@ -38,6 +38,7 @@ class MpiLauncher : public Launcher {
 
   private:
     void leave_group(PeerId peer);
+    PeerId spawn_one();
     struct Group {
         MPI_Comm intercomm = MPI_COMM_NULL;
         std::size_t waiting = 0;  // processes that have not said Goodbye

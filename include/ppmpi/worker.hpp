@@ -49,6 +49,8 @@ class WorkerHost {
 
   private:
     void comm_main();
+    bool serve_master(Transport& transport, PeerId master);
+    void close(WorkerEnvironment& env, bool clean);
     bool comm_turn(Transport& transport, PeerId master, Clock::time_point now);
     void on_message(Message& message);
     bool master_alive(Clock::time_point now) const;

@@ -50,6 +50,22 @@ def _check_seconds(name, value, allow_none=True):
     return float(value)
 
 
+def _check_retries(max_retries):
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
+    if max_retries < 1:
+        raise ValueError(f"max_retries must be >= 1, got {max_retries}")
+    return max_retries
+
+
+def _check_proto(proto):
+    if proto is None:
+        return _serialize.DEFAULT_PROTOCOL
+    if isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 5:
+        raise ValueError(f"proto must be a pickle protocol from 0 to 5, got {proto!r}")
+    return max(proto, 2)  # cloudpickle needs protocol 2 or later
+
+
 def _check_tuple(name, value):
     if not isinstance(value, tuple):
         raise TypeError(f"{name} argument must be a tuple, not {type(value).__name__}")
@@ -99,17 +115,9 @@ class Server:
                                       "yet: ppmpi has no network servers to authenticate")
         wanted = _check_ncpus(ncpus)
         self.worker_timeout = _check_seconds("worker_timeout", worker_timeout, False)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-            raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
-        if max_retries < 1:
-            raise ValueError(f"max_retries must be >= 1, got {max_retries}")
-        self.max_retries = max_retries
+        self.max_retries = _check_retries(max_retries)
         self.job_timeout = _check_seconds("job_timeout", job_timeout)
-        if proto is None:
-            proto = _serialize.DEFAULT_PROTOCOL
-        if isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 5:
-            raise ValueError(f"proto must be a pickle protocol from 0 to 5, got {proto!r}")
-        self.proto = max(proto, 2)  # cloudpickle needs protocol 2 or later
+        self.proto = _check_proto(proto)
         self.restart = bool(restart)
         self.socket_timeout = socket_timeout
         self.ppservers, self.secret = ppservers, secret

@@ -172,3 +172,21 @@ def test_lost_world_rank_shrinks_the_pool(tmp_path):
     assert "after loss 2" in proc.stdout, proc.stdout + proc.stderr
     assert "still serving True" in proc.stdout, proc.stdout + proc.stderr
     assert "lost" in proc.stderr and "set_ncpus" in proc.stderr
+
+
+def test_shrink_then_new_servers_under_mpirun(tmp_path):
+    """A worker retired alone must not leave a disconnect pending that blocks later spawns
+    (it did when all workers of a Server came from one MPI_Comm_spawn)."""
+    script = write_driver(tmp_path, """
+        import ppmpi
+        for i in range(4):
+            server = ppmpi.Server(3)
+            server.set_ncpus(1)
+            assert server.submit(pow, (i, 2))() == i * i
+            server.destroy()
+        print("cycles done")
+    """)
+    proc = subprocess.run(["mpirun", "--enable-recovery", "-np", "1", sys.executable, script],
+                          capture_output=True, text=True, timeout=120, env=clean_env(),
+                          cwd=tmp_path)
+    assert "cycles done" in proc.stdout, proc.stdout + proc.stderr

@@ -12,12 +12,11 @@ import pytest
 
 from conftest import launch_mode
 
-# Alone only. Under mpirun, Open MPI 4.1.4's MPI_Comm_spawn can block forever in PMIx_Lookup
-# (ompi_dpm_connect_accept) once spawned processes of the job have been killed: seen in 1 of 8
-# runs of this suite under mpiexec (gdb backtrace in the issue notes). Under mpirun, worker loss
-# is tested by killing a world rank (test_drivers.py), which needs no spawn.
+# Alone only: these tests expect lost workers to be replaced, and under mpirun ppmpi does not
+# spawn replacements (README "Dead and hung workers"). Under mpirun, worker loss is tested by
+# killing a world rank (test_drivers.py).
 pytestmark = pytest.mark.skipif(launch_mode() != "alone",
-                                reason="kills spawned workers; spawn under mpirun can hang")
+                                reason="expects replacements, which ppmpi spawns only when alone")
 
 TRIALS, JOBS = 10, 1000
 SEED = 20261124
