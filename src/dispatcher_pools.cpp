@@ -92,7 +92,18 @@ void Dispatcher::settle_departures() {
             if (worker.phase == Phase::Leaving && !launcher_.in_world(peer)) return true;
         return false;
     };
+    // A lost worker on this host stays a zombie until the MPI runtime's daemon has handled its
+    // death; a spawn racing that handling hung inside Open MPI (new worker stuck in PMIx_Init,
+    // master in PMIx_Lookup), so wait until the daemon has reaped it.
+    auto unreaped = [&] {
+        for (const auto& [peer, worker] : workers_)
+            if (worker.phase == Phase::Gone && !worker.goodbye && process_exists(worker.process))
+                return true;
+        return false;
+    };
     auto deadline = Clock::now() + kSettleTimeout;
+    while (unreaped() && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
     while (leaving() && Clock::now() < deadline) {
         if (auto envelope = transport_.poll()) {
             handle_frame(std::move(*envelope));

@@ -67,6 +67,15 @@ bool process_alive(const ProcessIdentity& process) {
     return process.start_ticks == 0 || start == process.start_ticks;
 }
 
+bool process_exists(const ProcessIdentity& process) {
+    if (process.pid <= 0 || process.pid == ::getpid() || process.host != this_host_name())
+        return false;
+    char state = 0;
+    std::uint64_t start = 0;
+    if (!read_stat(process.pid, state, start)) return false;
+    return process.start_ticks == 0 || start == process.start_ticks;
+}
+
 bool kill_process(const ProcessIdentity& process) {
     // Never ourselves: in tests, workers are threads of this very process.
     if (process.pid <= 0 || process.pid == ::getpid() || process.host != this_host_name() ||

@@ -46,6 +46,8 @@ ProcessIdentity this_process();
 std::string this_host_name();
 // False once the process has exited (or is a zombie, or its pid was reused).
 bool process_alive(const ProcessIdentity& process);
+// Whether the pid still exists on this host at all (a zombie counts: not yet reaped).
+bool process_exists(const ProcessIdentity& process);
 // SIGKILL, only if it is still that very process on this host. True if a signal was sent.
 bool kill_process(const ProcessIdentity& process);
 
