@@ -39,7 +39,7 @@ bool Dispatcher::step(Clock::time_point now) {
     check_deadlines(now);
     for (auto& [id, pool] : pools_) {
         if (pool.destroyed) continue;
-        active |= dispatch_jobs(id, pool);
+        active |= dispatch_jobs(pool);
         retire_idle_workers(pool);
     }
     send_heartbeats(now);

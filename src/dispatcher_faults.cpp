@@ -84,16 +84,15 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     if (it == pools_.end() || it->second.destroyed) return;
     Pool& pool = it->second;
     ++pool.workers_lost;
-    requeue(it->first, pool, pool.scheduler.remove_worker(worker.peer), worker.label,
+    requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label,
             charge_jobs);
     if (was_serving) replenish(it->first, pool, launcher_.in_world(worker.peer));
 }
 
 // remove_worker already put the jobs back at the front of the queue; here each is charged
 // with the loss, and one charged max_retries times fails instead of taking down more workers.
-void Dispatcher::requeue(PoolId id, Pool& pool, const std::vector<JobId>& jobs,
+void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
                          const std::string& label, bool charge) {
-    (void)id;
     for (JobId job : jobs) {
         QueuedJob& queued = pool.queued.at(job);
         queued.deadline = Clock::time_point::max();

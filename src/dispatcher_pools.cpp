@@ -188,7 +188,7 @@ PoolStats Dispatcher::stats(PoolId pool) const {
 
 std::size_t Dispatcher::pool_size(PoolId pool) const { return members(pool); }
 
-bool Dispatcher::dispatch_jobs(PoolId id, Pool& pool) {
+bool Dispatcher::dispatch_jobs(Pool& pool) {
     auto assignments = pool.scheduler.assign();
     for (const auto& [job, worker] : assignments) {
         QueuedJob& queued = pool.queued.at(job);
@@ -204,7 +204,6 @@ bool Dispatcher::dispatch_jobs(PoolId id, Pool& pool) {
         if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
         ++pool.tasks_sent;
     }
-    (void)id;
     return !assignments.empty();
 }
 

@@ -109,7 +109,7 @@ class Dispatcher {
     void check_deadlines(Clock::time_point now);
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
-    void requeue(PoolId id, Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
+    void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
                  bool charge);
     void replenish(PoolId id, Pool& pool, bool lost_world_rank);
     void kill_unanswering_workers();
@@ -119,7 +119,7 @@ class Dispatcher {
     void on_hello(WorkerRecord& worker, const Hello& hello);
     void on_result(WorkerRecord& worker, const Result& result, Bytes payload);
     void on_goodbye(WorkerRecord& worker);
-    bool dispatch_jobs(PoolId id, Pool& pool);
+    bool dispatch_jobs(Pool& pool);
     void retire_idle_workers(Pool& pool);
     void send_heartbeats(Clock::time_point now);
     void queue_message(PeerId peer, Message message);
