@@ -6,7 +6,8 @@ packages=(
   build-essential cmake g++ pkg-config
   openmpi-bin libopenmpi-dev libboost-serialization-dev
   pybind11-dev catch2 python3 python3-dev
-  python3-cloudpickle python3-numpy python3-pytest
+  python3-cloudpickle python3-numpy python3-pytest python3-tqdm
+  python3-mpi4py python3-matplotlib
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@
 
 #include "ppmpi/errors.hpp"
 #include "ppmpi/heartbeat.hpp"
+#include "ppmpi/log.hpp"
 #include "ppmpi/master.hpp"
 #include "ppmpi/mpi_env.hpp"
 #include "ppmpi/python_executor.hpp"
@@ -87,7 +88,11 @@ py::dict stats_to_dict(const PoolStats& s) {
     py::list workers;
     for (const WorkerStats& w : s.per_worker)
         workers.append(py::make_tuple(w.label, w.jobs, w.seconds));
+    py::list running;
+    for (const RunningJob& r : s.running_jobs)
+        running.append(py::make_tuple(r.job, r.worker, r.seconds));
     py::dict d;
+    d["running_jobs"] = running;
     d["workers"] = s.workers;
     d["pending"] = s.pending;
     d["running"] = s.running;
@@ -117,6 +122,33 @@ int serve_worker() {
     PythonExecutor executor;
     WorkerHost host(mpi_worker_environment());
     return without_gil([&] { return host.serve(executor); });
+}
+
+// C++ messages of this process, on their way to Python's logging (see log.hpp).
+LogQueue& python_log_queue() {
+    static LogQueue queue;
+    return queue;
+}
+
+void bind_logging(py::module_& m) {
+    m.def("capture_logs", [](bool on) {
+        if (on) {
+            set_log_sink([](LogLevel level, const std::string& text) {
+                python_log_queue().push(level, text);
+            });
+        } else {
+            set_log_sink(nullptr);
+            python_log_queue().wake();
+        }
+    });
+    m.def("set_log_level", [](int level) { set_log_level(static_cast<LogLevel>(level)); });
+    m.def("next_log_records", [](double timeout) {
+        auto records = without_gil(
+            [&] { return python_log_queue().pop_all(std::chrono::duration<double>(timeout)); });
+        py::list out;
+        for (auto& r : records) out.append(py::make_tuple(static_cast<int>(r.level), r.text));
+        return out;
+    });
 }
 
 void bind_master(py::module_& m) {
@@ -157,10 +189,15 @@ void bind_pool(py::module_& m) {
              })
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
         .def("cancel",
-             [](PoolHandle& p, JobId job, double timeout) {
+             [](PoolHandle& p, JobId job, double timeout, bool running_too) {
                  return p.on_dispatcher<bool>(
-                     [job](Dispatcher& d, PoolId id) { return d.cancel(id, job); }, timeout);
-             })
+                     [job, running_too](Dispatcher& d, PoolId id) {
+                         return d.cancel(id, job, running_too);
+                     },
+                     timeout);
+             },
+             py::arg("job"), py::arg("timeout"), py::arg("running_too") = true)
+        .def("watch", [](PoolHandle& p, JobId job) { return p.jobs_->watch(job); })
         .def("forget", [](PoolHandle& p, JobId job) { p.jobs_->forget(job); })
         .def("next_notifications",
              [](PoolHandle& p, double timeout) {
@@ -204,6 +241,7 @@ PYBIND11_MODULE(_core, m) {
     py::register_exception<DestroyedError>(m, "DestroyedError", base.ptr());
     py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
     py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
+    bind_logging(m);
     bind_master(m);
     bind_pool(m);
     m.def("serve_worker", &serve_worker,

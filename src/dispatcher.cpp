@@ -1,10 +1,10 @@
 // Dispatcher, message side: one loop turn, the worker handshake, results and shutdown.
 #include "ppmpi/dispatcher.hpp"
 
-#include <iostream>
 #include <thread>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/log.hpp"
 
 namespace ppmpi {
 namespace {
@@ -55,8 +55,8 @@ void Dispatcher::handle_frame(Envelope envelope) {
     try {
         messages = decode_frame(envelope.frame);
     } catch (const ProtocolError& e) {
-        std::cerr << "ppmpi: dropping a malformed frame from worker " << it->second.label
-                  << ": " << e.what() << std::endl;
+        log_warning("dropping a malformed frame from worker " + it->second.label + ": " +
+                    e.what());
         return;
     }
     for (Message& message : messages) handle(it->second, message);
@@ -71,8 +71,8 @@ void Dispatcher::handle(WorkerRecord& worker, Message& message) {
         case Kind::Goodbye: on_goodbye(worker); break;
         case Kind::Heartbeat: break;  // liveness is tracked from every message (issue 4)
         default:
-            std::cerr << "ppmpi: unexpected " << kind_name(kind_of(message.header))
-                      << " from worker " << worker.label << std::endl;
+            log_warning(std::string("unexpected ") + kind_name(kind_of(message.header)) +
+                        " from worker " + worker.label);
     }
 }
 
@@ -102,6 +102,8 @@ void Dispatcher::welcome(WorkerRecord& worker) {
     monitor_.watch(worker.peer, pool.spec.worker_timeout, now_);
     pool.scheduler.add_worker(worker.peer);
     pool.stats[worker.peer].label = worker.label;
+    log_debug("worker " + worker.label + " (pid " + std::to_string(worker.process.pid) +
+              ") joined pool " + std::to_string(*worker.pool));
 }
 
 void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes payload) {
@@ -119,6 +121,9 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes pay
     outcome.payload = std::move(payload);
     outcome.worker = worker.label;
     outcome.seconds = result.seconds;
+    if (log_enabled(LogLevel::Debug))
+        log_debug("job " + std::to_string(result.job_id) + " done on worker " + worker.label +
+                  " in " + std::to_string(result.seconds) + " s");
     end_job(pool, result.job_id, std::move(outcome));
 }
 
@@ -145,6 +150,7 @@ void Dispatcher::say_shutdown(WorkerRecord& worker) {
     }
     // A worker that cannot end in order leaves at once and says nothing more.
     bool immediate = !launcher_.can_end_in_order(worker.peer);
+    log_debug("worker " + worker.label + " told to leave" + (immediate ? " at once" : ""));
     queue_message(worker.peer, Message{Shutdown{immediate}, {}});
     worker.phase = immediate ? Phase::Gone : Phase::Leaving;
     if (immediate) monitor_.forget(worker.peer);

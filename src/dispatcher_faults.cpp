@@ -1,8 +1,8 @@
 // Dispatcher, fault side: lost workers, job time-outs, replacing workers (see dispatcher.hpp).
 #include <cstdio>
-#include <iostream>
 
 #include "ppmpi/dispatcher.hpp"
+#include "ppmpi/log.hpp"
 
 namespace ppmpi {
 namespace {
@@ -78,7 +78,7 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     outbox_.erase(worker.peer);
     kill_process(worker.process);  // on this host: no orphan, and no word from it again
     launcher_.lost(worker.peer);
-    std::cerr << "ppmpi: warning: worker " << worker.label << " lost: " << reason << std::endl;
+    log_warning("worker " + worker.label + " lost: " + reason);
     if (!worker.pool) return;
     auto it = pools_.find(*worker.pool);
     if (it == pools_.end() || it->second.destroyed) return;
@@ -116,9 +116,8 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
 void Dispatcher::replenish(PoolId id, Pool& pool, bool lost_world_rank) {
     if (lost_world_rank || !launcher_.static_peers().empty()) {
         if (pool.spec.ncpus > 0) --pool.spec.ncpus;
-        std::cerr << "ppmpi: warning: a worker under mpirun was lost and is not replaced; the "
-                     "server now has "
-                  << pool.spec.ncpus << " workers (set_ncpus(n) spawns more)" << std::endl;
+        log_warning("a worker under mpirun was lost and is not replaced; the server now has " +
+                    std::to_string(pool.spec.ncpus) + " workers (set_ncpus(n) spawns more)");
         return;
     }
     std::size_t have = members(id);
@@ -126,7 +125,7 @@ void Dispatcher::replenish(PoolId id, Pool& pool, bool lost_world_rank) {
     try {
         add_workers(id, pool.spec.ncpus - have);
     } catch (const std::exception& e) {
-        std::cerr << "ppmpi: warning: could not replace a lost worker: " << e.what() << std::endl;
+        log_warning(std::string("could not replace a lost worker: ") + e.what());
     }
 }
 

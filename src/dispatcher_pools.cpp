@@ -1,6 +1,7 @@
 // Dispatcher, pool side: creating and sizing pools, queueing and handing out jobs.
 #include "ppmpi/dispatcher.hpp"
 #include "ppmpi/errors.hpp"
+#include "ppmpi/log.hpp"
 
 #include <thread>
 
@@ -71,6 +72,7 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
     }
     if (count == 0) return;
     settle_departures();
+    log_debug("spawning " + std::to_string(count) + " worker(s) for pool " + std::to_string(pool));
     for (PeerId peer : launcher_.spawn(count)) {
         WorkerRecord record;
         record.peer = peer;
@@ -151,10 +153,11 @@ void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bu
     p.scheduler.enqueue(job);
 }
 
-bool Dispatcher::cancel(PoolId pool, JobId job) {
+bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
     Pool& p = pool_at(pool);
     if (p.destroyed || p.queued.count(job) == 0) return false;  // over, or never here
     auto worker = p.scheduler.worker_of(job);
+    if (worker && !running_too) return false;
     end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
     if (worker) stop_worker(workers_.at(*worker), "its job was cancelled");
     return true;
@@ -178,6 +181,12 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     out.pending = p.scheduler.pending();
     out.running = p.scheduler.running();
     for (const auto& [id, s] : p.stats) out.per_worker.push_back(s);
+    for (const auto& [job, queued] : p.queued) {
+        auto worker = p.scheduler.worker_of(job);
+        if (!worker) continue;
+        double seconds = std::chrono::duration<double>(now_ - queued.sent).count();
+        out.running_jobs.push_back(RunningJob{job, workers_.at(*worker).label, seconds});
+    }
     out.tasks_sent = p.tasks_sent;
     out.function_defs_sent = p.function_defs_sent;
     out.function_bytes_sent = p.function_bytes_sent;
@@ -201,6 +210,9 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         }
         // The args stay here until the result is in, so the job can be sent again if needed.
         queue_message(worker, Message{Task{job, queued.key}, queued.args});
+        queued.sent = now_;
+        if (log_enabled(LogLevel::Debug))
+            log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
         if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
         ++pool.tasks_sent;
     }

@@ -32,6 +32,7 @@ bool JobTable::finish(JobId id, JobOutcome outcome) {
         Record& record = it->second;
         record.done = true;
         record.outcome = std::move(outcome);
+        if (record.watch && !record.notify) notifications_.push_back(id);
         if (record.notify && !record.discard) {
             notifications_.push_back(id);
         } else {
@@ -127,6 +128,21 @@ void JobTable::mark_notified(JobId id) {
         }
     }
     changed_.notify_all();
+}
+
+bool JobTable::watch(JobId id) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = jobs_.find(id);
+        if (it == jobs_.end()) return false;
+        Record& record = it->second;
+        if (record.notify || record.watch) return true;  // reported already, or will be
+        record.watch = true;
+        if (!record.done) return true;
+        notifications_.push_back(id);
+    }
+    changed_.notify_all();
+    return true;
 }
 
 bool JobTable::wait_group(int group, Duration timeout) const {

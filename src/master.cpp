@@ -1,8 +1,8 @@
 #include "ppmpi/master.hpp"
 
-#include <iostream>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/log.hpp"
 
 namespace ppmpi {
 
@@ -31,7 +31,7 @@ Master::~Master() {
     try {
         stop(grace_);
     } catch (const std::exception& e) {
-        std::cerr << "ppmpi: error while stopping the dispatcher: " << e.what() << std::endl;
+        log_error(std::string("error while stopping the dispatcher: ") + e.what());
     }
 }
 
@@ -71,7 +71,7 @@ void Master::run(EnvironmentFactory factory, std::promise<void> started) {
         drain_commands(dispatcher);
         clean = dispatcher.shutdown(std::chrono::duration_cast<Clock::duration>(grace_));
     } catch (const std::exception& e) {
-        std::cerr << "ppmpi: dispatcher stopped by an error: " << e.what() << std::endl;
+        log_error(std::string("dispatcher stopped by an error: ") + e.what());
     }
     if (env.before_close) env.before_close(clean);
     env.launcher.reset();
@@ -92,7 +92,7 @@ void Master::drain_commands(Dispatcher& dispatcher) {
         } catch (const std::exception& e) {
             // Commands that answer report through their promise; this is a fire-and-forget
             // one, and one bad command must not stop the loop that serves every job.
-            std::cerr << "ppmpi: dispatcher command failed: " << e.what() << std::endl;
+            log_error(std::string("dispatcher command failed: ") + e.what());
         }
     }
 }

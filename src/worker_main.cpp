@@ -3,6 +3,7 @@
 // The main thread hosts CPython and runs the jobs; the comm thread owns MPI.
 #include <pybind11/embed.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
     // The jobs import the ppmpi package in this process: tell it that it is inside a worker,
     // so it neither takes the process over as an mpirun rank nor starts a master.
     ::setenv("PPMPI_IN_WORKER", "1", 1);
+    // mpirun forwards SIGUSR1 to every rank; it asks the master for statistics and must not
+    // end a worker (its default action). Set before MPI starts its threads.
+    std::signal(SIGUSR1, SIG_IGN);
     int status = 0;
     {
         py::scoped_interpreter interpreter;

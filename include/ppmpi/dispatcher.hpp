@@ -47,8 +47,9 @@ class Dispatcher {
     // timeout: the job fails with Timeout if it runs longer (zero: no limit).
     void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args,
                 Clock::duration timeout = Clock::duration::zero());
-    // Cancels a job that has not finished: true if it was (a running job's worker is replaced).
-    bool cancel(PoolId pool, JobId job);
+    // Cancels a job that has not finished: true if it was. A running job is cancelled only
+    // if `running_too` (its worker is then stopped and replaced).
+    bool cancel(PoolId pool, JobId job, bool running_too = true);
     // Fails the pool's unfinished jobs with Destroyed and sends its workers Shutdown.
     void destroy_pool(PoolId pool);
     PoolStats stats(PoolId pool) const;
@@ -80,6 +81,7 @@ class Dispatcher {
         Bytes args;
         Clock::duration timeout{};
         Clock::time_point deadline = Clock::time_point::max();  // set when sent
+        Clock::time_point sent{};
         std::vector<std::string> lost_on;  // workers lost while running it
     };
     struct Pool {

@@ -65,6 +65,10 @@ class JobTable {
     std::vector<JobId> next_notifications(Duration timeout);
     // Python ran the job's callback: the job now counts as finished for wait_group.
     void mark_notified(JobId id);
+    // Also report this job through next_notifications once it is done (a Python future
+    // wants it), without making it wait for mark_notified to count as finished. False if the
+    // job is unknown (its result was already taken).
+    bool watch(JobId id);
 
     // Waits until no job of `group` (or of any group when group < 0) is unfinished.
     bool wait_group(int group, Duration timeout) const;
@@ -76,6 +80,7 @@ class JobTable {
     struct Record {
         int group = 0;
         bool notify = false;
+        bool watch = false;
         bool done = false;
         bool finished = false;
         bool discard = false;  // nobody will take the outcome: drop it once finished

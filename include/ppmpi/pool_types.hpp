@@ -25,11 +25,18 @@ struct WorkerStats {
     double seconds = 0.0;
 };
 
+struct RunningJob {
+    std::uint64_t job = 0;  // a JobId
+    std::string worker;  // "host:rank"
+    double seconds = 0.0;  // since it was sent
+};
+
 struct PoolStats {
     std::size_t workers = 0;
     std::size_t pending = 0;
     std::size_t running = 0;
     std::vector<WorkerStats> per_worker;
+    std::vector<RunningJob> running_jobs;
     std::uint64_t tasks_sent = 0;
     std::uint64_t function_defs_sent = 0;
     std::uint64_t function_bytes_sent = 0;

@@ -13,9 +13,11 @@ from . import _launch
 _launch.serve_if_worker_rank()  # worker ranks of an mpirun world never return from this
 
 from . import _runtime  # noqa: E402
+from ._logging import debug  # noqa: E402
 from .errors import (DestroyedServerError, JobExit, JobTimeout, RemoteError,  # noqa: E402
                      RemoteTraceback, ResultPicklingError, WorkerLost)
 from .job import Job  # noqa: E402
+from .executor import Executor  # noqa: E402
 from .server import Server, Statistics, Template  # noqa: E402
 
 __version__ = version = "0.1.0"
@@ -25,6 +27,6 @@ if _runtime.world_workers() > 0:
     # even if the driver never makes a Server (they are let go at exit).
     _runtime.master()
 
-__all__ = ["Server", "Template", "Job", "Statistics", "DestroyedServerError", "RemoteError",
+__all__ = ["Server", "Template", "Job", "Statistics", "Executor", "debug", "DestroyedServerError", "RemoteError",
            "RemoteTraceback", "JobExit", "ResultPicklingError", "WorkerLost", "JobTimeout",
            "__version__"]

@@ -6,7 +6,7 @@ import os
 import threading
 import weakref
 
-from . import _launch
+from . import _launch, _logging
 
 log = logging.getLogger("ppmpi")
 
@@ -26,6 +26,7 @@ def master():
         if _master is None:
             from . import _core
 
+            _logging.start()  # before the dispatcher runs: its messages go to logging
             _master = _core.Master(_launch.worker_path(), HEARTBEAT_MS, MASTER_TIMEOUT_MS)
             atexit.register(shutdown)
         return _master
@@ -41,6 +42,10 @@ def register(server):
     _servers.add(server)
 
 
+def live_servers():
+    return [server for server in list(_servers) if not server._destroyed]
+
+
 def shutdown():
     """Destroys every live Server, lets every worker go and ends MPI (at interpreter exit)."""
     global _master
@@ -53,3 +58,4 @@ def shutdown():
         m, _master = _master, None
     if m is not None:
         m.stop(SHUTDOWN_GRACE_S)
+    _logging.stop()

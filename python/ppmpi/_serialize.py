@@ -2,12 +2,13 @@
 
 Functions travel with cloudpickle, so lambdas, closures, ``__main__`` functions, bound methods
 and instances of ``__main__`` classes work. A bundle is the tuple (func, depfuncs, modules,
-fresh); its key is a digest of its bytes, so equal keys mean equal bundles (no id() reuse)."""
+fresh, init); its key is a digest of its bytes, so equal keys mean equal bundles (no id() reuse)."""
 import hashlib
 import pickle
 
 import cloudpickle
 
+from . import _pickling
 from .errors import DestroyedServerError, JobExit, RemoteError, RemoteTraceback
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -29,12 +30,12 @@ def describe(obj):
     return name if name else type(obj).__name__
 
 
-def dump_bundle(func, depfuncs, modules, fresh, protocol):
+def dump_bundle(func, depfuncs, modules, fresh, protocol, init=None):
     """Returns (key, bytes) for the function and what it needs on the worker."""
     try:
-        data = cloudpickle.dumps((func, depfuncs, modules, fresh), protocol=protocol)
+        data = cloudpickle.dumps((func, depfuncs, modules, fresh, init), protocol=protocol)
     except Exception as exc:
-        for obj in (func,) + tuple(depfuncs):
+        for obj in (func,) + tuple(depfuncs) + ((init[1],) if init else ()):
             try:
                 cloudpickle.dumps(obj, protocol=protocol)
             except Exception as inner:
@@ -44,15 +45,25 @@ def dump_bundle(func, depfuncs, modules, fresh, protocol):
     return hashlib.blake2b(data, digest_size=16).hexdigest(), data
 
 
+def _named_parts(args):
+    if isinstance(args, _pickling.KwCall):
+        return ([(f"argument {i}", a) for i, a in enumerate(args.args)] +
+                [(f"keyword argument {k!r}", v) for k, v in args.kwargs.items()])
+    if isinstance(args, _pickling.Batch):
+        return [(f"the arguments of item {i}", a) for i, a in enumerate(args.calls)]
+    return [(f"argument {i}", a) for i, a in enumerate(args)]
+
+
 def dump_args(func, args, protocol):
+    """args: a tuple, or a _pickling.KwCall / Batch (whose arguments are checked the same)."""
     try:
-        return cloudpickle.dumps(args, protocol=protocol)
+        return _pickling.dumps(args, protocol)
     except Exception as exc:
-        for index, arg in enumerate(args):
+        for what, arg in _named_parts(args):
             try:
                 cloudpickle.dumps(arg, protocol=protocol)
             except Exception as inner:
-                raise TypeError(f"cannot pickle argument {index} of {describe(func)}() "
+                raise TypeError(f"cannot pickle {what} of {describe(func)}() "
                                 f"(a {type(arg).__name__}): {type(inner).__name__}: {inner}"
                                 ) from inner
         raise TypeError(f"cannot pickle the arguments of {describe(func)}(): {exc}") from exc

@@ -9,9 +9,11 @@ import socket
 import sys
 import time
 import traceback
+import types
 
 import cloudpickle
 
+from . import _pickling
 from .errors import JobExit, ResultPicklingError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -52,33 +54,63 @@ def _safe(render, value):
         return f"<{type(value).__name__} that could not be shown: {type(exc).__name__}>"
 
 
-def _namespaces(objects):
-    seen = {}
-    for obj in objects:
-        target = getattr(obj, "__func__", obj)
-        g = getattr(target, "__globals__", None)
-        if isinstance(g, dict):
-            seen[id(g)] = g
-    return list(seen.values())
-
-
-def _prepare(func, depfuncs, modules):
-    """pp semantics: modules are imported, and depfuncs callable by name, in the function's
-    namespace (and in each depfunc's)."""
-    namespaces = _namespaces((func,) + tuple(depfuncs))
+def _imports(modules):
+    """pp's modules entries ("math", "from x import y", "import a.b as c"), imported."""
+    names = {}
     for entry in modules:
         statement = entry if entry.startswith(("import ", "from ")) else f"import {entry}"
         scratch = {}
         exec(statement, scratch)  # raises ImportError at the job, naming the module
-        for g in namespaces:
-            for name, value in scratch.items():
-                if name != "__builtins__":
-                    g[name] = value
-    for dep in depfuncs:
-        name = getattr(dep, "__name__", None)
-        if name:
-            for g in namespaces:
-                g.setdefault(name, dep)
+        scratch.pop("__builtins__", None)
+        names.update(scratch)
+    return names
+
+
+def _in_module(g):
+    """True if g is the namespace of an imported module (a function pickled by reference)."""
+    module = sys.modules.get(g.get("__name__"))
+    return module is not None and getattr(module, "__dict__", None) is g
+
+
+def _rebind(obj, private):
+    """obj (a function or bound method) using a private copy of its module's namespace, so
+    names injected for this job's function never land in the module itself, where they would
+    leak to every later job on this worker."""
+    target = getattr(obj, "__func__", obj)
+    g = getattr(target, "__globals__", None)
+    if not isinstance(target, types.FunctionType) or not _in_module(g):
+        return obj
+    namespace = private.setdefault(id(g), dict(g))
+    copy = types.FunctionType(target.__code__, namespace, target.__name__, target.__defaults__,
+                              target.__closure__)
+    copy.__kwdefaults__, copy.__qualname__ = target.__kwdefaults__, target.__qualname__
+    copy.__dict__.update(target.__dict__)
+    return types.MethodType(copy, obj.__self__) if obj is not target else copy
+
+
+def _prepare(func, depfuncs, modules, fresh):
+    """pp semantics: modules are imported, and depfuncs callable by name, in the function's
+    namespace (and in each depfunc's). Functions from __main__ arrive with a namespace of
+    their own bundle (cloudpickle); functions of importable modules get a private copy of the
+    module's namespace first (also for every job when `fresh`, restart=True). Either way
+    nothing leaks between bundles."""
+    injected = _imports(modules)
+    if not injected and not depfuncs and not fresh:
+        return func
+    private = {}
+    func = _rebind(func, private)
+    depfuncs = tuple(_rebind(dep, private) for dep in depfuncs)
+    namespaces = {}
+    for obj in (func,) + depfuncs:
+        g = getattr(getattr(obj, "__func__", obj), "__globals__", None)
+        if isinstance(g, dict):
+            namespaces[id(g)] = g
+    for g in namespaces.values():
+        g.update(injected)
+        for dep in depfuncs:
+            name = getattr(dep, "__name__", None)
+            if name and (id(g) in private or name not in g):
+                g[name] = dep
     return func
 
 
@@ -88,6 +120,7 @@ class WorkerRuntime:
         self.host = socket.gethostname()
         self.bundles = {}
         self.loaded = {}
+        self.initialized = set()  # keys of the Executor initializers run in this process
 
     def define(self, key, data):
         self.bundles[key] = data
@@ -98,11 +131,23 @@ class WorkerRuntime:
         if func is None:
             if key not in self.bundles:
                 raise RuntimeError(f"ppmpi: function {key} was never sent to this worker")
-            func, depfuncs, modules, fresh = pickle.loads(self.bundles[key])
-            func = _prepare(func, depfuncs, modules)
+            func, depfuncs, modules, fresh, init = pickle.loads(self.bundles[key])
+            if init is not None and init[0] not in self.initialized:
+                self._initialize(*init)
+            func = _prepare(func, depfuncs, modules, fresh)
             if not fresh:
                 self.loaded[key] = func
         return func
+
+    def _initialize(self, init_key, initializer, initargs):
+        try:
+            initializer(*initargs)
+        except Exception as exc:
+            from concurrent.futures import BrokenExecutor
+
+            raise BrokenExecutor(f"the executor's initializer {initializer!r} raised "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        self.initialized.add(init_key)
 
     def run(self, job_id, key, args_data):
         start = time.perf_counter()
@@ -112,13 +157,12 @@ class WorkerRuntime:
             with capture:
                 func = self._function(key)
                 name = getattr(func, "__qualname__", None) or repr(func)
-                args = pickle.loads(args_data)
-                result = func(*args)
+                result = _pickling.call(func, pickle.loads(args_data))
         except BaseException as exc:  # the job's error, whatever it is, goes back to the master
             return False, self._report(exc, job_id, name, capture.text()), time.perf_counter() - start
         seconds = time.perf_counter() - start
         try:
-            payload = cloudpickle.dumps((result, capture.text()), protocol=PROTOCOL)
+            payload = _pickling.dumps((result, capture.text()), PROTOCOL)
             if len(payload) > MAX_PAYLOAD_BYTES:
                 raise ValueError(f"it pickles to {len(payload)} bytes, over the 2 GiB that one "
                                  f"MPI message carries")

@@ -1,4 +1,5 @@
 """The job object submit() returns: call it for the result (pp's ``job()``)."""
+import concurrent.futures
 import pickle
 import sys
 import threading
@@ -15,7 +16,7 @@ class Job:
     printed is shown on the master's stdout the first time the result is taken."""
 
     __slots__ = ("_server", "tid", "group", "_name", "callback", "callbackargs", "_lock",
-                 "_taken", "_result", "_error", "_callback_done", "__weakref__")
+                 "_taken", "_result", "_error", "_callback_done", "_future", "__weakref__")
 
     def __init__(self, server, tid, name, group, callback, callbackargs):
         self._server = server
@@ -29,6 +30,7 @@ class Job:
         self._result = None
         self._error = None
         self._callback_done = threading.Event() if callback is not None else None
+        self._future = None
 
     def __repr__(self):
         state = "finished" if self.finished else "pending"
@@ -76,6 +78,36 @@ class Job:
 
         return self._server._pool.cancel(self.tid, CONTROL_TIMEOUT_S)
 
+    @property
+    def future(self):
+        """This job as a concurrent.futures.Future (made on first use): it works with
+        concurrent.futures.wait and as_completed, and completes once the job is finished
+        (after its callback, if it has one). Its cancel() cancels the job only while it is
+        queued, as a standard future's does; Job.cancel() also stops a running job."""
+        with self._lock:
+            future, made = self._future, False
+            if future is None:
+                future = self._future = _JobFuture(self)
+                made = True
+        if made:
+            self._server._watch(self)
+        return future
+
+    def _resolve_future(self):
+        """Passes the outcome (already taken) to the future, if there is one and it is open."""
+        future = self._future
+        if future is None or future.done():
+            return
+        try:
+            if isinstance(self._error, concurrent.futures.CancelledError):
+                future._cancel_now()
+            elif self._error is not None:
+                future.set_exception(self._error)
+            else:
+                future.set_result(self._result)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled meanwhile by its owner
+
     def __call__(self, raw_result=False):
         self.wait()
         self._take()
@@ -112,3 +144,38 @@ class Job:
                 self._server._pool.forget(self.tid)
         except Exception:
             pass
+
+
+class _JobFuture(concurrent.futures.Future):
+    """The future of one Job. It stays pending until the outcome is in (ppmpi does not report
+    when a queued job starts), so cancel() asks the dispatcher, which cancels only a job that
+    is still queued."""
+
+    def __init__(self, job):
+        super().__init__()
+        self._job = job
+
+    def cancel(self):
+        if self.done():
+            return super().cancel()  # True if cancelled already, else False
+        job = self._job
+        if job._taken or job._server._destroyed:
+            return False
+        from .server import CONTROL_TIMEOUT_S
+
+        try:
+            cancelled = job._server._pool.cancel(job.tid, CONTROL_TIMEOUT_S, running_too=False)
+        except Exception:
+            return False
+        if cancelled:
+            self._cancel_now()
+        return cancelled or self.cancelled()
+
+    def _cancel_now(self):
+        # Waiters (concurrent.futures.wait, as_completed) see a cancelled future only once it
+        # is CANCELLED_AND_NOTIFIED, which set_running_or_notify_cancel does after cancel().
+        if super().cancel():
+            try:
+                self.set_running_or_notify_cancel()
+            except RuntimeError:
+                pass  # notified already

@@ -4,9 +4,11 @@ import os
 import sys
 import threading
 import time
-import types
 
-from . import _launch, _runtime, _serialize
+from . import _launch, _progress, _runtime, _serialize, _stats
+from ._checks import (check_ncpus, check_proto, check_retries, check_seconds, check_tuple,
+                      from_globals)
+from ._stats import Statistics
 from .errors import DestroyedServerError
 from .job import WAIT_SLICE_S, Job
 
@@ -20,67 +22,6 @@ _SPAWN_HINT = (" (if this is under mpirun after workers were killed: Open MPI's 
                "can block forever there; see README 'Dead and hung workers')")
 
 
-class Statistics:
-    """One row of get_stats(): pp's _Statistics."""
-
-    def __init__(self, ncpus, njobs=0, time=0.0, rworker=None):
-        self.ncpus, self.njobs, self.time, self.rworker = ncpus, njobs, time, rworker
-
-    def __repr__(self):
-        return f"Statistics(ncpus={self.ncpus}, njobs={self.njobs}, time={self.time:.6f})"
-
-
-def _check_ncpus(ncpus):
-    if ncpus == "autodetect":
-        return None
-    if isinstance(ncpus, bool) or not isinstance(ncpus, int):
-        raise TypeError(f"ncpus must be an int or 'autodetect', not {type(ncpus).__name__}")
-    if ncpus < 0:
-        raise ValueError(f"ncpus must be >= 0, got {ncpus}")
-    return ncpus
-
-
-def _check_seconds(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
-    return float(value)
-
-
-def _check_retries(max_retries):
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-        raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
-    if max_retries < 1:
-        raise ValueError(f"max_retries must be >= 1, got {max_retries}")
-    return max_retries
-
-
-def _check_proto(proto):
-    if proto is None:
-        return _serialize.DEFAULT_PROTOCOL
-    if isinstance(proto, bool) or not isinstance(proto, int) or not 0 <= proto <= 5:
-        raise ValueError(f"proto must be a pickle protocol from 0 to 5, got {proto!r}")
-    return max(proto, 2)  # cloudpickle needs protocol 2 or later
-
-
-def _check_tuple(name, value):
-    if not isinstance(value, tuple):
-        raise TypeError(f"{name} argument must be a tuple, not {type(value).__name__}")
-
-
-def _from_globals(namespace, modules, depfuncs):
-    """pp's globals=: every module and plain function found in the dict is shipped."""
-    found_modules = [v.__name__ for k, v in namespace.items()
-                     if isinstance(v, types.ModuleType) and k != "__builtins__"
-                     and v.__name__ not in ("ppmpi", "pp") and not v.__name__.startswith("ppmpi.")]
-    found_funcs = [v for v in namespace.values() if isinstance(v, types.FunctionType)]
-    return (modules + tuple(m for m in found_modules if m not in modules),
-            depfuncs + tuple(f for f in found_funcs if f not in depfuncs))
-
-
 class Server:
     """A pp job server whose workers are MPI ranks.
 
@@ -90,6 +31,11 @@ class Server:
     workers are spawned (ppmpi-worker); under mpirun, ranks 1..N-1 serve first and more are
     spawned if ncpus asks for more.
 
+    restart: pp restarts the worker process after every job; ppmpi instead gives every job a
+    fresh namespace: its function, depfuncs and modules are unpickled and injected anew for
+    each job, so nothing a job defines or changes in that namespace is seen by the next one
+    (a process restart would cost a ~0.25 s MPI_Comm_spawn per job). Modules already imported
+    stay imported (sys.modules), as in any Python process.
     worker_timeout: a worker silent this long is lost (workers send heartbeats every 0.5 s from
     a thread of their own, even during a long job); its jobs run again elsewhere. Shorter finds
     a hung worker sooner; too short declares a CPU-starved worker lost and re-runs its jobs.
@@ -103,7 +49,7 @@ class Server:
 
     def __init__(self, ncpus="autodetect", ppservers=(), secret=None, restart=False, proto=None,
                  socket_timeout=3600, *, worker_timeout=5.0, max_retries=3, job_timeout=None):
-        _check_tuple("ppservers", ppservers)
+        check_tuple("ppservers", ppservers)
         if ppservers:
             raise NotImplementedError(
                 "ppservers (remote pp nodes) are not supported yet; start workers on other "
@@ -113,11 +59,11 @@ class Server:
                 raise TypeError(f"secret must be a str, not {type(secret).__name__}")
             raise NotImplementedError("secret= (pp's network authentication) is not supported "
                                       "yet: ppmpi has no network servers to authenticate")
-        wanted = _check_ncpus(ncpus)
-        self.worker_timeout = _check_seconds("worker_timeout", worker_timeout, False)
-        self.max_retries = _check_retries(max_retries)
-        self.job_timeout = _check_seconds("job_timeout", job_timeout)
-        self.proto = _check_proto(proto)
+        wanted = check_ncpus(ncpus)
+        self.worker_timeout = check_seconds("worker_timeout", worker_timeout, False)
+        self.max_retries = check_retries(max_retries)
+        self.job_timeout = check_seconds("job_timeout", job_timeout)
+        self.proto = check_proto(proto)
         self.restart = bool(restart)
         self.socket_timeout = socket_timeout
         self.ppservers, self.secret = ppservers, secret
@@ -127,8 +73,8 @@ class Server:
         self._destroyed = False
         self._lock = threading.Lock()
         self._groups = {}
-        self._callback_jobs = {}
-        self._callback_thread = None
+        self._notified = {}  # job id -> Job whose completion the notifier thread handles
+        self._notifier = None
         self._ncpus = wanted
         try:
             self._pool = _runtime.master().create_pool(wanted, 1, list(sys.path), os.getcwd(),
@@ -137,76 +83,104 @@ class Server:
         except RuntimeError as exc:
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}{_SPAWN_HINT}") from exc
         _runtime.register(self)
+        _stats.install_sigusr1(_runtime.live_servers)
 
     # -- submitting -------------------------------------------------------------------------
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
                group="default", globals=None, *, timeout=None):
         """Submits ``func(*args)``; returns a Job. depfuncs are callable by name on the worker
         and modules are imported there first (``"math"`` or ``"from x import y"``).
-        timeout: seconds the job may run (default: the server's job_timeout); past it the job
-        fails with JobTimeout and its worker is replaced."""
-        if self._destroyed:
-            raise DestroyedServerError("Cannot submit jobs: server instance has been destroyed")
-        if not callable(func):
-            raise TypeError(f"func must be callable, not {type(func).__name__}")
+        callback: called on the master as ``callback(*callbackargs, result)`` once the job
+        succeeded, one callback at a time. timeout: seconds the job may run (default: the
+        server's job_timeout); past it the job fails with JobTimeout and its worker is
+        replaced."""
+        self._check_open()
         for name, value in (("args", args), ("depfuncs", depfuncs), ("modules", modules),
                             ("callbackargs", callbackargs)):
-            _check_tuple(name, value)
+            check_tuple(name, value)
         for module in modules:
             if not isinstance(module, str):
                 raise TypeError(f"modules entries must be str, not {type(module).__name__}")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        timeout = _check_seconds("timeout", timeout)
-        if timeout is None:
-            timeout = self.job_timeout
         if globals is not None:
             if not isinstance(globals, dict):
                 raise TypeError(f"globals must be a dict, not {type(globals).__name__}")
-            modules, depfuncs = _from_globals(globals, modules, depfuncs)
+            modules, depfuncs = from_globals(globals, modules, depfuncs)
+        return self._submit(func, args, depfuncs, modules, callback, callbackargs, group,
+                            check_seconds("timeout", timeout))
+
+    def _check_open(self):
+        if self._destroyed:
+            raise DestroyedServerError("Cannot submit jobs: server instance has been destroyed")
+
+    def _submit(self, func, payload, depfuncs=(), modules=(), callback=None, callbackargs=(),
+                group="default", timeout=None, init=None):
+        """Queues one job whose checked arguments are `payload` (a tuple, KwCall or Batch).
+        init: (key, initializer, initargs) run once per worker before its first such job."""
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {type(func).__name__}")
         if self._ncpus == 0:
             log.warning("ppmpi: this server has no workers (ncpus=0); the job waits until "
                         "set_ncpus(n) with n > 0")
-        key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto)
-        data = _serialize.dump_args(func, args, self.proto)
-        _serialize.check_size(f"the arguments of {_serialize.describe(func)}()", data)
-        _serialize.check_size(f"the function {_serialize.describe(func)!r}", bundle)
+        name = _serialize.describe(func)
+        key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto,
+                                             init)
+        data = _serialize.dump_args(func, payload, self.proto)
+        _serialize.check_size(f"the arguments of {name}()", data)
+        _serialize.check_size(f"the function {name!r}", bundle)
         job_id = self._pool.submit(key, bundle, data, self._group_id(group), callback is not None,
-                                   timeout or 0.0)
-        job = Job(self, job_id, _serialize.describe(func), group, callback, callbackargs)
+                                   timeout or self.job_timeout or 0.0)
+        job = Job(self, job_id, name, group, callback, callbackargs)
         if callback is not None:
-            with self._lock:
-                self._callback_jobs[job_id] = job
-                self._start_callback_thread()
+            self._notify_me(job)
         return job
 
     def _group_id(self, group):
         with self._lock:
             return self._groups.setdefault(group, len(self._groups))
 
-    # -- callbacks --------------------------------------------------------------------------
-    def _start_callback_thread(self):
-        if self._callback_thread is None:
-            self._callback_thread = threading.Thread(target=self._run_callbacks,
-                                                     name="ppmpi-callbacks", daemon=True)
-            self._callback_thread.start()
+    # -- completions: callbacks and futures -------------------------------------------------
+    def _notify_me(self, job):
+        with self._lock:
+            self._notified[job.tid] = job
+            if self._notifier is None:
+                self._notifier = threading.Thread(target=self._run_notifier,
+                                                  name="ppmpi-callbacks", daemon=True)
+                self._notifier.start()
 
-    def _run_callbacks(self):
-        """Runs callbacks on the master, one at a time, in completion order."""
+    def _watch(self, job):
+        """job.future was asked for: complete it when the job is done."""
+        if job.callback is not None:
+            return  # its callback's completion resolves the future already
+        if not job._taken and not self._destroyed:
+            self._notify_me(job)
+            if self._pool.watch(job.tid):
+                return
+            with self._lock:
+                self._notified.pop(job.tid, None)
+        job._take()  # taken already (or the server is gone): the outcome is at hand
+        job._resolve_future()
+
+    def _run_notifier(self):
+        """Runs callbacks on the master, one at a time, in completion order, and completes
+        futures."""
         while True:
             with self._lock:
-                if self._destroyed and not self._callback_jobs:
+                if self._destroyed and not self._notified:
                     return
             for job_id in self._pool.next_notifications(WAIT_SLICE_S):
                 with self._lock:
-                    job = self._callback_jobs.pop(job_id, None)
+                    job = self._notified.pop(job_id, None)
                 if job is not None:
-                    self._finish_callback_job(job)
+                    self._finish(job)
 
-    def _finish_callback_job(self, job):
+    def _finish(self, job):
         try:
             job._take()
-            if job._error is not None:
+            if job.callback is None:
+                pass
+            elif job._error is not None:
                 log.error("ppmpi: %s failed; its callback was not called", job.label,
                           exc_info=job._error)
             else:
@@ -214,13 +188,16 @@ class Server:
         except Exception:
             log.exception("ppmpi: the callback of %s raised", job.label)
         finally:
-            # In this order: whoever wait() releases must already see job.finished.
-            job._callback_done.set()
-            self._pool.mark_notified(job.tid)
+            if job._callback_done is not None:
+                # In this order: whoever wait() releases must already see job.finished.
+                job._callback_done.set()
+                self._pool.mark_notified(job.tid)
+            job._resolve_future()
 
     # -- waiting and control ----------------------------------------------------------------
-    def wait(self, group=None):
-        """Waits for every job (of ``group``, if given) to finish."""
+    def wait(self, group=None, progress=False):
+        """Waits for every job (of ``group``, if given) to finish. progress=True shows a
+        progress bar (tqdm) of the jobs finished while waiting."""
         if group is None:
             gid = -1
         else:
@@ -228,8 +205,14 @@ class Server:
                 gid = self._groups.get(group)
             if gid is None:
                 return
-        while not self._pool.wait_group(gid, WAIT_SLICE_S):
-            pass
+        bar = _progress.Countdown(self._pool.unfinished(gid), "jobs") if progress else None
+        try:
+            while not self._pool.wait_group(gid, 0.1 if bar else WAIT_SLICE_S):
+                if bar:
+                    bar.left(self._pool.unfinished(gid))
+        finally:
+            if bar:
+                bar.close(self._pool.unfinished(gid))
 
     def get_ncpus(self):
         """The number of workers serving this server now."""
@@ -239,7 +222,7 @@ class Server:
 
     def set_ncpus(self, ncpus="autodetect"):
         """Grows (spawning workers) or shrinks (retiring idle workers) the pool."""
-        wanted = _check_ncpus(ncpus)
+        wanted = check_ncpus(ncpus)
         if wanted is None:
             wanted = _launch.detect_ncpus()
         if self._destroyed:
@@ -269,22 +252,11 @@ class Server:
 
     def get_stats(self):
         """{"host:rank": Statistics} for every worker that ran jobs for this server."""
-        return {label: Statistics(1, jobs, seconds)
-                for label, jobs, seconds in self._stats()["per_worker"]}
+        return _stats.rows(self._stats())
 
     def print_stats(self):
-        """pp's job statistics table, one row per worker."""
-        stats = self.get_stats()
-        total = sum(s.njobs for s in stats.values())
-        print("Job execution statistics:")
-        print(" job count | % of all jobs | job time sum | time per job | job server")
-        for label, s in sorted(stats.items()):
-            if s.njobs:
-                print("    %6i |        %6.2f |     %8.4f |  %11.6f | %s"
-                      % (s.njobs, 100.0 * s.njobs / total, s.time, s.time / s.njobs, label))
-        print("Time elapsed since server creation", time.time() - self._created)
-        print(self._pool.unfinished(-1), "active tasks,", self.get_ncpus(), "cores")
-        print()
+        """pp's job statistics table, one row per worker, then the jobs running now."""
+        _stats.table(self._stats(), self._created, self.get_ncpus())
 
     def destroy(self):
         """Stops the workers; unfinished jobs fail with DestroyedServerError."""
@@ -297,12 +269,16 @@ class Server:
         except Exception as exc:
             log.warning("ppmpi: destroy: %s", exc)
         with self._lock:
-            pending = list(self._callback_jobs.values())
-            self._callback_jobs.clear()
-        for job in pending:
-            job._callback_done.set()
-            self._pool.mark_notified(job.tid)
-        thread = self._callback_thread
+            pending = list(self._notified.values())
+            self._notified.clear()
+        for job in pending:  # callbacks are not run any more; futures get their outcome
+            if job._callback_done is not None:
+                job._callback_done.set()
+                self._pool.mark_notified(job.tid)
+            if job._future is not None:
+                job._take()
+                job._resolve_future()
+        thread = self._notifier
         if thread is not None and thread is not threading.current_thread():
             # It notices within one wait slice; joined so no thread of ours is inside C++
             # when the interpreter finalizes.
@@ -329,3 +305,6 @@ class Template:
     def submit(self, *args):
         return self.job_server.submit(self.func, args, self.depfuncs, self.modules,
                                       self.callback, self.callbackargs, self.group, self.globals)
+
+
+__all__ = ["Server", "Template", "Statistics"]

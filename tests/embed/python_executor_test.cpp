@@ -1,7 +1,7 @@
 // PythonExecutor (python_executor.hpp) driven directly, the way a worker's executor thread
 // drives it: configure(Welcome), define(key, bundle), run(Task, args). Bundles and args are made
 // here in the embedded interpreter exactly as the master makes them (ppmpi/_serialize.py):
-// cloudpickle.dumps((func, depfuncs, modules, fresh)) and cloudpickle.dumps(args_tuple).
+// cloudpickle.dumps((func, depfuncs, modules, fresh, init)) and cloudpickle.dumps(args_tuple).
 //
 // GIL discipline: the test thread does not hold the GIL (embed_main.cpp released it); the
 // executor takes it per call, and test code takes it (py::gil_scoped_acquire) only around its
@@ -62,7 +62,7 @@ struct BundleSpec {
     bool fresh = false;
 };
 
-// The pickled (func, depfuncs, modules, fresh) bundle.
+// The pickled (func, depfuncs, modules, fresh, init) bundle (init: no Executor initializer).
 Bytes make_bundle(const BundleSpec& spec) {
     py::gil_scoped_acquire gil;
     py::dict ns = exec_namespace(spec.source);
@@ -77,7 +77,8 @@ Bytes make_bundle(const BundleSpec& spec) {
         modules.append(m);
     py::object cloudpickle = py::module_::import("cloudpickle");
     py::tuple bundle =
-        py::make_tuple(ns[spec.func.c_str()], py::tuple(deps), py::tuple(modules), spec.fresh);
+        py::make_tuple(ns[spec.func.c_str()], py::tuple(deps), py::tuple(modules), spec.fresh,
+                       py::none());
     return cloudpickle.attr("dumps")(bundle).cast<std::string>();
 }
 

@@ -5,7 +5,7 @@
 //
 // The function bundles and args are pickled Python, so this process embeds CPython too (as
 // the real master, a python3 driver, does) and makes them with cloudpickle exactly like
-// ppmpi/_serialize.py: bundle = cloudpickle.dumps((func, depfuncs, modules, fresh)), key = its
+// ppmpi/_serialize.py: bundle = cloudpickle.dumps((func, depfuncs, modules, fresh, init)), key = its
 // blake2b digest, args = cloudpickle.dumps(args_tuple).
 //
 // Usage: mpi_master_test <ppmpi-worker path> <ncpus>
@@ -75,7 +75,7 @@ Bundle make_bundle(const std::string& source,
         mods.append(m);
     py::object data =
         py::module_::import("cloudpickle")
-            .attr("dumps")(py::make_tuple(ns[func.c_str()], py::tuple(), py::tuple(mods), false));
+            .attr("dumps")(py::make_tuple(ns[func.c_str()], py::tuple(), py::tuple(mods), false, py::none()));
     std::string key = py::module_::import("hashlib")
                           .attr("blake2b")(data, "digest_size"_a = 16)
                           .attr("hexdigest")()

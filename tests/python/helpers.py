@@ -104,3 +104,33 @@ def print_megabytes(mb):
 
 def length_of(data):
     return len(data)
+
+
+COUNTER = 0
+
+
+def bump_counter():
+    """Changes this module's namespace: restart=True must hide that from the next job."""
+    global COUNTER
+    COUNTER += 1
+    return COUNTER
+
+
+def needs_extra_helper(n):
+    return extra_helper(n)  # noqa: F821  (defined nowhere here: only depfuncs= provides it)
+
+
+def mark_initialized(tag):
+    os.environ["PPMPI_TEST_INIT"] = os.environ.get("PPMPI_TEST_INIT", "") + tag
+
+
+def pid_and_init_marks(_x=None):
+    return os.getpid(), os.environ.get("PPMPI_TEST_INIT", "")
+
+
+def failing_initializer():
+    raise OSError("no such resource")
+
+
+def add(a, b=0, *, scale=1):
+    return (a + b) * scale

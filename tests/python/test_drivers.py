@@ -10,6 +10,8 @@ import time
 import pytest
 from conftest import launch_mode
 
+import ppmpi
+
 pytestmark = pytest.mark.skipif(launch_mode() != "alone",
                                 reason="starts its own singleton drivers")
 
@@ -190,3 +192,21 @@ def test_shrink_then_new_servers_under_mpirun(tmp_path):
                           capture_output=True, text=True, timeout=120, env=clean_env(),
                           cwd=tmp_path)
     assert "cycles done" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("ending, status", [("sys.exit(3)", 3), ("raise ValueError('x')", 1),
+                                            ("print('fine')", 0)])
+def test_ppmpirun_exits_with_the_drivers_status(tmp_path, ending, status):
+    """mpirun --enable-recovery exits 0 whatever rank 0 did; ppmpirun must not."""
+    script = write_driver(tmp_path, f"""
+        import sys
+        import ppmpi
+        server = ppmpi.Server()
+        assert server.submit(abs, (-2,))() == 2
+        {ending}
+    """)
+    ppmpirun = os.path.join(os.path.dirname(ppmpi.__file__), "..", "..", "bin", "ppmpirun")
+    cmd = [ppmpirun] if os.path.exists(ppmpirun) else [sys.executable, "-m", "ppmpi.run"]
+    proc = subprocess.run(cmd + ["-np", "2", script], capture_output=True, text=True,
+                          timeout=120, env=clean_env(), cwd=tmp_path)
+    assert proc.returncode == status, proc.stdout + proc.stderr
