@@ -187,3 +187,28 @@ TEST_CASE("destroy: shutdown does not wait for workers that cannot end in order"
     CHECK(c.jobs->unfinished() == 0);
     (void)p;
 }
+
+TEST_CASE("cancel: running_too=false leaves a running job alone (a future's cancel)",
+          "[dispatcher][cancel]") {
+    FaultCluster c;
+    PoolId p = c.pool(1);
+    c.submit(p, 1, "slow", "S", "a");
+    c.submit(p, 2, "f", "F", "b");
+    REQUIRE(c.in_gate(1));
+    CHECK_FALSE(c.dispatcher.cancel(p, 1, false));  // running: not cancelled, worker kept
+    CHECK(c.dispatcher.cancel(p, 2, false));         // queued: cancelled
+    CHECK(c.jobs->take(2)->outcome == Outcome::Cancelled);
+    CHECK(c.launcher.lost_peers.empty());
+
+    PoolStats running = c.dispatcher.stats(p);
+    REQUIRE(running.running_jobs.size() == 1);
+    CHECK(running.running_jobs[0].job == 1);
+    CHECK(running.running_jobs[0].worker == label(1));
+    CHECK(running.running_jobs[0].seconds >= 0.0);
+
+    c.workers->log->open_gate();
+    REQUIRE(c.all_done());
+    CHECK(c.jobs->take(1)->outcome == Outcome::Ok);
+    CHECK(c.dispatcher.stats(p).running_jobs.empty());
+    CHECK(c.workers->started() == 1);
+}

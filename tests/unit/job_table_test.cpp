@@ -234,3 +234,26 @@ TEST_CASE("job table: wake_all does not fake an outcome", "[job_table]") {
     REQUIRE(waiter.wait_for(10s) == std::future_status::ready);
     CHECK_FALSE(waiter.get());
 }
+
+TEST_CASE("job table: a watched job is reported once done, without waiting for Python",
+          "[job_table]") {
+    JobTable table;
+    table.create(1, 0, false);
+    table.create(2, 0, false);
+    CHECK(table.watch(1));
+    CHECK(table.watch(1));  // twice: still reported once
+    CHECK(table.next_notifications(10ms).empty());
+    table.finish(1, ok("one"));
+    CHECK(table.unfinished() == 1);  // finished at once: only job 2 counts
+    CHECK(table.next_notifications(1s) == std::vector<JobId>{1});
+
+    table.finish(2, ok("two"));
+    CHECK(table.watch(2));  // watched after it was done: reported at once
+    CHECK(table.next_notifications(1s) == std::vector<JobId>{2});
+    CHECK(table.take(2)->payload == "two");
+    CHECK_FALSE(table.watch(2));  // taken: unknown now
+    CHECK_FALSE(table.watch(99));
+    table.mark_notified(1);  // harmless for a job that never waited for it
+    CHECK(table.take(1)->payload == "one");
+    CHECK(table.unfinished() == 0);
+}
