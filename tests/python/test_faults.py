@@ -71,6 +71,18 @@ def test_killed_workers_at_random_moments(faulty):
     assert sum(s.njobs for s in faulty.get_stats().values()) >= TRIALS * JOBS
 
 
+def test_a_rerun_job_counts_once_in_the_stats(faulty):
+    """pp counts at dispatch, so a job re-run after a loss was counted twice."""
+    victims = worker_pids(faulty, 2)
+    before = sum(s.njobs for s in faulty.get_stats().values())
+    job = faulty.submit(helpers.pid_after, (1.0,))
+    assert wait_until(lambda: faulty._stats()["running_jobs"], 5)
+    for pid in victims:  # whichever runs it
+        os.kill(pid, signal.SIGKILL)
+    assert job() not in victims
+    assert sum(s.njobs for s in faulty.get_stats().values()) == before + 1
+
+
 def test_frozen_worker_is_lost_and_replaced(faulty):
     victim = worker_pids(faulty, 2)[0]
     os.kill(victim, signal.SIGSTOP)
