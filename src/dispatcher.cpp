@@ -37,6 +37,7 @@ bool Dispatcher::step(Clock::time_point now) {
     }
     check_liveness(now);
     check_deadlines(now);
+    replace_lost_workers();
     for (auto& [id, pool] : pools_) {
         if (pool.destroyed) continue;
         active |= dispatch_jobs(pool);
@@ -125,6 +126,8 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes pay
         log_debug("job " + std::to_string(result.job_id) + " done on worker " + worker.label +
                   " in " + std::to_string(result.seconds) + " s");
     end_job(pool, result.job_id, std::move(outcome));
+    learn_job_time(pool, result.seconds);
+    start_head(pool, worker.peer);
 }
 
 // The job's one outcome: it leaves the scheduler, the queue and the function store.
@@ -136,6 +139,7 @@ void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
     }
     auto queued = pool.queued.find(job);
     if (queued != pool.queued.end()) {
+        if (queued->second.timeout > Clock::duration::zero()) --pool.timed_jobs;
         pool.functions.release(queued->second.key);
         pool.queued.erase(queued);
     }

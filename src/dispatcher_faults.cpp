@@ -41,7 +41,7 @@ void Dispatcher::check_liveness(Clock::time_point now) {
 
 void Dispatcher::check_deadlines(Clock::time_point now) {
     for (auto& [id, pool] : pools_) {
-        if (pool.destroyed || pool.scheduler.running() == 0) continue;
+        if (pool.destroyed || pool.timed_jobs == 0 || pool.scheduler.running() == 0) continue;
         std::vector<std::pair<JobId, WorkerId>> expired;
         for (const auto& [peer, worker] : workers_) {
             if (worker.pool != id) continue;
@@ -84,19 +84,22 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     if (it == pools_.end() || it->second.destroyed) return;
     Pool& pool = it->second;
     ++pool.workers_lost;
-    requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label,
-            charge_jobs);
-    if (was_serving) replenish(it->first, pool, launcher_.in_world(worker.peer));
+    std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
+    requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
+    if (was_serving) replenish(pool, launcher_.in_world(worker.peer));
 }
 
-// remove_worker already put the jobs back at the front of the queue; here each is charged
-// with the loss, and one charged max_retries times fails instead of taking down more workers.
+// remove_worker already put the jobs back at the front of the queue; here the one that was
+// running is charged with the loss, and one charged max_retries times fails instead of taking
+// down more workers.
 void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
-                         const std::string& label, bool charge) {
+                         const std::string& label, std::optional<JobId> charged) {
     for (JobId job : jobs) {
         QueuedJob& queued = pool.queued.at(job);
         queued.deadline = Clock::time_point::max();
-        if (charge) queued.lost_on.push_back(label);
+        queued.started = false;
+        if (charged) pool.scheduler.run_alone(job);  // a worker died with it in flight
+        if (charged == job) queued.lost_on.push_back(label);
         if (queued.lost_on.size() >= pool.spec.max_retries) {
             std::string message = "it was running on " + join(queued.lost_on) +
                                   " when each of them was lost (max_retries=" +
@@ -113,19 +116,29 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
 // Under mpirun a lost spawned worker is not replaced either: there we saw Open MPI 4.1.4's
 // MPI_Comm_spawn block forever (README "Spawning under mpirun"), and an automatic spawn would
 // freeze this thread; an explicit set_ncpus is bounded by its caller.
-void Dispatcher::replenish(PoolId id, Pool& pool, bool lost_world_rank) {
+void Dispatcher::replenish(Pool& pool, bool lost_world_rank) {
     if (lost_world_rank || !launcher_.static_peers().empty()) {
         if (pool.spec.ncpus > 0) --pool.spec.ncpus;
         log_warning("a worker under mpirun was lost and is not replaced; the server now has " +
                     std::to_string(pool.spec.ncpus) + " workers (set_ncpus(n) spawns more)");
         return;
     }
-    std::size_t have = members(id);
-    if (have >= pool.spec.ncpus) return;
-    try {
-        add_workers(id, pool.spec.ncpus - have);
-    } catch (const std::exception& e) {
-        log_warning(std::string("could not replace a lost worker: ") + e.what());
+    // Spawned later in this turn, once every dead worker has been noticed: a spawn while
+    // Open MPI is still handling a death can hang (see settle_departures).
+    pool.replace_lost = true;
+}
+
+void Dispatcher::replace_lost_workers() {
+    for (auto& [id, pool] : pools_) {
+        if (!pool.replace_lost || pool.destroyed) continue;
+        pool.replace_lost = false;
+        std::size_t have = members(id);
+        if (have >= pool.spec.ncpus) continue;
+        try {
+            add_workers(id, pool.spec.ncpus - have);
+        } catch (const std::exception& e) {
+            log_warning(std::string("could not replace a lost worker: ") + e.what());
+        }
     }
 }
 

@@ -43,7 +43,7 @@ PoolId Dispatcher::create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> j
     Pool pool;
     pool.spec = spec;
     pool.jobs = std::move(jobs);
-    pool.scheduler.set_slots_per_worker(spec.slots_per_worker);
+    pool.scheduler.set_slots_per_worker(pipeline_depth(-1.0, spec.slots_per_worker));
     pools_.emplace(id, std::move(pool));
     try {
         add_workers(id, spec.ncpus);
@@ -97,10 +97,14 @@ void Dispatcher::settle_departures() {
     // A lost worker on this host stays a zombie until the MPI runtime's daemon has handled its
     // death; a spawn racing that handling hung inside Open MPI (new worker stuck in PMIx_Init,
     // master in PMIx_Lookup), so wait until the daemon has reaped it.
+    // That includes a worker that died but is not declared lost yet (killed together with
+    // the one being replaced).
     auto unreaped = [&] {
-        for (const auto& [peer, worker] : workers_)
-            if (worker.phase == Phase::Gone && !worker.goodbye && process_exists(worker.process))
-                return true;
+        for (const auto& [peer, worker] : workers_) {
+            bool dead = worker.phase == Phase::Gone ? !worker.goodbye
+                                                    : worker.hello && !process_alive(worker.process);
+            if (dead && process_exists(worker.process)) return true;
+        }
         return false;
     };
     auto deadline = Clock::now() + kSettleTimeout;
@@ -149,6 +153,7 @@ void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bu
     queued.key = key;
     queued.args = std::move(args);
     queued.timeout = timeout;
+    if (timeout > Clock::duration::zero()) ++p.timed_jobs;
     p.queued.emplace(job, std::move(queued));
     p.scheduler.enqueue(job);
 }
@@ -157,6 +162,12 @@ bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
     Pool& p = pool_at(pool);
     if (p.destroyed || p.queued.count(job) == 0) return false;  // over, or never here
     auto worker = p.scheduler.worker_of(job);
+    if (worker && !p.queued.at(job).started) {
+        // Sent, but waiting behind the worker's running job: cancelled like a queued one (the
+        // worker still runs it; its result is dropped).
+        end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
+        return true;
+    }
     if (worker && !running_too) return false;
     end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
     if (worker) stop_worker(workers_.at(*worker), "its job was cancelled");
@@ -171,6 +182,7 @@ void Dispatcher::destroy_pool(PoolId pool) {
     for (auto& [peer, worker] : workers_)
         if (worker.pool == pool) say_shutdown(worker);
     p.queued.clear();
+    p.timed_jobs = 0;
     p.jobs->wake_all();
 }
 
@@ -183,8 +195,8 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     for (const auto& [id, s] : p.stats) out.per_worker.push_back(s);
     for (const auto& [job, queued] : p.queued) {
         auto worker = p.scheduler.worker_of(job);
-        if (!worker) continue;
-        double seconds = std::chrono::duration<double>(now_ - queued.sent).count();
+        if (!worker || !queued.started) continue;
+        double seconds = std::chrono::duration<double>(now_ - queued.started_at).count();
         out.running_jobs.push_back(RunningJob{job, workers_.at(*worker).label, seconds});
     }
     out.tasks_sent = p.tasks_sent;
@@ -210,13 +222,48 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         }
         // The args stay here until the result is in, so the job can be sent again if needed.
         queue_message(worker, Message{Task{job, queued.key}, queued.args});
-        queued.sent = now_;
+        queued.send_order = ++send_order_;
         if (log_enabled(LogLevel::Debug))
             log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
-        if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
         ++pool.tasks_sent;
     }
+    // After all of them have their send order: only each worker's oldest job starts now.
+    for (const auto& [job, worker] : assignments) start_head(pool, worker);
     return !assignments.empty();
+}
+
+std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {
+    std::optional<JobId> head;
+    std::uint64_t first = 0;
+    for (JobId job : pool.scheduler.in_flight(worker)) {
+        std::uint64_t order = pool.queued.at(job).send_order;
+        if (!head || order < first) {
+            head = job;
+            first = order;
+        }
+    }
+    return head;
+}
+
+// The worker's oldest job is running from now on (if it was not already).
+void Dispatcher::start_head(Pool& pool, WorkerId worker) {
+    auto head = head_job(pool, worker);
+    if (!head) return;
+    QueuedJob& queued = pool.queued.at(*head);
+    if (queued.started) return;
+    queued.started = true;
+    queued.started_at = now_;
+    if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
+}
+
+void Dispatcher::learn_job_time(Pool& pool, double seconds) {
+    // A moving average over roughly the last 16 jobs: quick to follow a new workload.
+    constexpr double kWeight = 1.0 / 16.0;
+    pool.mean_job_seconds = pool.mean_job_seconds < 0.0
+                                ? seconds
+                                : pool.mean_job_seconds + kWeight * (seconds - pool.mean_job_seconds);
+    pool.scheduler.set_slots_per_worker(
+        pipeline_depth(pool.mean_job_seconds, pool.spec.slots_per_worker));
 }
 
 void Dispatcher::retire_idle_workers(Pool& pool) {

@@ -6,6 +6,13 @@
 
 namespace ppmpi {
 
+std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth) {
+    if (max_depth <= 1 || mean_job_seconds < 0.0) return 1;
+    double extra = kPipelineBudgetSeconds / std::max(mean_job_seconds, 1e-7);
+    if (extra >= static_cast<double>(max_depth - 1)) return max_depth;
+    return 1 + static_cast<std::size_t>(extra);
+}
+
 Scheduler::Scheduler(std::size_t slots_per_worker)
     : slots_(slots_per_worker == 0 ? 1 : slots_per_worker) {}
 
@@ -35,26 +42,43 @@ bool Scheduler::cancel_pending(JobId job) {
     auto it = std::find(queue_.begin(), queue_.end(), job);
     if (it == queue_.end()) return false;
     queue_.erase(it);
+    alone_.erase(job);
     return true;
 }
 
 Scheduler::WorkerMap::iterator Scheduler::least_loaded_free_worker() {
     auto best = workers_.end();
+    // Topped up once a quarter of its slots are free: 1 of 1 or 2, 16 of 64.
+    std::size_t batch = std::max<std::size_t>(1, slots_ / 4);
     for (auto it = workers_.begin(); it != workers_.end(); ++it) {
-        const WorkerSlots& slots = it->second;
-        if (slots.retiring || slots.jobs.size() >= slots_) continue;
+        WorkerSlots& slots = it->second;
+        if (slots.retiring || slots.alone || slots.jobs.size() >= slots_) {
+            slots.filling = false;
+            continue;
+        }
+        if (!slots.filling && slots_ - slots.jobs.size() < batch) continue;  // wait for a batch
         if (best == workers_.end() || slots.jobs.size() < best->second.jobs.size()) best = it;
     }
     return best;
 }
 
+Scheduler::WorkerMap::iterator Scheduler::idle_worker() {
+    for (auto it = workers_.begin(); it != workers_.end(); ++it)
+        if (!it->second.retiring && it->second.jobs.empty()) return it;
+    return workers_.end();
+}
+
 std::vector<Scheduler::Assignment> Scheduler::assign() {
     std::vector<Assignment> out;
+    for (auto& [id, slots] : workers_) slots.filling = false;
     while (!queue_.empty()) {
-        auto it = least_loaded_free_worker();
-        if (it == workers_.end()) break;
         JobId job = queue_.front();
+        bool alone = alone_.count(job) != 0;
+        auto it = alone ? idle_worker() : least_loaded_free_worker();
+        if (it == workers_.end()) break;  // in order: a job to run alone waits for an idle worker
         queue_.pop_front();
+        it->second.alone = alone;
+        it->second.filling = !alone;  // until full: this turn's jobs go out together
         it->second.jobs.insert(job);
         running_[job] = it->first;
         out.push_back({job, it->first});
@@ -66,7 +90,10 @@ bool Scheduler::complete(WorkerId worker, JobId job) {
     auto run = running_.find(job);
     if (run == running_.end() || run->second != worker) return false;
     running_.erase(run);
-    workers_.at(worker).jobs.erase(job);
+    WorkerSlots& slots = workers_.at(worker);
+    slots.jobs.erase(job);
+    slots.alone = false;
+    alone_.erase(job);
     return true;
 }
 

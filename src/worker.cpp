@@ -59,6 +59,9 @@ void WorkerHost::execute_loop(Executor& executor) {
             } else if (auto* task = std::get_if<Task>(&item.header)) {
                 ExecOutcome out = executor.run(*task, std::move(item.payload));
                 Message result{Result{task->job_id, out.status, out.seconds}, std::move(out.payload)};
+                // Sent at once, never held back for a batch: if the next job kills this
+                // process, the master must already have this result (or it would blame this
+                // job too).
                 std::lock_guard<std::mutex> lock(mutex_);
                 results_.push_back(std::move(result));
             }

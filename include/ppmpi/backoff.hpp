@@ -20,7 +20,7 @@ namespace ppmpi {
 using Clock = std::chrono::steady_clock;
 
 struct BackoffPolicy {
-    std::chrono::microseconds spin_for{50};    // keep polling without sleeping this long
+    std::chrono::microseconds spin_for{250};   // keep polling without sleeping this long
     std::chrono::microseconds first_sleep{20};  // then sleep this long, doubling ...
     std::chrono::microseconds max_sleep{2000};  // ... up to this cap
 };

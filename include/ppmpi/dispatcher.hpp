@@ -13,8 +13,8 @@
 // Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
 // worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is
 // never spoken to again (killed by pid if it is on this host); its in-flight jobs go back to
-// the front of the queue, each charged with the loss; a job charged max_retries times fails
-// with WorkerLost. Spawned workers are replaced; a lost world rank shrinks the pool. A job past
+// the front of the queue, the one it was running charged with the loss (the others only
+// waited behind it); a job charged max_retries times fails with WorkerLost. Spawned workers are replaced; a lost world rank shrinks the pool. A job past
 // its timeout fails with Timeout and its worker is stopped and replaced (its other jobs are
 // requeued uncharged); a cancelled running job likewise. Results from lost workers are dropped,
 // so each job's outcome is recorded exactly once.
@@ -80,8 +80,12 @@ class Dispatcher {
         std::string key;
         Bytes args;
         Clock::duration timeout{};
-        Clock::time_point deadline = Clock::time_point::max();  // set when sent
-        Clock::time_point sent{};
+        // A worker runs its jobs in the order they were sent; the oldest one still there (its
+        // *head*) is the one running. Its time-out counts from when it became the head.
+        std::uint64_t send_order = 0;
+        bool started = false;
+        Clock::time_point started_at{};
+        Clock::time_point deadline = Clock::time_point::max();  // set when started
         std::vector<std::string> lost_on;  // workers lost while running it
     };
     struct Pool {
@@ -93,6 +97,9 @@ class Dispatcher {
         std::map<WorkerId, WorkerStats> stats;
         std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
         std::uint64_t workers_lost = 0, jobs_requeued = 0;
+        bool replace_lost = false;   // spawn replacements for lost workers this turn
+        std::size_t timed_jobs = 0;  // queued jobs with a time-out (none: no deadline checks)
+        double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)
         bool destroyed = false;
     };
 
@@ -111,9 +118,14 @@ class Dispatcher {
     void check_deadlines(Clock::time_point now);
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
+    // `charged`: the job that was running when its worker was lost (the others only waited).
     void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
-                 bool charge);
-    void replenish(PoolId id, Pool& pool, bool lost_world_rank);
+                 std::optional<JobId> charged);
+    std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
+    void start_head(Pool& pool, WorkerId worker);
+    void learn_job_time(Pool& pool, double seconds);
+    void replenish(Pool& pool, bool lost_world_rank);
+    void replace_lost_workers();
     void kill_unanswering_workers();
 
     void handle_frame(Envelope envelope);
@@ -138,6 +150,7 @@ class Dispatcher {
     HeartbeatMonitor monitor_;
     Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
     std::uint64_t workers_lost_ = 0;
+    std::uint64_t send_order_ = 0;
 };
 
 }  // namespace ppmpi

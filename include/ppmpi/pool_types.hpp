@@ -49,7 +49,10 @@ struct DispatcherOptions {
     std::string master_host;
     std::chrono::milliseconds heartbeat{500};
     std::chrono::milliseconds master_timeout{30000};  // told to workers: exit if we go silent
-    std::chrono::milliseconds start_timeout{120000};  // a spawned worker's first Hello
+    // A spawned worker's first Hello: MPI start-up takes ~0.25 s, but Open MPI 4.1.4 can leave a
+    // worker spawned right after another died stuck in PMIx_Init for good; it is then
+    // declared lost (and replaced) after this long.
+    std::chrono::milliseconds start_timeout{20000};
 };
 
 }  // namespace ppmpi

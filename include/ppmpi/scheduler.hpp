@@ -2,7 +2,9 @@
 //
 // Jobs wait in one FIFO queue. A worker takes up to `slots_per_worker` jobs at a time (more than
 // one keeps a worker busy across the round trip to the master). assign() fills the least loaded
-// workers first, so N jobs on N workers run one each before any worker gets a second.
+// workers first, so N jobs on N workers run one each before any worker gets a second. A
+// pipelined worker is topped up once a quarter of its slots are free, not after every result,
+// so that jobs (and then results) cross in batches, many per MPI message.
 // The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
 // front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
 #pragma once
@@ -22,6 +24,14 @@ namespace ppmpi {
 
 using WorkerId = std::int64_t;
 
+// How many jobs to keep in flight per worker, given how long recent jobs ran (negative: no
+// job has finished yet). Short jobs are pipelined so that a worker never waits a round trip
+// for its next job; a worker gets only as many queued jobs as it runs in about
+// kPipelineBudget, so long jobs are never stuck behind each other on one worker while
+// another worker is free (load balance).
+constexpr double kPipelineBudgetSeconds = 0.002;
+std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth);
+
 class Scheduler {
   public:
     struct Assignment {
@@ -40,6 +50,10 @@ class Scheduler {
     bool has_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
 
     void enqueue(JobId job);
+    // The job was on a worker that died: it runs alone from now on (on an idle worker, which
+    // gets nothing else meanwhile), so that if it is the one killing workers, it alone is
+    // blamed. Pipelining otherwise puts innocent jobs next to it.
+    void run_alone(JobId job) { alone_.insert(job); }
     // Removes a job that has not started yet; false if it is running or unknown.
     bool cancel_pending(JobId job);
 
@@ -63,14 +77,18 @@ class Scheduler {
     struct WorkerSlots {
         std::set<JobId> jobs;  // ordered: the oldest job is requeued first
         bool retiring = false;
+        bool filling = false;  // topped up in this assign(): may take jobs up to slots
+        bool alone = false;    // runs a run_alone job: gets nothing else until it is done
     };
     using WorkerMap = std::map<WorkerId, WorkerSlots>;
     WorkerMap::iterator least_loaded_free_worker();
+    WorkerMap::iterator idle_worker();
 
     std::size_t slots_;
     std::deque<JobId> queue_;
     WorkerMap workers_;
     std::unordered_map<JobId, WorkerId> running_;
+    std::set<JobId> alone_;
 };
 
 }  // namespace ppmpi

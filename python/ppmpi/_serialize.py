@@ -3,12 +3,11 @@
 Functions travel with cloudpickle, so lambdas, closures, ``__main__`` functions, bound methods
 and instances of ``__main__`` classes work. A bundle is the tuple (func, depfuncs, modules,
 fresh, init); its key is a digest of its bytes, so equal keys mean equal bundles (no id() reuse)."""
-import hashlib
 import pickle
 
 import cloudpickle
 
-from . import _pickling
+from . import _bundles, _pickling
 from .errors import DestroyedServerError, JobExit, RemoteError, RemoteTraceback
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -30,10 +29,15 @@ def describe(obj):
     return name if name else type(obj).__name__
 
 
+_bundle_cache = _bundles.BundleCache()
+
+
 def dump_bundle(func, depfuncs, modules, fresh, protocol, init=None):
     """Returns (key, bytes) for the function and what it needs on the worker."""
+    bundle = (func, depfuncs, modules, fresh, init)
     try:
-        data = cloudpickle.dumps((func, depfuncs, modules, fresh, init), protocol=protocol)
+        return _bundle_cache.get(func, depfuncs, modules, fresh, init, protocol,
+                                 lambda: _bundles.dump(bundle, protocol))
     except Exception as exc:
         for obj in (func,) + tuple(depfuncs) + ((init[1],) if init else ()):
             try:
@@ -42,7 +46,6 @@ def dump_bundle(func, depfuncs, modules, fresh, protocol, init=None):
                 raise TypeError(f"cannot pickle {describe(obj)!r} to send it to the workers: "
                                 f"{type(inner).__name__}: {inner}") from inner
         raise TypeError(f"cannot pickle function {describe(func)!r}: {exc}") from exc
-    return hashlib.blake2b(data, digest_size=16).hexdigest(), data
 
 
 def _named_parts(args):

@@ -15,14 +15,14 @@ class Job:
     the job's exception, with the worker's traceback as its ``__cause__``); what the job
     printed is shown on the master's stdout the first time the result is taken."""
 
-    __slots__ = ("_server", "tid", "group", "_name", "callback", "callbackargs", "_lock",
+    __slots__ = ("_server", "tid", "group", "_func", "callback", "callbackargs", "_lock",
                  "_taken", "_result", "_error", "_callback_done", "_future", "__weakref__")
 
-    def __init__(self, server, tid, name, group, callback, callbackargs):
+    def __init__(self, server, tid, func, group, callback, callbackargs):
         self._server = server
         self.tid = tid
         self.group = group
-        self._name = name
+        self._func = func  # its name is looked up only if a message needs it
         self.callback = callback
         self.callbackargs = callbackargs
         self._lock = threading.Lock()
@@ -34,11 +34,11 @@ class Job:
 
     def __repr__(self):
         state = "finished" if self.finished else "pending"
-        return f"<ppmpi.Job {self.tid} {self._name} {state}>"
+        return f"<ppmpi.Job {self.tid} {_serialize.describe(self._func)} {state}>"
 
     @property
     def label(self):
-        return f"job {self.tid} ({self._name})"
+        return f"job {self.tid} ({_serialize.describe(self._func)})"
 
     @property
     def finished(self):

@@ -16,6 +16,8 @@ log = logging.getLogger("ppmpi")
 
 CREATE_TIMEOUT_S = 60.0  # spawning workers: ~0.25 s per MPI_Comm_spawn, far less than this
 CONTROL_TIMEOUT_S = 120.0
+# Most jobs in flight per worker; the dispatcher pipelines only short jobs (scheduler.hpp).
+PIPELINE_MAX = 64
 
 
 _SPAWN_HINT = (" (if this is under mpirun after workers were killed: Open MPI's MPI_Comm_spawn "
@@ -77,7 +79,7 @@ class Server:
         self._notifier = None
         self._ncpus = wanted
         try:
-            self._pool = _runtime.master().create_pool(wanted, 1, list(sys.path), os.getcwd(),
+            self._pool = _runtime.master().create_pool(wanted, PIPELINE_MAX, list(sys.path), os.getcwd(),
                                                        self.worker_timeout, self.max_retries,
                                                        CREATE_TIMEOUT_S)
         except RuntimeError as exc:
@@ -95,9 +97,11 @@ class Server:
         server's job_timeout); past it the job fails with JobTimeout and its worker is
         replaced."""
         self._check_open()
-        for name, value in (("args", args), ("depfuncs", depfuncs), ("modules", modules),
-                            ("callbackargs", callbackargs)):
-            check_tuple(name, value)
+        if not (type(args) is tuple and type(depfuncs) is tuple and type(modules) is tuple
+                and type(callbackargs) is tuple):  # one test for the usual case
+            for name, value in (("args", args), ("depfuncs", depfuncs), ("modules", modules),
+                                ("callbackargs", callbackargs)):
+                check_tuple(name, value)
         for module in modules:
             if not isinstance(module, str):
                 raise TypeError(f"modules entries must be str, not {type(module).__name__}")
@@ -107,8 +111,9 @@ class Server:
             if not isinstance(globals, dict):
                 raise TypeError(f"globals must be a dict, not {type(globals).__name__}")
             modules, depfuncs = from_globals(globals, modules, depfuncs)
-        return self._submit(func, args, depfuncs, modules, callback, callbackargs, group,
-                            check_seconds("timeout", timeout))
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout)
+        return self._submit(func, args, depfuncs, modules, callback, callbackargs, group, timeout)
 
     def _check_open(self):
         if self._destroyed:
@@ -123,15 +128,19 @@ class Server:
         if self._ncpus == 0:
             log.warning("ppmpi: this server has no workers (ncpus=0); the job waits until "
                         "set_ncpus(n) with n > 0")
-        name = _serialize.describe(func)
         key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto,
                                              init)
         data = _serialize.dump_args(func, payload, self.proto)
-        _serialize.check_size(f"the arguments of {name}()", data)
-        _serialize.check_size(f"the function {name!r}", bundle)
-        job_id = self._pool.submit(key, bundle, data, self._group_id(group), callback is not None,
+        if len(data) + len(bundle) > _serialize.MAX_PAYLOAD_BYTES:
+            name = _serialize.describe(func)
+            _serialize.check_size(f"the arguments of {name}()", data)
+            _serialize.check_size(f"the function {name!r}", bundle)
+        group_id = self._groups.get(group)
+        if group_id is None:
+            group_id = self._group_id(group)
+        job_id = self._pool.submit(key, bundle, data, group_id, callback is not None,
                                    timeout or self.job_timeout or 0.0)
-        job = Job(self, job_id, name, group, callback, callbackargs)
+        job = Job(self, job_id, func, group, callback, callbackargs)
         if callback is not None:
             self._notify_me(job)
         return job

@@ -178,20 +178,38 @@ TEST_CASE("dispatcher: a remote error becomes Outcome::RemoteError", "[dispatche
     CHECK(good->payload == "G:cba");
 }
 
-TEST_CASE("dispatcher: slots_per_worker keeps several jobs in flight", "[dispatcher]") {
+TEST_CASE("dispatcher: short jobs are pipelined, up to slots_per_worker", "[dispatcher]") {
     Cluster c;
     PoolId p = c.pool(1, 3);
     REQUIRE(c.welcomed(p, 1));
+    c.submit(p, 9, "quick", "Q", args_of(9));  // teaches the dispatcher that jobs are short
+    REQUIRE(c.all_done());
     for (JobId id = 1; id <= 5; ++id) c.submit(p, id, "slow", "S", args_of(id));
     REQUIRE(c.run_until([&] { return c.workers->log->in_gate() >= 1; }));
     for (int i = 0; i < 5; ++i) c.dispatcher.step(Clock::now());
     auto s = c.dispatcher.stats(p);
     CHECK(s.running == 3);
     CHECK(s.pending == 2);
-    CHECK(s.tasks_sent == 3);
+    CHECK(s.tasks_sent == 4);
+    REQUIRE(s.running_jobs.size() == 1);  // only the first is running; two wait behind it
+    CHECK(s.running_jobs[0].job == 1);
     c.workers->log->open_gate();
     REQUIRE(c.all_done());
-    CHECK(c.dispatcher.stats(p).tasks_sent == 5);
+    CHECK(c.dispatcher.stats(p).tasks_sent == 6);
+}
+
+TEST_CASE("dispatcher: long jobs are not pipelined", "[dispatcher]") {
+    Cluster c;
+    PoolId p = c.pool(1, 64);
+    REQUIRE(c.welcomed(p, 1));
+    c.submit(p, 9, "f", "F", args_of(9));  // reports 0.25 s: far over the pipeline budget
+    REQUIRE(c.all_done());
+    for (JobId id = 1; id <= 3; ++id) c.submit(p, id, "slow", "S", args_of(id));
+    REQUIRE(c.run_until([&] { return c.workers->log->in_gate() >= 1; }));
+    for (int i = 0; i < 5; ++i) c.dispatcher.step(Clock::now());
+    CHECK(c.dispatcher.stats(p).running == 1);
+    c.workers->log->open_gate();
+    REQUIRE(c.all_done());
 }
 
 TEST_CASE("dispatcher: submit to an unknown or destroyed pool throws", "[dispatcher]") {

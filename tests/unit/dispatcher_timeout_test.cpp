@@ -27,6 +27,8 @@ TEST_CASE("timeout: a job past its timeout fails and its worker is replaced",
           "[dispatcher][timeout]") {
     FaultCluster c;
     PoolId p = c.pool(1, 2, 60s, 1);  // max_retries=1: a charged requeue would fail job 2
+    c.submit(p, 9, "quick", "Q", "q");  // short jobs: job 2 is pipelined behind job 1
+    REQUIRE(c.all_done());
     c.submit(p, 1, "slow", "S", "a", 1s);
     c.submit(p, 2, "slow", "S", "b");  // no limit; waits behind job 1 on the same worker
     REQUIRE(c.in_gate(1));
@@ -131,6 +133,7 @@ TEST_CASE("cancel: a running job's worker is stopped and replaced", "[dispatcher
     CHECK(o->outcome == Outcome::Cancelled);
     CHECK_FALSE(c.dispatcher.cancel(p, 1));
     CHECK(c.launcher.lost_peers == std::vector<PeerId>{1});
+    c.step();  // the replacement is spawned in the dispatcher's next turn
     CHECK(c.workers->started() == 2);
     CHECK(c.dispatcher.pool_size(p) == 1);
 
@@ -211,4 +214,47 @@ TEST_CASE("cancel: running_too=false leaves a running job alone (a future's canc
     CHECK(c.jobs->take(1)->outcome == Outcome::Ok);
     CHECK(c.dispatcher.stats(p).running_jobs.empty());
     CHECK(c.workers->started() == 1);
+}
+
+TEST_CASE("timeout: a pipelined job's time counts from when it starts, not when it was sent",
+          "[dispatcher][timeout]") {
+    FaultCluster c;
+    PoolId p = c.pool(1, 2, 60s);
+    c.submit(p, 9, "quick", "Q", "q");
+    REQUIRE(c.all_done());
+    c.submit(p, 1, "slow", "S", "a");      // no limit, holds the worker
+    c.submit(p, 2, "f", "F", "b", 1s);     // sent behind it
+    REQUIRE(c.in_gate(1));
+    REQUIRE(c.run_until([&] { return c.dispatcher.stats(p).running == 2; }));
+    c.jump(5s);
+    c.step();
+    CHECK_FALSE(c.jobs->is_done(2));  // it waited, it did not run
+    CHECK(c.launcher.lost_peers.empty());
+    c.workers->log->open_gate();
+    REQUIRE(c.all_done());
+    CHECK(c.jobs->take(1)->outcome == Outcome::Ok);
+    CHECK(c.jobs->take(2)->outcome == Outcome::Ok);
+}
+
+TEST_CASE("faults: only the job a lost worker was running is charged", "[dispatcher][faults]") {
+    FaultCluster c;
+    PoolId p = c.pool(1, 4, 2s, 1);  // max_retries=1: a charged job fails at once
+    c.submit(p, 9, "quick", "Q", "q");
+    REQUIRE(c.all_done());
+    c.submit(p, 1, "slow", "S", "a");
+    c.submit(p, 2, "f", "F", "b");
+    c.submit(p, 3, "f", "F", "c");
+    REQUIRE(c.in_gate(1));
+    REQUIRE(c.run_until([&] { return c.dispatcher.stats(p).running == 3; }));
+    c.cut(1);  // worker 1 hangs while running job 1; jobs 2 and 3 only wait behind it
+    c.jump(2001ms);
+    c.step();
+    REQUIRE(c.launcher.lost_peers == std::vector<PeerId>{1});
+    auto one = c.jobs->take(1);
+    REQUIRE(one.has_value());
+    CHECK(one->outcome == Outcome::WorkerLost);
+    c.workers->log->open_gate();
+    REQUIRE(c.all_done());  // on the replacement, not charged
+    CHECK(c.jobs->take(2)->outcome == Outcome::Ok);
+    CHECK(c.jobs->take(3)->outcome == Outcome::Ok);
 }

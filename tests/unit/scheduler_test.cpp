@@ -229,3 +229,32 @@ TEST_CASE("scheduler: a worker added twice is an internal error", "[scheduler]")
     s.add_worker(3);
     CHECK_THROWS_AS(s.add_worker(3), InternalError);
 }
+
+TEST_CASE("scheduler: a job to run alone waits for an idle worker and keeps it to itself",
+          "[scheduler]") {
+    Scheduler s(4);
+    s.add_worker(1);
+    s.add_worker(2);
+    for (JobId job = 1; job <= 3; ++job) s.enqueue(job);
+    s.run_alone(1);
+    auto first = s.assign();
+    REQUIRE(first.size() >= 2);
+    CHECK(first[0].job == 1);
+    WorkerId lonely = first[0].worker;
+    CHECK(s.in_flight(lonely) == std::vector<JobId>{1});  // nothing else next to it
+    for (JobId job = 4; job <= 6; ++job) s.enqueue(job);
+    for (const auto& a : s.assign()) CHECK(a.worker != lonely);
+    CHECK(s.in_flight(lonely) == std::vector<JobId>{1});
+    CHECK(s.complete(lonely, 1));
+    CHECK_FALSE(s.assign().empty());  // the worker takes ordinary jobs again
+}
+
+TEST_CASE("pipeline_depth: deep for short jobs, one for long ones or before any is known",
+          "[scheduler]") {
+    CHECK(pipeline_depth(-1.0, 64) == 1);
+    CHECK(pipeline_depth(0.0, 64) == 64);
+    CHECK(pipeline_depth(1e-5, 64) == 64);
+    CHECK(pipeline_depth(0.001, 64) == 3);
+    CHECK(pipeline_depth(0.2, 64) == 1);
+    CHECK(pipeline_depth(1e-5, 1) == 1);
+}
