@@ -102,6 +102,10 @@ def _growth_targets(out):
     ]
 
 
+def _count(n):
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
 def targets(out):
     """The issue's targets, each computed from this run only (ratios in the same run)."""
     def vs(workload, peer, workers=1):
@@ -131,7 +135,7 @@ def targets(out):
         _target("payload: ppmpi / ping-pong bandwidth at 64 MiB (spawned, TCP)",
                 _div(ppmpi("payload"), bw["spawn"]), "report", None, "{:.3f}"),
         _target("CPU-bound speedup over serial, ppmpi, 2 workers", ppmpi("cpu", 2), ">=", 1.9),
-        _target(f"same function {fb.get('n', '?'):,} times: function sends by ppmpi "
+        _target(f"same function {_count(fb.get('n'))} times: function sends by ppmpi "
                 f"({fb_w} workers)", fb.get("function_defs_sent"), "==", fb_w, "{}"),
     ]
     return rows + _growth_targets(out)

@@ -160,10 +160,14 @@ void bind_master(py::module_& m) {
                 std::vector<std::string> sys_path, std::string cwd, double worker_timeout,
                 std::size_t max_retries, double timeout) {
                  auto jobs = std::make_shared<JobTable>();
-                 PoolSpec spec{ncpus, slots, std::move(sys_path), std::move(cwd),
-                               std::chrono::milliseconds(
-                                   static_cast<std::int64_t>(worker_timeout * 1000.0)),
-                               max_retries};
+                 PoolSpec spec;
+                 spec.ncpus = ncpus;
+                 spec.slots_per_worker = slots;
+                 spec.sys_path = std::move(sys_path);
+                 spec.cwd = std::move(cwd);
+                 spec.worker_timeout =
+                     std::chrono::milliseconds(static_cast<std::int64_t>(worker_timeout * 1000.0));
+                 spec.max_retries = max_retries;
                  PoolId id = without_gil([&] {
                      return self->call(
                          [spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); },

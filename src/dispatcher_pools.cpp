@@ -44,6 +44,7 @@ PoolId Dispatcher::create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> j
     pool.spec = spec;
     pool.jobs = std::move(jobs);
     pool.scheduler.set_slots_per_worker(pipeline_depth(-1.0, spec.slots_per_worker));
+    pool.scheduler.set_deep_queue(spec.deep_queue);
     pools_.emplace(id, std::move(pool));
     try {
         add_workers(id, spec.ncpus);
@@ -210,6 +211,7 @@ PoolStats Dispatcher::stats(PoolId pool) const {
 std::size_t Dispatcher::pool_size(PoolId pool) const { return members(pool); }
 
 bool Dispatcher::dispatch_jobs(Pool& pool) {
+    if (pool.scheduler.pending() == 0) return false;
     auto assignments = pool.scheduler.assign();
     for (const auto& [job, worker] : assignments) {
         QueuedJob& queued = pool.queued.at(job);

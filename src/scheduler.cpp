@@ -48,11 +48,12 @@ bool Scheduler::cancel_pending(JobId job) {
 
 Scheduler::WorkerMap::iterator Scheduler::least_loaded_free_worker() {
     auto best = workers_.end();
+    std::size_t limit = limit_;
     // Topped up once a quarter of its slots are free: 1 of 1 or 2, 16 of 64.
     std::size_t batch = std::max<std::size_t>(1, slots_ / 4);
     for (auto it = workers_.begin(); it != workers_.end(); ++it) {
         WorkerSlots& slots = it->second;
-        if (slots.retiring || slots.alone || slots.jobs.size() >= slots_) {
+        if (slots.retiring || slots.alone || slots.jobs.size() >= limit) {
             slots.filling = false;
             continue;
         }
@@ -71,6 +72,9 @@ Scheduler::WorkerMap::iterator Scheduler::idle_worker() {
 std::vector<Scheduler::Assignment> Scheduler::assign() {
     std::vector<Assignment> out;
     for (auto& [id, slots] : workers_) slots.filling = false;
+    // Decided once per turn, from the queue as it stands.
+    bool deep = queue_.size() >= deep_queue_ * std::max<std::size_t>(1, active_workers());
+    limit_ = deep ? slots_ : 1;
     while (!queue_.empty()) {
         JobId job = queue_.front();
         bool alone = alone_.count(job) != 0;

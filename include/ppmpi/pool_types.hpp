@@ -12,7 +12,9 @@ using PoolId = int;
 
 struct PoolSpec {
     std::size_t ncpus = 1;
-    std::size_t slots_per_worker = 1;   // jobs in flight per worker
+    std::size_t slots_per_worker = 1;   // jobs in flight per worker, at most
+    std::size_t deep_queue = 4;         // ... and more than one only while this many per
+                                        // worker wait (scheduler.hpp)
     std::vector<std::string> sys_path;  // the driver's sys.path, applied on every worker
     std::string cwd;
     std::chrono::milliseconds worker_timeout{5000};  // silence after which a worker is lost

@@ -4,7 +4,10 @@
 // one keeps a worker busy across the round trip to the master). assign() fills the least loaded
 // workers first, so N jobs on N workers run one each before any worker gets a second. A
 // pipelined worker is topped up once a quarter of its slots are free, not after every result,
-// so that jobs (and then results) cross in batches, many per MPI message.
+// so that jobs (and then results) cross in batches, many per MPI message. And only while the
+// queue is deep (set_deep_queue; a pool sets PoolSpec::deep_queue): a job is never queued
+// behind another on a busy worker when a few jobs could be spread over the workers instead
+// (the one ahead may be long).
 // The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
 // front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
 #pragma once
@@ -72,6 +75,8 @@ class Scheduler {
     std::size_t running() const { return running_.size(); }
     std::size_t active_workers() const;
     void set_slots_per_worker(std::size_t slots) { slots_ = slots == 0 ? 1 : slots; }
+    // Pipeline only while at least this many jobs per active worker wait (0: always).
+    void set_deep_queue(std::size_t jobs_per_worker) { deep_queue_ = jobs_per_worker; }
 
   private:
     struct WorkerSlots {
@@ -85,6 +90,8 @@ class Scheduler {
     WorkerMap::iterator idle_worker();
 
     std::size_t slots_;
+    std::size_t deep_queue_ = 0;
+    std::size_t limit_ = 1;  // jobs per worker in this assign(): slots_ if the queue is deep
     std::deque<JobId> queue_;
     WorkerMap workers_;
     std::unordered_map<JobId, WorkerId> running_;

@@ -41,6 +41,7 @@ struct Cluster {
 
     PoolId pool(std::size_t ncpus, std::size_t slots = 1) {
         PoolSpec spec;
+        spec.deep_queue = 0;  // pipelining with short queues too (see the deep-queue test)
         spec.ncpus = ncpus;
         spec.slots_per_worker = slots;
         spec.sys_path = {"/srv/app", "/usr/lib/python3/dist-packages"};

@@ -104,6 +104,7 @@ struct FaultCluster {
     PoolId pool(std::size_t ncpus, std::size_t slots = 1,
                 std::chrono::milliseconds worker_timeout = 2s, std::size_t max_retries = 3) {
         PoolSpec spec;
+        spec.deep_queue = 0;  // pipelining with short queues too (see the deep-queue test)
         spec.ncpus = ncpus;
         spec.slots_per_worker = slots;
         spec.worker_timeout = worker_timeout;

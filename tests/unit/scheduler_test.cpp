@@ -258,3 +258,16 @@ TEST_CASE("pipeline_depth: deep for short jobs, one for long ones or before any 
     CHECK(pipeline_depth(0.2, 64) == 1);
     CHECK(pipeline_depth(1e-5, 1) == 1);
 }
+
+TEST_CASE("scheduler: with set_deep_queue, a short queue is spread, not pipelined",
+          "[scheduler]") {
+    Scheduler s(8);
+    s.set_deep_queue(4);
+    s.add_worker(1);
+    s.add_worker(2);
+    for (JobId job = 1; job <= 5; ++job) s.enqueue(job);  // under 4 per worker
+    CHECK(s.assign().size() == 2);  // one each; the rest wait for a free worker
+    CHECK(s.pending() == 3);
+    for (JobId job = 6; job <= 12; ++job) s.enqueue(job);  // 10 waiting: deep
+    CHECK(s.assign().size() == 10);
+}
