@@ -89,46 +89,52 @@ Header decode_header(std::string_view bytes) {
 
 }  // namespace
 
-Bytes encode_frame(const std::vector<Message>& messages) {
+// Messages [begin, end) as one frame: each payload is copied once, into the frame.
+static Bytes encode_range(const std::vector<Message>& messages, std::size_t begin,
+                          std::size_t end) {
     std::vector<Bytes> headers;
-    headers.reserve(messages.size());
+    headers.reserve(end - begin);
     std::size_t total = sizeof(std::uint32_t);
-    for (const Message& m : messages) {
-        headers.push_back(encode_header(m.header));
+    for (std::size_t i = begin; i < end; ++i) {
+        headers.push_back(encode_header(messages[i].header));
         total += sizeof(std::uint32_t) + sizeof(std::uint64_t) + headers.back().size() +
-                 m.payload.size();
+                 messages[i].payload.size();
     }
     Bytes frame;
     frame.reserve(total);
-    put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(messages.size()));
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-        put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(headers[i].size()));
+    put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(end - begin));
+    for (std::size_t i = begin; i < end; ++i) {
+        const Bytes& header = headers[i - begin];
+        put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(header.size()));
         put_int<std::uint64_t>(frame, messages[i].payload.size());
-        frame += headers[i];
+        frame += header;
         frame += messages[i].payload;
     }
     return frame;
 }
 
+Bytes encode_frame(const std::vector<Message>& messages) {
+    return encode_range(messages, 0, messages.size());
+}
+
 std::vector<Bytes> encode_frames(const std::vector<Message>& messages) {
     std::vector<Bytes> frames;
-    std::vector<Message> batch;
-    std::size_t batch_bytes = 0;
-    for (const Message& m : messages) {
+    std::size_t first = 0, batch_bytes = 0;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const Message& m = messages[i];
         if (m.payload.size() > kMaxPayloadBytes)
             throw ProtocolError("a " + std::string(kind_name(kind_of(m.header))) + " payload of " +
                                 std::to_string(m.payload.size()) +
                                 " bytes exceeds the 2 GiB limit of one MPI message");
         std::size_t size = m.payload.size() + 1024;  // generous for header and framing
-        if (!batch.empty() && batch_bytes + size > kMaxFrameBytes) {
-            frames.push_back(encode_frame(batch));
-            batch.clear();
+        if (i > first && batch_bytes + size > kMaxFrameBytes) {
+            frames.push_back(encode_range(messages, first, i));
+            first = i;
             batch_bytes = 0;
         }
-        batch.push_back(m);
         batch_bytes += size;
     }
-    if (!batch.empty()) frames.push_back(encode_frame(batch));
+    if (first < messages.size()) frames.push_back(encode_range(messages, first, messages.size()));
     return frames;
 }
 

@@ -41,7 +41,10 @@ ExecOutcome PythonExecutor::run(const Task& task, Bytes args) {
     py::gil_scoped_acquire gil;
     PPMPI_ENFORCE(runtime_, "task before configure");
     // run() never raises for a job's own errors: it returns (ok, payload, seconds).
-    py::tuple out = runtime_.attr("run")(task.job_id, task.func_key, py::bytes(args));
+    // The args as a read-only view of our buffer, not a copy: pickle reads bytes-like
+    // objects, and `args` outlives the call.
+    auto view = py::memoryview::from_memory(args.data(), static_cast<py::ssize_t>(args.size()));
+    py::tuple out = runtime_.attr("run")(task.job_id, task.func_key, view);
     ExecOutcome outcome;
     outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
     outcome.payload = out[1].cast<std::string>();
