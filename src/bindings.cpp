@@ -110,14 +110,15 @@ py::dict stats_to_dict(const PoolStats& s) {
 }
 
 std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbeat_ms,
-                                     int master_timeout_ms, double start_timeout) {
+                                     int master_timeout_ms, double start_timeout,
+                                     std::vector<std::string> worker_args) {
     DispatcherOptions options;
     options.master_pid = ::getpid();
     options.master_host = this_host_name();
     options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
     return without_gil([&] {
-        return std::make_shared<Master>(mpi_master_environment(worker_path), options,
+        return std::make_shared<Master>(mpi_master_environment(worker_path, worker_args), options,
                                         Master::Duration(start_timeout));
     });
 }
@@ -158,7 +159,8 @@ void bind_logging(py::module_& m) {
 void bind_master(py::module_& m) {
     py::class_<Master, std::shared_ptr<Master>>(m, "Master")
         .def(py::init(&start_master), py::arg("worker_path"), py::arg("heartbeat_ms") = 500,
-             py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0)
+             py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0,
+             py::arg("worker_args") = std::vector<std::string>{})
         .def("create_pool",
              [](std::shared_ptr<Master> self, std::size_t ncpus, std::size_t slots,
                 std::vector<std::string> sys_path, std::string cwd, double worker_timeout,

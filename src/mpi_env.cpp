@@ -55,8 +55,9 @@ MPI_Comm duplicate_world() {
 }
 }  // namespace
 
-EnvironmentFactory mpi_master_environment(std::string worker_path) {
-    return [worker_path]() {
+EnvironmentFactory mpi_master_environment(std::string worker_path,
+                                          std::vector<std::string> worker_args) {
+    return [worker_path, worker_args]() {
         apply_product_mpi_settings();
         auto session = std::make_shared<MpiSession>();
         if (session->world_rank() != 0)
@@ -65,7 +66,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path) {
         MPI_Comm world = session->world_size() > 1 ? duplicate_world() : MPI_COMM_NULL;
         auto transport = std::make_unique<MpiTransport>();
         auto launcher = std::make_unique<MpiLauncher>(*transport, worker_path, world,
-                                                      session->world_size());
+                                                      session->world_size(), worker_args);
         MpiLauncher* launcher_view = launcher.get();
         MasterEnvironment env;
         env.session = session;

@@ -8,9 +8,10 @@
 namespace ppmpi {
 
 MpiLauncher::MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world,
-                         int world_size)
+                         int world_size, std::vector<std::string> worker_args)
     : transport_(transport),
       worker_path_(std::move(worker_path)),
+      worker_args_(std::move(worker_args)),
       world_(world),
       world_size_(world_size),
       next_peer_(world_size) {
@@ -41,15 +42,19 @@ PeerId MpiLauncher::spawn_one() {
     const std::size_t count = 1;
     if (::access(worker_path_.c_str(), X_OK) != 0)
         throw PpmpiError("cannot start workers: " + worker_path_ +
-                         " is not an executable file (set PPMPI_WORKER to ppmpi-worker)");
+                         " is not an executable file (PPMPI_WORKER names the worker program)");
     MPI_Info info;
     check_mpi(MPI_Info_create(&info), "MPI_Info_create");
     // Under mpirun the slots are mpirun's: allow the extra worker processes anyway.
     MPI_Info_set(info, "map_by", "slot:OVERSUBSCRIBE");
     MPI_Comm intercomm = MPI_COMM_NULL;
     std::vector<int> errcodes(count, MPI_SUCCESS);
-    int rc = MPI_Comm_spawn(worker_path_.c_str(), MPI_ARGV_NULL, static_cast<int>(count), info, 0,
-                            MPI_COMM_SELF, &intercomm, errcodes.data());
+    std::vector<char*> argv;  // MPI's C API is not const-correct; it only reads them
+    for (std::string& arg : worker_args_) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    int rc = MPI_Comm_spawn(worker_path_.c_str(), worker_args_.empty() ? MPI_ARGV_NULL : argv.data(),
+                            static_cast<int>(count), info, 0, MPI_COMM_SELF, &intercomm,
+                            errcodes.data());
     MPI_Info_free(&info);
     check_mpi(rc, "MPI_Comm_spawn");
     for (int code : errcodes) check_mpi(code, "MPI_Comm_spawn (a worker failed to start)");

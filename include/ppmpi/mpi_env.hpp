@@ -16,6 +16,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ppmpi/master.hpp"
 #include "ppmpi/worker.hpp"
@@ -51,7 +52,8 @@ class MpiSession {
 
 // Rank 0: world ranks 1..N-1 (if any) become static workers; more are spawned from
 // `worker_path` (the ppmpi-worker executable).
-EnvironmentFactory mpi_master_environment(std::string worker_path);
+EnvironmentFactory mpi_master_environment(std::string worker_path,
+                                          std::vector<std::string> worker_args = {});
 
 // A worker: talks to its parent (spawned) or to rank 0 of its world (mpirun / MPMD).
 WorkerEnvironmentFactory mpi_worker_environment();

@@ -23,7 +23,9 @@ class MpiLauncher : public Launcher {
   public:
     // `world` is the master's duplicate of MPI_COMM_WORLD (MPI_COMM_NULL if the world is
     // just the master).
-    MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world, int world_size);
+    // Spawns `worker_path worker_args...` (e.g. python3 -m ppmpi._serve, or ppmpi-worker).
+    MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world, int world_size,
+                std::vector<std::string> worker_args = {});
     ~MpiLauncher() override;
 
     std::vector<PeerId> static_peers() override;
@@ -46,6 +48,7 @@ class MpiLauncher : public Launcher {
     };
     MpiTransport& transport_;
     std::string worker_path_;
+    std::vector<std::string> worker_args_;
     MPI_Comm world_;
     int world_size_;
     PeerId next_peer_;

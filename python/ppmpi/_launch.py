@@ -31,11 +31,24 @@ def world_rank_and_size():
 
 
 def worker_path():
-    """The ppmpi-worker executable: $PPMPI_WORKER, else the one inside this package."""
+    """The ppmpi-worker executable: $PPMPI_WORKER, else the one inside this package (the
+    C++ host of MPMD worker ranks, ppmpirun)."""
     explicit = os.environ.get("PPMPI_WORKER")
     if explicit:
         return explicit
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "ppmpi-worker")
+
+
+def spawn_command():
+    """(program, args) that a Server spawns: this interpreter running ppmpi._serve, or
+    $PPMPI_WORKER if set (see _serve.py for why)."""
+    if os.environ.get("PPMPI_WORKER") or not sys.executable:
+        return worker_path(), []
+    # This very package, even if the driver found it through sys.path rather than PYTHONPATH.
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    boot = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from ppmpi._serve import main; main()")
+    return sys.executable, ["-c", boot]
 
 
 def serve_if_worker_rank():

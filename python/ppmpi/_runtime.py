@@ -27,7 +27,8 @@ def master():
             from . import _core
 
             _logging.start()  # before the dispatcher runs: its messages go to logging
-            _master = _core.Master(_launch.worker_path(), HEARTBEAT_MS, MASTER_TIMEOUT_MS)
+            program, args = _launch.spawn_command()
+            _master = _core.Master(program, HEARTBEAT_MS, MASTER_TIMEOUT_MS, worker_args=args)
             atexit.register(shutdown)
         return _master
 
