@@ -56,22 +56,9 @@ def serve_if_worker_rank():
     rank, size = world_rank_and_size()
     if size <= 1 or rank == 0:
         return
-    import signal
+    from ._serve import main
 
-    from . import _core
-
-    os.environ["PPMPI_IN_WORKER"] = "1"
-    # mpirun forwards SIGUSR1 to every rank; it asks the master for statistics and must not
-    # end a worker (its default action).
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    status = _core.serve_worker()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    # The driver's code after `import ppmpi` must not run on a worker rank: leave right here.
-    os._exit(status)
+    main()  # never returns: the driver's code after `import ppmpi` must not run on a worker
 
 
 def detect_ncpus():

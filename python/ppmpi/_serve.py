@@ -1,4 +1,6 @@
-"""A spawned worker process: what a Server spawns (``python3 -c "...ppmpi._serve.main()"``).
+"""A worker process hosted by python3: what a Server spawns (``python3 -c
+"...ppmpi._serve.main()"``), and what ranks 1..N-1 of ``mpirun python3 driver.py`` become at
+``import ppmpi``.
 
 The worker loop is the C++ one (the comm thread owns MPI, this thread runs the jobs), hosted
 by the same python3 that runs the driver: same version, same packages, and the full speed of
@@ -21,7 +23,7 @@ def main():
             stream.flush()
         except Exception:
             pass
-    os._exit(status)  # no interpreter teardown: MPI and the comm thread are gone already
+    os._exit(status)  # no interpreter teardown (MPI is gone already), and no driver code
 
 
 if __name__ == "__main__":
