@@ -198,6 +198,12 @@ void bind_pool(py::module_& m) {
                  return without_gil([&] { return p.jobs_->wait(job, JobTable::Duration(timeout)); });
              })
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
+        .def("take_when_done",
+             [](PoolHandle& p, JobId job, double timeout) {
+                 bool done = without_gil(
+                     [&] { return p.jobs_->wait(job, JobTable::Duration(timeout)); });
+                 return done ? p.take(job) : py::object(py::none());
+             })
         .def("cancel",
              [](PoolHandle& p, JobId job, double timeout, bool running_too) {
                  return p.on_dispatcher<bool>(

@@ -109,33 +109,55 @@ class Job:
             pass  # cancelled meanwhile by its owner
 
     def __call__(self, raw_result=False):
-        self.wait()
-        self._take()
+        if self._callback_done is None and not self._taken:
+            self._wait_and_take()
+        else:
+            self.wait()
+            self._take()
         if raw_result:
             return pickle.dumps(self._result)
         if self._error is not None:
             raise self._error
         return self._result
 
+    def _wait_and_take(self):
+        """job() without a callback: one C++ call waits and takes (in slices, for Ctrl-C)."""
+        pool = self._server._pool
+        with self._lock:
+            while not self._taken:
+                outcome = pool.take_when_done(self.tid, WAIT_SLICE_S)
+                if outcome is not None:
+                    output = self._apply(outcome)
+                    break
+            else:
+                return
+        if output:
+            sys.stdout.write(output)
+            sys.stdout.flush()
+
     def _take(self):
         """Moves the outcome from the C++ job table into this object, once."""
         with self._lock:
             if self._taken:
                 return
-            outcome = self._server._pool.take(self.tid)
-            code, payload, message, worker, _seconds = outcome
-            if code == _serialize.OK:
-                self._result, output = pickle.loads(payload)
-            elif code == _serialize.REMOTE_ERROR:
-                report, output = pickle.loads(payload)
-                self._error = _serialize.rebuild_error(report, self.label)
-            else:
-                output = ""
-                self._error = _serialize.outcome_error(code, message, self.label)
-            self._taken = True
+            output = self._apply(self._server._pool.take(self.tid))
         if output:
             sys.stdout.write(output)
             sys.stdout.flush()
+
+    def _apply(self, outcome):
+        """Unpickles a taken outcome into this job; returns the job's printed output."""
+        code, payload, message, worker, _seconds = outcome
+        if code == _serialize.OK:
+            self._result, output = pickle.loads(payload)
+        elif code == _serialize.REMOTE_ERROR:
+            report, output = pickle.loads(payload)
+            self._error = _serialize.rebuild_error(report, self.label)
+        else:
+            output = ""
+            self._error = _serialize.outcome_error(code, message, self.label)
+        self._taken = True
+        return output
 
     def __del__(self):
         # A job nobody will ask about again: let the job table drop its result when it comes.
