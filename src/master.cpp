@@ -102,7 +102,7 @@ void Master::loop(Dispatcher& dispatcher) {
     while (!stopping_) {
         drain_commands(dispatcher);
         Clock::time_point now = Clock::now();
-        if (dispatcher.step(now) || dispatcher.sending()) {
+        if (dispatcher.step(now)) {
             backoff.reset();
             continue;
         }

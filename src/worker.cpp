@@ -177,8 +177,7 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
     Backoff backoff;
     for (;;) {
         Clock::time_point now = Clock::now();
-        // A large result leaves only while we poll: no sleeping until it is gone.
-        bool active = comm_turn(transport, master, now) || transport.sending();
+        bool active = comm_turn(transport, master, now);
         if (leave_now_) return false;  // no disconnect, no finalize: they could wait forever
         if (shutdown_ && (!in_world_ || released_)) return true;
         if (executor_failed_) return false;  // the master sees a lost worker (no Goodbye)

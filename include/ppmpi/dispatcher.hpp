@@ -64,8 +64,6 @@ class Dispatcher {
     // Workers that are not Gone (for the launcher's final decisions).
     std::size_t live_workers() const;
     bool any_worker_lost() const { return workers_lost_ > 0; }
-    // A frame is still leaving (a large one needs the loop to keep polling).
-    bool sending() const { return transport_.sending(); }
 
   private:
     enum class Phase { Waiting, Active, Retiring, Leaving, Gone };

@@ -37,7 +37,6 @@ class MpiTransport : public Transport {
     void post(PeerId peer, Bytes frame) override;
     std::optional<Envelope> poll() override;
     std::size_t unfinished_sends(PeerId peer) const override;
-    bool sending() const override { return !sends_.empty(); }
     void forget(PeerId peer) override;
 
   private:

@@ -28,9 +28,6 @@ class Transport {
     virtual void post(PeerId peer, Bytes frame) = 0;
     virtual std::optional<Envelope> poll() = 0;
     virtual std::size_t unfinished_sends(PeerId peer) const = 0;
-    // True while a send to a peer we still deal with is under way. A large message moves
-    // only while poll() is called (MPI progress), so callers poll without sleeping meanwhile.
-    virtual bool sending() const { return false; }
     virtual void forget(PeerId peer) = 0;
 };
 

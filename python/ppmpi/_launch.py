@@ -40,9 +40,9 @@ def worker_path():
 
 
 def spawn_command():
-    """(program, args) that a Server spawns: this interpreter running ppmpi._serve, or
-    $PPMPI_WORKER if set (see _serve.py for why)."""
-    if os.environ.get("PPMPI_WORKER") or not sys.executable:
+    """(program, args) that a Server spawns: ppmpi-worker (or $PPMPI_WORKER); with
+    PPMPI_WORKER_PYTHON=1, this interpreter running ppmpi._serve (see _serve.py)."""
+    if os.environ.get("PPMPI_WORKER_PYTHON", "") in ("", "0") or not sys.executable:
         return worker_path(), []
     # This very package, even if the driver found it through sys.path rather than PYTHONPATH.
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
