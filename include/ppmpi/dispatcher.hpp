@@ -33,6 +33,7 @@
 #include "ppmpi/job_table.hpp"
 #include "ppmpi/launcher.hpp"
 #include "ppmpi/pool_types.hpp"
+#include "ppmpi/queued_job.hpp"
 #include "ppmpi/scheduler.hpp"
 #include "ppmpi/transport.hpp"
 
@@ -75,18 +76,6 @@ class Dispatcher {
         bool goodbye = false;
         ProcessIdentity process;
         std::string label;
-    };
-    struct QueuedJob {
-        std::string key;
-        Bytes args;
-        Clock::duration timeout{};
-        // A worker runs its jobs in the order they were sent; the oldest one still there (its
-        // *head*) is the one running. Its time-out counts from when it became the head.
-        std::uint64_t send_order = 0;
-        bool started = false;
-        Clock::time_point started_at{};
-        Clock::time_point deadline = Clock::time_point::max();  // set when started
-        std::vector<std::string> lost_on;  // workers lost while running it
     };
     struct Pool {
         PoolSpec spec;

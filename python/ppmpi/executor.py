@@ -13,7 +13,7 @@ import time
 import uuid
 
 from . import _pickling, _progress
-from ._checks import check_retries, check_seconds
+from ._checks import check_seconds
 from .server import Server
 
 
@@ -35,8 +35,6 @@ class Executor(concurrent.futures.Executor):
             raise TypeError("initializer must be a callable")
         if not isinstance(initargs, tuple):
             raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
-        check_seconds("worker_timeout", worker_timeout, False)
-        check_retries(max_retries)
         self._server = Server("autodetect" if max_workers is None else max_workers,
                               worker_timeout=worker_timeout, max_retries=max_retries,
                               job_timeout=job_timeout)

@@ -147,7 +147,7 @@ class Job:
 
     def _apply(self, outcome):
         """Unpickles a taken outcome into this job; returns the job's printed output."""
-        code, payload, message, worker, _seconds = outcome
+        code, payload, message, _worker, _seconds = outcome
         if code == _serialize.OK:
             self._result, output = pickle.loads(payload)
         elif code == _serialize.REMOTE_ERROR:
