@@ -14,6 +14,7 @@
 #include "ppmpi/log.hpp"
 #include "ppmpi/master.hpp"
 #include "ppmpi/mpi_env.hpp"
+#include "ppmpi/py_buffers.hpp"
 #include "ppmpi/python_executor.hpp"
 #include "ppmpi/worker.hpp"
 
@@ -48,8 +49,10 @@ class PoolHandle {
     PoolHandle(std::shared_ptr<Master> master, PoolId id, std::shared_ptr<JobTable> jobs)
         : master_(std::move(master)), id_(id), jobs_(std::move(jobs)) {}
 
-    JobId submit(std::string key, py::bytes bundle, py::bytes args, int group, bool notify,
-                 double timeout) {
+    JobId submit(std::string key, py::bytes bundle, py::bytes args, py::list arg_buffers,
+                 int group, bool notify, double timeout) {
+        release_python_buffers();
+        Buffers buffers = buffers_from_python(arg_buffers);
         JobId job = master_->next_job_id();
         jobs_->create(job, group, notify);
         std::string bundle_bytes = bundle, args_bytes = args;
@@ -57,10 +60,11 @@ class PoolHandle {
         auto jobs = jobs_;
         auto limit = std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double>(timeout > 0 ? timeout : 0.0));
-        master_->post([=, bundle = std::move(bundle_bytes), args = std::move(args_bytes)](
-                          Dispatcher& d) mutable {
+        master_->post([=, bundle = std::move(bundle_bytes), args = std::move(args_bytes),
+                       buffers = std::move(buffers)](Dispatcher& d) mutable {
             try {
-                d.submit(pool, job, key, std::move(bundle), std::move(args), limit);
+                d.submit(pool, job, key, std::move(bundle), std::move(args), limit,
+                         std::move(buffers));
             } catch (const std::exception& e) {
                 jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
             }
@@ -69,10 +73,12 @@ class PoolHandle {
     }
 
     py::object take(JobId job) {
+        release_python_buffers();
         auto outcome = jobs_->take(job);
         if (!outcome) return py::none();
         return py::make_tuple(static_cast<int>(outcome->outcome), py::bytes(outcome->payload),
-                              outcome->message, outcome->worker, outcome->seconds);
+                              outcome->message, outcome->worker, outcome->seconds,
+                              buffers_to_python(std::move(outcome->buffers)));
     }
 
     template <class R, class F> R on_dispatcher(F command, double timeout) {

@@ -19,7 +19,7 @@ bool Dispatcher::flush_outbox() {
     bool sent = false;
     for (auto& [peer, messages] : outbox_) {
         if (messages.empty()) continue;
-        for (Bytes& frame : encode_frames(messages)) transport_.post(peer, std::move(frame));
+        for (Frame& frame : encode_frames(messages)) transport_.post(peer, std::move(frame));
         messages.clear();
         sent = true;
     }
@@ -45,7 +45,7 @@ bool Dispatcher::step(Clock::time_point now) {
     }
     send_heartbeats(now);
     active |= flush_outbox();
-    return active;
+    return active || transport_.transferring(now);
 }
 
 void Dispatcher::handle_frame(Envelope envelope) {
@@ -54,7 +54,7 @@ void Dispatcher::handle_frame(Envelope envelope) {
     monitor_.heard(envelope.peer, now_);
     std::vector<Message> messages;
     try {
-        messages = decode_frame(envelope.frame);
+        messages = decode_frame(envelope.frame, std::move(envelope.buffers));
     } catch (const ProtocolError& e) {
         log_warning("dropping a malformed frame from worker " + it->second.label + ": " +
                     e.what());
@@ -67,7 +67,7 @@ void Dispatcher::handle(WorkerRecord& worker, Message& message) {
     switch (kind_of(message.header)) {
         case Kind::Hello: on_hello(worker, std::get<Hello>(message.header)); break;
         case Kind::Result:
-            on_result(worker, std::get<Result>(message.header), std::move(message.payload));
+            on_result(worker, std::get<Result>(message.header), message);
             break;
         case Kind::Goodbye: on_goodbye(worker); break;
         case Kind::Heartbeat: break;  // liveness is tracked from every message (issue 4)
@@ -107,7 +107,7 @@ void Dispatcher::welcome(WorkerRecord& worker) {
               ") joined pool " + std::to_string(*worker.pool));
 }
 
-void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes payload) {
+void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& message) {
     if (!worker.pool) return;
     Pool& pool = pool_at(*worker.pool);
     // Not (or no longer) its job: timed out, cancelled, or taken back from a worker declared
@@ -119,7 +119,8 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Bytes pay
     stats.seconds += result.seconds;
     JobOutcome outcome;
     outcome.outcome = result.status == ResultStatus::Ok ? Outcome::Ok : Outcome::RemoteError;
-    outcome.payload = std::move(payload);
+    outcome.payload = std::move(message.payload);
+    outcome.buffers = std::move(message.buffers);
     outcome.worker = worker.label;
     outcome.seconds = result.seconds;
     if (log_enabled(LogLevel::Debug))

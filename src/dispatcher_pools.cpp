@@ -146,13 +146,14 @@ void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
 }
 
 void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bundle,
-                        Bytes args, Clock::duration timeout) {
+                        Bytes args, Clock::duration timeout, Buffers arg_buffers) {
     Pool& p = pool_at(pool);
     if (p.destroyed) throw DestroyedError("the server was destroyed");
     p.functions.acquire(key, std::move(bundle));
     QueuedJob queued;
     queued.key = key;
     queued.args = std::move(args);
+    queued.arg_buffers = std::move(arg_buffers);
     queued.timeout = timeout;
     if (timeout > Clock::duration::zero()) ++p.timed_jobs;
     p.queued.emplace(job, std::move(queued));
@@ -223,7 +224,7 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
             pool.function_bytes_sent += bundle.size();
         }
         // The args stay here until the result is in, so the job can be sent again if needed.
-        queue_message(worker, Message{Task{job, queued.key}, queued.args});
+        queue_message(worker, Message{Task{job, queued.key}, queued.args, queued.arg_buffers});
         queued.send_order = ++send_order_;
         if (log_enabled(LogLevel::Debug))
             log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);

@@ -14,10 +14,10 @@ void LoopbackHub::cut_off(PeerId peer) {
     inboxes_[peer].clear();
 }
 
-void LoopbackHub::deliver(PeerId from, PeerId to, Bytes frame) {
+void LoopbackHub::deliver(PeerId from, PeerId to, Frame frame) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (cut_off_.count(from) || cut_off_.count(to)) return;
-    inboxes_[to].push_back(Envelope{from, std::move(frame)});
+    inboxes_[to].push_back(Envelope{from, std::move(frame.bytes), std::move(frame.buffers)});
 }
 
 std::optional<Envelope> LoopbackHub::receive(PeerId self) {
@@ -29,7 +29,7 @@ std::optional<Envelope> LoopbackHub::receive(PeerId self) {
     return envelope;
 }
 
-void LoopbackTransport::post(PeerId peer, Bytes frame) {
+void LoopbackTransport::post(PeerId peer, Frame frame) {
     if (forgotten_.count(peer)) return;
     hub_->deliver(self_, peer, std::move(frame));
 }

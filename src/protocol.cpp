@@ -89,36 +89,43 @@ Header decode_header(std::string_view bytes) {
 
 }  // namespace
 
-// Messages [begin, end) as one frame: each payload is copied once, into the frame.
-static Bytes encode_range(const std::vector<Message>& messages, std::size_t begin,
+// Messages [begin, end) as one frame: each payload is copied once, into the frame; buffers are
+// referenced, never copied.
+static Frame encode_range(const std::vector<Message>& messages, std::size_t begin,
                           std::size_t end) {
     std::vector<Bytes> headers;
     headers.reserve(end - begin);
     std::size_t total = sizeof(std::uint32_t);
     for (std::size_t i = begin; i < end; ++i) {
         headers.push_back(encode_header(messages[i].header));
-        total += sizeof(std::uint32_t) + sizeof(std::uint64_t) + headers.back().size() +
+        total += 16 + 8 * messages[i].buffers.size() + headers.back().size() +
                  messages[i].payload.size();
     }
-    Bytes frame;
-    frame.reserve(total);
-    put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(end - begin));
+    Frame frame;
+    frame.bytes.reserve(total);
+    put_int<std::uint32_t>(frame.bytes, static_cast<std::uint32_t>(end - begin));
     for (std::size_t i = begin; i < end; ++i) {
+        const Message& m = messages[i];
         const Bytes& header = headers[i - begin];
-        put_int<std::uint32_t>(frame, static_cast<std::uint32_t>(header.size()));
-        put_int<std::uint64_t>(frame, messages[i].payload.size());
-        frame += header;
-        frame += messages[i].payload;
+        put_int<std::uint32_t>(frame.bytes, static_cast<std::uint32_t>(header.size()));
+        put_int<std::uint64_t>(frame.bytes, m.payload.size());
+        put_int<std::uint32_t>(frame.bytes, static_cast<std::uint32_t>(m.buffers.size()));
+        for (const Buffer& b : m.buffers) put_int<std::uint64_t>(frame.bytes, b.size);
+        frame.bytes += header;
+        frame.bytes += m.payload;
+        frame.buffers.insert(frame.buffers.end(), m.buffers.begin(), m.buffers.end());
     }
     return frame;
 }
 
 Bytes encode_frame(const std::vector<Message>& messages) {
-    return encode_range(messages, 0, messages.size());
+    for (const Message& m : messages)
+        PPMPI_ENFORCE(m.buffers.empty(), "encode_frame: a message with buffers needs encode_frames");
+    return encode_range(messages, 0, messages.size()).bytes;
 }
 
-std::vector<Bytes> encode_frames(const std::vector<Message>& messages) {
-    std::vector<Bytes> frames;
+std::vector<Frame> encode_frames(const std::vector<Message>& messages) {
+    std::vector<Frame> frames;
     std::size_t first = 0, batch_bytes = 0;
     for (std::size_t i = 0; i < messages.size(); ++i) {
         const Message& m = messages[i];
@@ -126,7 +133,7 @@ std::vector<Bytes> encode_frames(const std::vector<Message>& messages) {
             throw ProtocolError("a " + std::string(kind_name(kind_of(m.header))) + " payload of " +
                                 std::to_string(m.payload.size()) +
                                 " bytes exceeds the 2 GiB limit of one MPI message");
-        std::size_t size = m.payload.size() + 1024;  // generous for header and framing
+        std::size_t size = m.payload.size() + 1024 + 8 * m.buffers.size();  // + header, framing
         if (i > first && batch_bytes + size > kMaxFrameBytes) {
             frames.push_back(encode_range(messages, first, i));
             first = i;
@@ -138,18 +145,39 @@ std::vector<Bytes> encode_frames(const std::vector<Message>& messages) {
     return frames;
 }
 
-std::vector<Message> decode_frame(std::string_view frame) {
-    std::size_t pos = 0;
+// Reads one message's buffer list and takes its buffers from `buffers`, from `next` on.
+static Buffers take_buffers(std::string_view frame, std::size_t& pos, Buffers& buffers,
+                            std::size_t& next) {
+    auto count = get_int<std::uint32_t>(frame, pos);
+    if (count > buffers.size() - next)
+        throw ProtocolError("frame lists " + std::to_string(count) + " more buffers than the " +
+                            std::to_string(buffers.size()) + " that came with it");
+    Buffers mine;
+    mine.reserve(count);
+    for (std::uint32_t b = 0; b < count; ++b) {
+        auto size = get_int<std::uint64_t>(frame, pos);
+        if (size != buffers[next].size)
+            throw ProtocolError("buffer " + std::to_string(next) + " has " +
+                                std::to_string(buffers[next].size) + " bytes, the frame says " +
+                                std::to_string(size));
+        mine.push_back(std::move(buffers[next++]));
+    }
+    return mine;
+}
+
+std::vector<Message> decode_frame(std::string_view frame, Buffers buffers) {
+    std::size_t pos = 0, next_buffer = 0;
     auto count = get_int<std::uint32_t>(frame, pos);
     std::vector<Message> messages;
-    messages.reserve(std::min<std::size_t>(count, frame.size() / 12 + 1));
+    messages.reserve(std::min<std::size_t>(count, frame.size() / 16 + 1));
     for (std::uint32_t i = 0; i < count; ++i) {
         auto header_len = get_int<std::uint32_t>(frame, pos);
         auto payload_len = get_int<std::uint64_t>(frame, pos);
+        Buffers mine = take_buffers(frame, pos, buffers, next_buffer);
         if (frame.size() - pos < header_len || frame.size() - pos - header_len < payload_len)
             throw ProtocolError("truncated frame: message " + std::to_string(i) + " of " +
                                 std::to_string(count) + " runs past the end");
-        Message m{decode_header(frame.substr(pos, header_len)), {}};
+        Message m{decode_header(frame.substr(pos, header_len)), {}, std::move(mine)};
         pos += header_len;
         m.payload.assign(frame.data() + pos, payload_len);
         pos += payload_len;
@@ -158,6 +186,9 @@ std::vector<Message> decode_frame(std::string_view frame) {
     if (pos != frame.size())
         throw ProtocolError("frame has " + std::to_string(frame.size() - pos) +
                             " trailing bytes");
+    if (next_buffer != buffers.size())
+        throw ProtocolError("frame came with " + std::to_string(buffers.size()) +
+                            " buffers but lists " + std::to_string(next_buffer));
     return messages;
 }
 

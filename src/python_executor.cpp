@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/py_buffers.hpp"
 
 namespace py = pybind11;
 
@@ -33,22 +34,26 @@ void PythonExecutor::configure(const Welcome& welcome) {
 
 void PythonExecutor::define(const std::string& key, Bytes bundle) {
     py::gil_scoped_acquire gil;
+    release_python_buffers();
     PPMPI_ENFORCE(runtime_, "define before configure");
     runtime_.attr("define")(key, py::bytes(bundle));
 }
 
-ExecOutcome PythonExecutor::run(const Task& task, Bytes args) {
+ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffers) {
     py::gil_scoped_acquire gil;
     PPMPI_ENFORCE(runtime_, "task before configure");
-    // run() never raises for a job's own errors: it returns (ok, payload, seconds).
+    release_python_buffers();
+    // run() never raises for a job's own errors: it returns (ok, payload, seconds, buffers).
     // The args as a read-only view of our buffer, not a copy: pickle reads bytes-like
     // objects, and `args` outlives the call.
     auto view = py::memoryview::from_memory(args.data(), static_cast<py::ssize_t>(args.size()));
-    py::tuple out = runtime_.attr("run")(task.job_id, task.func_key, view);
+    py::tuple out = runtime_.attr("run")(task.job_id, task.func_key, view,
+                                         buffers_to_python(std::move(arg_buffers)));
     ExecOutcome outcome;
     outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
     outcome.payload = out[1].cast<std::string>();
     outcome.seconds = out[2].cast<double>();
+    outcome.buffers = buffers_from_python(out[3]);
     return outcome;
 }
 

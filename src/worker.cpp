@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
@@ -38,6 +39,19 @@ void WorkerHost::stop_executor() {
     work_ready_.notify_all();
 }
 
+// A result's buffers are sent from the memory of the objects the job returned. A job may return
+// an array it keeps (a global, say) and change it in its next call: so the next job starts
+// only once the previous result's buffers have left (bounded: stop_executor ends the wait).
+void WorkerHost::wait_for_result_sends() {
+    auto sent = [](const std::weak_ptr<void>& owner) { return owner.expired(); };
+    while (!results_in_flight_.empty() && !executor_stop_) {
+        results_in_flight_.erase(
+            std::remove_if(results_in_flight_.begin(), results_in_flight_.end(), sent),
+            results_in_flight_.end());
+        if (!results_in_flight_.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+}
+
 void WorkerHost::execute_loop(Executor& executor) {
     for (;;) {
         Message item;
@@ -57,8 +71,12 @@ void WorkerHost::execute_loop(Executor& executor) {
             } else if (auto* def = std::get_if<FunctionDef>(&item.header)) {
                 executor.define(def->key, std::move(item.payload));
             } else if (auto* task = std::get_if<Task>(&item.header)) {
-                ExecOutcome out = executor.run(*task, std::move(item.payload));
-                Message result{Result{task->job_id, out.status, out.seconds}, std::move(out.payload)};
+                wait_for_result_sends();
+                ExecOutcome out =
+                    executor.run(*task, std::move(item.payload), std::move(item.buffers));
+                for (const Buffer& b : out.buffers) results_in_flight_.push_back(b.owner);
+                Message result{Result{task->job_id, out.status, out.seconds},
+                               std::move(out.payload), std::move(out.buffers)};
                 // Sent at once, never held back for a batch: if the next job kills this
                 // process, the master must already have this result (or it would blame this
                 // job too).
@@ -127,7 +145,8 @@ bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_poin
         if (envelope->peer != master) continue;
         last_from_master_ = now;
         try {
-            for (Message& m : decode_frame(envelope->frame)) on_message(m);
+            for (Message& m : decode_frame(envelope->frame, std::move(envelope->buffers)))
+                on_message(m);
         } catch (const ProtocolError& e) {
             std::cerr << "ppmpi-worker: malformed frame from the master: " << e.what() << std::endl;
         }
@@ -145,11 +164,11 @@ bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_poin
         outbox_.push_back(Message{Heartbeat{jobs_done_}, {}});
     }
     if (!outbox_.empty()) {
-        for (Bytes& frame : encode_frames(outbox_)) transport.post(master, std::move(frame));
+        for (Frame& frame : encode_frames(outbox_)) transport.post(master, std::move(frame));
         outbox_.clear();
         active = true;
     }
-    return active;
+    return active || transport.transferring(now);
 }
 
 void WorkerHost::comm_main() {

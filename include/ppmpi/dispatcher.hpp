@@ -47,7 +47,7 @@ class Dispatcher {
     void resize_pool(PoolId pool, std::size_t ncpus);
     // timeout: the job fails with Timeout if it runs longer (zero: no limit).
     void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args,
-                Clock::duration timeout = Clock::duration::zero());
+                Clock::duration timeout = Clock::duration::zero(), Buffers arg_buffers = {});
     // Cancels a job that has not finished: true if it was. A running job is cancelled only
     // if `running_too` (its worker is then stopped and replaced).
     bool cancel(PoolId pool, JobId job, bool running_too = true);
@@ -120,7 +120,7 @@ class Dispatcher {
     void handle_frame(Envelope envelope);
     void handle(WorkerRecord& worker, Message& message);
     void on_hello(WorkerRecord& worker, const Hello& hello);
-    void on_result(WorkerRecord& worker, const Result& result, Bytes payload);
+    void on_result(WorkerRecord& worker, const Result& result, Message& message);
     void on_goodbye(WorkerRecord& worker);
     bool dispatch_jobs(Pool& pool);
     void retire_idle_workers(Pool& pool);

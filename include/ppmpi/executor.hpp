@@ -13,6 +13,7 @@ struct ExecOutcome {
     ResultStatus status = ResultStatus::Ok;
     Bytes payload;  // pickled result or exception report
     double seconds = 0.0;
+    Buffers buffers = {};  // the result's out-of-band buffers (large arrays), sent without a copy
 };
 
 class Executor {
@@ -24,7 +25,7 @@ class Executor {
     virtual void define(const std::string& key, Bytes bundle) = 0;
     // Runs one job. Errors in the job are an outcome with status Error, never an exception;
     // an exception here means the executor itself is broken and the worker ends.
-    virtual ExecOutcome run(const Task& task, Bytes args) = 0;
+    virtual ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers) = 0;
 };
 
 }  // namespace ppmpi

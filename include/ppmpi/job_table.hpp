@@ -38,6 +38,7 @@ struct JobOutcome {
     std::string message;  // for outcomes made on the master
     std::string worker;   // "host:rank" that ran the job, if any
     double seconds = 0.0;
+    Buffers buffers = {};  // the payload's out-of-band buffers
 };
 
 class JobTable {

@@ -26,7 +26,7 @@ class LoopbackHub : public std::enable_shared_from_this<LoopbackHub> {
     // Frames to or from `peer` vanish from now on.
     void cut_off(PeerId peer);
 
-    void deliver(PeerId from, PeerId to, Bytes frame);
+    void deliver(PeerId from, PeerId to, Frame frame);
     std::optional<Envelope> receive(PeerId self);
 
   private:
@@ -40,7 +40,8 @@ class LoopbackTransport : public Transport {
   public:
     LoopbackTransport(std::shared_ptr<LoopbackHub> hub, PeerId self)
         : hub_(std::move(hub)), self_(self) {}
-    void post(PeerId peer, Bytes frame) override;
+    using Transport::post;
+    void post(PeerId peer, Frame frame) override;
     std::optional<Envelope> poll() override;
     std::size_t unfinished_sends(PeerId) const override { return 0; }
     void forget(PeerId peer) override { forgotten_.insert(peer); }

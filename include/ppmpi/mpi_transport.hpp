@@ -1,13 +1,21 @@
 // ppmpi/mpi_transport.hpp: Transport over MPI point-to-point.
 //
 // A peer is (communicator, rank): the master's duplicate of MPI_COMM_WORLD for an mpirun
-// world, or the intercommunicator of a spawn. All frames use one tag on communicators that only
-// ppmpi uses, so they never meet a user's own MPI traffic.
-//  - post: MPI_Isend from a buffer kept until MPI_Test says the send is done.
-//  - poll: MPI_Test on unfinished sends, then MPI_Improbe + MPI_Mrecv (matched probe: the size
-//    comes with the message and no other receive can take it) on each communicator in turn.
-//  - forget: the peer's unfinished sends are abandoned, their buffers parked (a send to a dead
-//    rank may never complete, and MPI may still read the buffer); frames from it are dropped.
+// world, or the intercommunicator of a spawn. Communicators are ppmpi's own, so no user MPI
+// traffic meets these tags.
+//  - post, a frame without buffers: one MPI_Isend (tag kTag) from the frame's bytes.
+//  - post, a frame with buffers: MPI_Isend (kTagWithBuffers) of [u32 n, u64 chunk size,
+//    u64 size × n, frame],
+//    then each buffer in chunks of at most kChunkBytes (kTagBuffer), straight from its memory.
+//    Everything sent is kept (the buffers' owners too) until MPI_Test says it is done.
+//  - poll: MPI_Test on unfinished sends; MPI_Improbe (any tag) + MPI_Mrecv (matched probe: the
+//    size comes with the message and no other receive can take it) on each communicator in
+//    turn. A frame with buffers gets an MPI_Irecv per chunk, into freshly allocated Buffers,
+//    posted before the next probe (so no probe can match its chunks), and is delivered once
+//    they complete; later frames from the same peer wait behind it, keeping the order. A chunk
+//    that a probe does match belongs to a frame that was dropped, and is drained.
+//  - forget: the peer's unfinished sends and receives are abandoned, their memory kept (a
+//    transfer with a dead rank may never complete, and MPI may still use the memory).
 #pragma once
 
 #include <mpi.h>
@@ -23,8 +31,12 @@ namespace ppmpi {
 class MpiTransport : public Transport {
   public:
     static constexpr int kTag = 0x7070;
+    static constexpr int kTagWithBuffers = 0x7071;
+    static constexpr int kTagBuffer = 0x7072;
+    static constexpr std::size_t kChunkBytes = std::size_t{1} << 30;  // under MPI's int count
 
-    MpiTransport() = default;
+    // chunk_bytes: the largest MPI message a buffer is sent in (smaller in tests).
+    explicit MpiTransport(std::size_t chunk_bytes = kChunkBytes) : chunk_bytes_(chunk_bytes) {}
     ~MpiTransport() override;
     MpiTransport(const MpiTransport&) = delete;
     MpiTransport& operator=(const MpiTransport&) = delete;
@@ -34,10 +46,12 @@ class MpiTransport : public Transport {
     // Stops probing `comm` and forgets its peers; call before the communicator is freed.
     void drop_comm(MPI_Comm comm);
 
-    void post(PeerId peer, Bytes frame) override;
+    using Transport::post;
+    void post(PeerId peer, Frame frame) override;
     std::optional<Envelope> poll() override;
     std::size_t unfinished_sends(PeerId peer) const override;
     void forget(PeerId peer) override;
+    bool transferring(std::chrono::steady_clock::time_point now) const override;
 
   private:
     struct Link {
@@ -48,10 +62,20 @@ class MpiTransport : public Transport {
     struct Send {
         PeerId peer;
         MPI_Request request;
-        Bytes buffer;
+        Bytes bytes;
+        Buffer keep;  // the buffer a chunk is sent from
     };
+    struct Incoming {
+        Envelope envelope;
+        std::vector<MPI_Request> requests;  // one per chunk of its buffers
+    };
+    void isend(PeerId peer, const Link& link, int tag, const char* data, std::size_t size,
+               Send send);
     void complete_sends();
-    std::optional<Envelope> receive_from(MPI_Comm comm);
+    std::optional<Envelope> next_complete_incoming();
+    std::optional<Envelope> receive_from(MPI_Comm comm, bool& found);
+    void receive_buffers(const Link& link, Incoming& incoming);
+    bool waiting_behind(PeerId peer) const;
 
     std::map<PeerId, Link> links_;
     std::map<std::pair<MPI_Comm, int>, PeerId> by_address_;
@@ -59,6 +83,10 @@ class MpiTransport : public Transport {
     std::size_t next_comm_ = 0;  // round robin, so one busy communicator cannot starve others
     std::list<Send> sends_;
     std::list<Send> abandoned_;
+    std::list<Incoming> incoming_;
+    std::list<Incoming> abandoned_incoming_;
+    std::chrono::steady_clock::time_point last_transfer_event_{};
+    std::size_t chunk_bytes_;
 };
 
 }  // namespace ppmpi

@@ -5,8 +5,12 @@
 // (Boost.Serialization, binary) plus an opaque payload of pickled bytes that the C++ side never
 // looks into.
 //
-// Frame layout: u32 count, then per message: u32 header_len, u64 payload_len, header, payload.
-// A header starts with its Kind byte.
+// A message may also carry Buffers (buffer.hpp): pickle-5 out-of-band data, sent as MPI
+// messages of their own right after the frame, from and into memory that is never copied.
+//
+// Frame layout: u32 count, then per message: u32 header_len, u64 payload_len, u32 buffer_count,
+// u64 size of each buffer, header, payload. A header starts with its Kind byte. A frame's
+// buffers are those of its messages, in order.
 //
 // The protocol, in order (M = master, W = worker):
 //  1. W→M Hello{pid, start_ticks, host}: sent once the worker's MPI is up. Pid and start time
@@ -16,8 +20,10 @@
 //  3. M→W FunctionDef{key} + payload(pickled function bundle): sent before the first Task that
 //     needs a key this worker has not seen. The key is a content digest of the bundle, so a new
 //     function can never be mistaken for an old one (pp's id()-keyed cache bug).
-//  4. M→W Task{job_id, func_key} + payload(pickled args). Several may be in flight per worker.
-//  5. W→M Result{job_id, status, seconds} + payload(pickled result or exception, job output).
+//  4. M→W Task{job_id, func_key} + payload(pickled args) + buffers(the args' large arrays).
+//     Several may be in flight per worker.
+//  5. W→M Result{job_id, status, seconds} + payload(pickled result or exception, job output)
+//     + buffers(the result's large arrays).
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
 //  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
@@ -38,6 +44,8 @@
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "ppmpi/buffer.hpp"
 
 namespace ppmpi {
 
@@ -115,6 +123,13 @@ using Header = std::variant<Hello, Welcome, FunctionDef, Task, Result, Heartbeat
 struct Message {
     Header header;
     Bytes payload;
+    Buffers buffers = {};
+};
+
+// What one MPI message carries: the encoded messages, then their buffers.
+struct Frame {
+    Bytes bytes;
+    Buffers buffers = {};
 };
 
 // The largest frame: one MPI message of MPI_BYTE counts at most INT_MAX bytes.
@@ -122,13 +137,14 @@ constexpr std::size_t kMaxFrameBytes = 0x7fffffff;
 // The largest payload one message may carry (room left for the frame and header).
 constexpr std::size_t kMaxPayloadBytes = kMaxFrameBytes - 64 * 1024;
 
-// Encodes messages into one frame (one MPI message).
+// Encodes messages that carry no buffers into one frame's bytes.
 Bytes encode_frame(const std::vector<Message>& messages);
 // Encodes messages into as few frames as keep each within kMaxFrameBytes, in order.
-std::vector<Bytes> encode_frames(const std::vector<Message>& messages);
+std::vector<Frame> encode_frames(const std::vector<Message>& messages);
 
-// Decodes a frame; throws ProtocolError on a truncated or malformed frame.
-std::vector<Message> decode_frame(std::string_view frame);
+// Decodes a frame and hands its buffers to their messages; throws ProtocolError on a truncated
+// or malformed frame, or buffers that do not match what the frame lists.
+std::vector<Message> decode_frame(std::string_view frame, Buffers buffers = {});
 
 Kind kind_of(const Header& header);
 const char* kind_name(Kind kind);

@@ -21,7 +21,7 @@ class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
 
     void configure(const Welcome& welcome) override;
     void define(const std::string& key, Bytes bundle) override;
-    ExecOutcome run(const Task& task, Bytes args) override;
+    ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers) override;
 
   private:
     pybind11::object runtime_;  // ppmpi._worker.WorkerRuntime

@@ -18,6 +18,7 @@ namespace ppmpi {
 struct QueuedJob {
     std::string key;  // its function bundle
     Bytes args;
+    Buffers arg_buffers;  // referenced, not copied: the Python objects stay alive with them
     Clock::duration timeout{};  // zero: no limit
     std::uint64_t send_order = 0;  // 0 until sent
     bool started = false;          // became its worker's head

@@ -1,13 +1,16 @@
 // ppmpi/transport.hpp: how frames move between this process and its peers.
 //
 // The contract that keeps a dead or hung peer from freezing the caller:
-//  - post() never blocks: it starts a send and keeps the buffer until the send completes.
-//  - poll() never blocks: it completes finished sends and returns at most one received frame.
+//  - post() never blocks: it starts a send and keeps the frame (bytes and buffers) until the
+//    send completes.
+//  - poll() never blocks: it completes finished sends and returns at most one received frame,
+//    once its buffers have arrived too; frames from one peer come out in the order sent.
 //  - forget() stops all dealings with a peer: its unfinished sends are abandoned (never
 //    waited for), and frames from it are dropped.
 // Only the thread that created the transport may call it (for MPI: the thread that owns MPI).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 
@@ -20,15 +23,20 @@ using PeerId = std::int64_t;
 struct Envelope {
     PeerId peer = -1;
     Bytes frame;
+    Buffers buffers = {};
 };
 
 class Transport {
   public:
     virtual ~Transport() = default;
-    virtual void post(PeerId peer, Bytes frame) = 0;
+    virtual void post(PeerId peer, Frame frame) = 0;
+    void post(PeerId peer, Bytes bytes) { post(peer, Frame{std::move(bytes), {}}); }
     virtual std::optional<Envelope> poll() = 0;
     virtual std::size_t unfinished_sends(PeerId peer) const = 0;
     virtual void forget(PeerId peer) = 0;
+    // True while large data is on its way and moved recently: MPI moves it only inside MPI
+    // calls (no progress thread), so the caller should poll without sleeping meanwhile.
+    virtual bool transferring(std::chrono::steady_clock::time_point) const { return false; }
 };
 
 }  // namespace ppmpi

@@ -55,6 +55,7 @@ class WorkerHost {
     void on_message(Message& message);
     bool master_alive(Clock::time_point now) const;
     void execute_loop(Executor& executor);
+    void wait_for_result_sends();
     void stop_executor();
 
     WorkerEnvironmentFactory factory_;
@@ -68,12 +69,15 @@ class WorkerHost {
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;
 
+    // executor thread only: owners of the last result's buffers, while they are being sent
+    std::vector<std::weak_ptr<void>> results_in_flight_;
+
     // shared between the threads
     std::mutex mutex_;
     std::condition_variable work_ready_;
     std::deque<Message> work_;
     std::deque<Message> results_;
-    bool executor_stop_ = false;
+    std::atomic<bool> executor_stop_{false};
     std::atomic<bool> executor_busy_{false};
     std::atomic<bool> executor_failed_{false};
     std::atomic<int> exit_status_{0};

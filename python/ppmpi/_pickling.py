@@ -4,22 +4,59 @@ Plain pickle is several times faster than cloudpickle for ordinary data, but it 
 classes and functions by reference, and a reference into ``__main__`` (the driver's classes)
 cannot be resolved on a worker, whose ``__main__`` is not the driver. So: plain pickle first;
 cloudpickle (which ships such classes by value) when plain pickle fails or the stream names
-``__main__``. Functions travel with cloudpickle always (_serialize.dump_bundle)."""
+``__main__``. Functions travel with cloudpickle always (_serialize.dump_bundle).
+
+Large buffers (numpy arrays, bytearrays, ... at least OUT_OF_BAND_MIN bytes, contiguous) are
+pickled out-of-band (protocol 5): the stream keeps only a reference, and each buffer's memory is
+handed to the C++ transport, which sends it straight from there (and receives it into memory
+that the rebuilt array then uses). Nothing copies the data in Python on either side."""
 import pickle
 
 import cloudpickle
 
 _MAIN = b"__main__"
+# Smaller buffers stay in the stream: each out-of-band buffer is one more MPI message.
+OUT_OF_BAND_MIN = 64 * 1024
 
 
-def dumps(obj, protocol=pickle.HIGHEST_PROTOCOL):
+def _collector(buffers):
+    """A pickle buffer_callback that keeps large contiguous buffers out of the stream."""
+    def take(pickle_buffer):
+        try:
+            raw = pickle_buffer.raw()  # BufferError if not contiguous: stays in the stream
+        except BufferError:
+            return True
+        if raw.nbytes < OUT_OF_BAND_MIN:
+            return True
+        buffers.append(raw)
+        return False
+    return take
+
+
+def dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, buffers=None):
+    """Pickles obj. With a list as `buffers` (and protocol 5+), large buffers are appended to
+    it instead of being copied into the stream."""
+    if buffers is None or protocol < 5:
+        return _dumps(obj, protocol, None)
+    return _dumps(obj, protocol, buffers)
+
+
+def _dumps(obj, protocol, buffers):
+    callback = None if buffers is None else _collector(buffers)
     try:
-        data = pickle.dumps(obj, protocol=protocol)
+        data = pickle.dumps(obj, protocol=protocol, buffer_callback=callback)
     except Exception:  # lambdas, local classes, ...: let cloudpickle have a go (or explain)
-        return cloudpickle.dumps(obj, protocol=protocol)
+        return _cloudpickle(obj, protocol, buffers)
     if _MAIN in data:
-        return cloudpickle.dumps(obj, protocol=protocol)
+        return _cloudpickle(obj, protocol, buffers)
     return data
+
+
+def _cloudpickle(obj, protocol, buffers):
+    if buffers is None:
+        return cloudpickle.dumps(obj, protocol=protocol)
+    del buffers[:]  # what a failed or discarded attempt collected
+    return cloudpickle.dumps(obj, protocol=protocol, buffer_callback=_collector(buffers))
 
 
 class KwCall:

@@ -58,9 +58,11 @@ def _named_parts(args):
 
 
 def dump_args(func, args, protocol):
-    """args: a tuple, or a _pickling.KwCall / Batch (whose arguments are checked the same)."""
+    """args: a tuple, or a _pickling.KwCall / Batch (whose arguments are checked the same).
+    Returns (stream, out-of-band buffers)."""
+    buffers = []
     try:
-        return _pickling.dumps(args, protocol)
+        return _pickling.dumps(args, protocol, buffers), buffers
     except Exception as exc:
         for what, arg in _named_parts(args):
             try:

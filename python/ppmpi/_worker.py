@@ -149,7 +149,9 @@ class WorkerRuntime:
                                  f"{type(exc).__name__}: {exc}") from exc
         self.initialized.add(init_key)
 
-    def run(self, job_id, key, args_data):
+    def run(self, job_id, key, args_data, args_buffers=()):
+        """Runs one job: (True, payload, seconds, buffers) or (False, error report, seconds,
+        []). args_buffers: the arguments' out-of-band buffers, in memory the C++ side owns."""
         start = time.perf_counter()
         capture = _Capture()
         name = "?"
@@ -157,21 +159,23 @@ class WorkerRuntime:
             with capture:
                 func = self._function(key)
                 name = getattr(func, "__qualname__", None) or repr(func)
-                result = _pickling.call(func, pickle.loads(args_data))
+                result = _pickling.call(func, pickle.loads(args_data, buffers=args_buffers))
         except BaseException as exc:  # the job's error, whatever it is, goes back to the master
-            return False, self._report(exc, job_id, name, capture.text()), time.perf_counter() - start
+            report = self._report(exc, job_id, name, capture.text())
+            return False, report, time.perf_counter() - start, []
         seconds = time.perf_counter() - start
         try:
-            payload = _pickling.dumps((result, capture.text()), PROTOCOL)
+            buffers = []
+            payload = _pickling.dumps((result, capture.text()), PROTOCOL, buffers)
             if len(payload) > MAX_PAYLOAD_BYTES:
-                raise ValueError(f"it pickles to {len(payload)} bytes, over the 2 GiB that one "
-                                 f"MPI message carries")
-            return True, payload, seconds
+                raise ValueError(f"it pickles to {len(payload)} bytes (besides its large "
+                                 f"arrays), over the 2 GiB that one MPI message carries")
+            return True, payload, seconds, buffers
         except BaseException as exc:
             error = ResultPicklingError(
                 f"job {job_id} ({name}) returned a {type(result).__name__} that cannot be "
                 f"pickled to send back: {type(exc).__name__}: {exc}")
-            return False, self._report(error, job_id, name, capture.text()), seconds
+            return False, self._report(error, job_id, name, capture.text()), seconds, []
 
     def _report(self, exc, job_id, name, output):
         where = f"{self.host}:{self.worker_id}"

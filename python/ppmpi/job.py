@@ -147,9 +147,10 @@ class Job:
 
     def _apply(self, outcome):
         """Unpickles a taken outcome into this job; returns the job's printed output."""
-        code, payload, message, _worker, _seconds = outcome
+        code, payload, message, _worker, _seconds, buffers = outcome
         if code == _serialize.OK:
-            self._result, output = pickle.loads(payload)
+            # Large arrays come back as views of the memory they were received into.
+            self._result, output = pickle.loads(payload, buffers=buffers)
         elif code == _serialize.REMOTE_ERROR:
             report, output = pickle.loads(payload)
             self._error = _serialize.rebuild_error(report, self.label)

@@ -130,7 +130,7 @@ class Server:
                         "set_ncpus(n) with n > 0")
         key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto,
                                              init)
-        data = _serialize.dump_args(func, payload, self.proto)
+        data, buffers = _serialize.dump_args(func, payload, self.proto)
         if len(data) + len(bundle) > _serialize.MAX_PAYLOAD_BYTES:
             name = _serialize.describe(func)
             _serialize.check_size(f"the arguments of {name}()", data)
@@ -138,7 +138,7 @@ class Server:
         group_id = self._groups.get(group)
         if group_id is None:
             group_id = self._group_id(group)
-        job_id = self._pool.submit(key, bundle, data, group_id, callback is not None,
+        job_id = self._pool.submit(key, bundle, data, buffers, group_id, callback is not None,
                                    timeout or self.job_timeout or 0.0)
         job = Job(self, job_id, func, group, callback, callbackargs)
         if callback is not None:

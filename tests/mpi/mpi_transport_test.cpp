@@ -8,8 +8,10 @@
 // leaving the other ranks to hang until CTest's TIMEOUT.
 //
 //  1. Echo: rank 0 posts kFrames frames (several messages each, one with a multi-MB payload,
-//     one with many small messages) to every other rank; each echoes every frame back after
-//     decoding it; rank 0 checks content and per-peer order.
+//     one with many small messages, two with buffers) to every other rank; each echoes every
+//     frame back after decoding it, in chunks of 1 MiB (so a 3 MiB buffer is three MPI
+//     messages); rank 0 checks content, buffers and per-peer order (a frame without buffers
+//     comes right after one with them, and must not overtake it).
 //  2. Forget: rank 0 forgets peer 1, then every other rank sends frames to rank 0, the last by
 //     a synchronous send (MPI_Issend on the transport's communicator and tag), so that once it
 //     completes, rank 0's poll() has matched every earlier frame of that rank (non-overtaking).
@@ -85,11 +87,15 @@ std::vector<Message> messages_for(int peer, int index) {
     m.push_back(
         Message{Task{id, "key-" + std::to_string(index)}, pattern(100 + index, peer * 31 + index)});
     switch (index) {
+    case 0:
+        m.back().buffers = {Buffer::copy_of(pattern(100 * 1024, peer)), Buffer::copy_of("ab")};
+        break;
     case 1:
         m.push_back(Message{Heartbeat{7}, {}});
         break;
     case 2:
         m.push_back(Message{FunctionDef{"big"}, pattern(kBigPayload, peer)});
+        m.back().buffers = {Buffer::copy_of(pattern(3u << 20, peer + 1)), Buffer::allocate(0)};
         break;
     case 3: // many small messages in one frame
         for (int i = 0; i < 200; ++i)
@@ -112,24 +118,24 @@ std::vector<Message> messages_for(int peer, int index) {
     return m;
 }
 
-JobId first_job_id(const Bytes& frame) {
-    auto messages = decode_frame(frame);
+JobId first_job_id(const Envelope& envelope) {
+    auto messages = decode_frame(envelope.frame, envelope.buffers);
     if (messages.empty() || kind_of(messages[0].header) != Kind::Task) return ~JobId{0};
     return std::get<Task>(messages[0].header).job_id;
 }
 
 // Rank 0's side of phase 1.
 void echo_master(MpiTransport& transport, int size) {
-    std::map<int, std::vector<Bytes>> expected;
+    std::map<int, std::vector<Frame>> expected;
     for (int peer = 1; peer < size; ++peer)
         for (int i = 0; i < kFrames; ++i) {
-            expected[peer].push_back(encode_frame(messages_for(peer, i)));
+            expected[peer].push_back(encode_frames(messages_for(peer, i)).at(0));
             transport.post(peer, expected[peer].back());
         }
     for (int peer = 1; peer < size; ++peer)
-        EXPECT(transport.unfinished_sends(peer) <= kFrames);
+        EXPECT(transport.unfinished_sends(peer) <= kFrames + 3);  // + the chunks of 3 buffers
 
-    std::map<int, std::vector<Bytes>> got;
+    std::map<int, std::vector<Envelope>> got;
     int total = 0;
     auto deadline = Clock::now() + kPhaseTimeout;
     while (total < kFrames * (size - 1)) {
@@ -141,7 +147,7 @@ void echo_master(MpiTransport& transport, int size) {
         }
         EXPECT(envelope->peer >= 1 && envelope->peer < size);
         if (envelope->peer < 1 || envelope->peer >= size) continue;
-        got[static_cast<int>(envelope->peer)].push_back(std::move(envelope->frame));
+        got[static_cast<int>(envelope->peer)].push_back(std::move(*envelope));
         ++total;
     }
     for (int peer = 1; peer < size; ++peer) {
@@ -150,7 +156,10 @@ void echo_master(MpiTransport& transport, int size) {
         for (std::size_t i = 0; i < frames.size() && i < expected[peer].size(); ++i) {
             // Order: frame i came back i-th; content: byte for byte.
             EXPECT(first_job_id(frames[i]) == static_cast<JobId>(peer) * 1000 + i);
-            EXPECT(frames[i] == expected[peer][i]);
+            EXPECT(frames[i].frame == expected[peer][i].bytes);
+            EXPECT(frames[i].buffers.size() == expected[peer][i].buffers.size());
+            for (std::size_t b = 0; b < frames[i].buffers.size(); ++b)
+                EXPECT(frames[i].buffers[b].view() == expected[peer][i].buffers.at(b).view());
         }
     }
     // Everything was received back, so every send of ours has completed by now (or will on
@@ -176,16 +185,19 @@ void echo_worker(MpiTransport& transport) {
             continue;
         }
         EXPECT(envelope->peer == 0);
-        auto decoded = decode_frame(envelope->frame);
+        auto decoded = decode_frame(envelope->frame, envelope->buffers);
         auto sent = messages_for(g_rank, received);
         EXPECT(decoded.size() == sent.size());
         for (std::size_t i = 0; i < decoded.size() && i < sent.size(); ++i) {
             EXPECT(decoded[i].header.index() == sent[i].header.index());
             EXPECT(decoded[i].payload == sent[i].payload);
+            EXPECT(decoded[i].buffers.size() == sent[i].buffers.size());
+            for (std::size_t b = 0; b < decoded[i].buffers.size(); ++b)
+                EXPECT(decoded[i].buffers[b].view() == sent[i].buffers.at(b).view());
         }
         if (received == 2 && decoded.size() == 2) EXPECT(decoded[1].payload.size() == kBigPayload);
         // Echo it re-encoded: the round trip must give back the very same bytes.
-        transport.post(0, encode_frame(decoded));
+        transport.post(0, encode_frames(decoded).at(0));
         ++received;
     }
     while (transport.unfinished_sends(0) > 0) {
@@ -420,7 +432,8 @@ int main() {
         check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &side), "MPI_Comm_dup");
         check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &extra), "MPI_Comm_dup");
         try {
-            MpiTransport transport;
+            // The other ranks send in 1 MiB chunks, to test a buffer split over several.
+            MpiTransport transport(g_rank == 0 ? MpiTransport::kChunkBytes : std::size_t{1} << 20);
             for (int r = 0; r < size; ++r)
                 if (r != g_rank) transport.add_peer(r, dup, r);
 

@@ -25,8 +25,9 @@ Bytes all_byte_values(std::size_t size) {
     return out;
 }
 
-// Offset of the first message's header inside a frame: u32 count, u32 header_len, u64 payload_len.
-constexpr std::size_t kFirstHeader = 4 + 4 + 8;
+// Offset of the first message's header inside a frame without buffers: u32 count,
+// u32 header_len, u64 payload_len, u32 buffer_count.
+constexpr std::size_t kFirstHeader = 4 + 4 + 8 + 4;
 
 void set_u64(Bytes& frame, std::size_t at, std::uint64_t value) {
     std::memcpy(&frame[at], &value, sizeof value);
@@ -202,4 +203,58 @@ TEST_CASE("protocol: kind_of and kind_name", "[protocol]") {
     }
     CHECK(std::string(kind_name(static_cast<Kind>(9))) == "Unknown");
     CHECK(std::string(kind_name(static_cast<Kind>(250))) == "Unknown");
+}
+
+TEST_CASE("protocol: buffers travel beside the frame, by reference, in message order",
+          "[protocol][buffers]") {
+    Buffer big = Buffer::copy_of(all_byte_values(3 << 20));  // pooled size class
+    Buffer small = Buffer::copy_of("tiny");
+    Buffer empty = Buffer::allocate(0);
+    std::vector<Message> in{{Task{1, "k"}, "args1", {big, small}},
+                            {Heartbeat{}, {}, {}},
+                            {Result{2, ResultStatus::Ok, 0.5}, "res", {empty}}};
+    auto frames = encode_frames(in);
+    REQUIRE(frames.size() == 1);
+    REQUIRE(frames[0].buffers.size() == 3);
+    CHECK(frames[0].buffers[0].data == big.data);  // not copied
+    CHECK(frames[0].bytes.size() < 200);           // the data is not in the frame
+    auto out = decode_frame(frames[0].bytes, frames[0].buffers);
+    REQUIRE(out.size() == 3);
+    REQUIRE(out[0].buffers.size() == 2);
+    CHECK(out[0].buffers[0].view() == big.view());
+    CHECK(out[0].buffers[1].view() == "tiny");
+    CHECK(out[1].buffers.empty());
+    REQUIRE(out[2].buffers.size() == 1);
+    CHECK(out[2].buffers[0].size == 0);
+    CHECK(out[2].payload == "res");
+}
+
+TEST_CASE("protocol: buffers that do not match the frame throw ProtocolError",
+          "[protocol][buffers]") {
+    auto frames = encode_frames({{Task{1, "k"}, "a", {Buffer::copy_of("12345")}}});
+    const Bytes& bytes = frames[0].bytes;
+    CHECK_THROWS_AS(decode_frame(bytes), ProtocolError);  // missing
+    CHECK_THROWS_AS(decode_frame(bytes, {Buffer::copy_of("1234")}), ProtocolError);  // size
+    CHECK_THROWS_AS(decode_frame(bytes, {Buffer::copy_of("12345"), Buffer::copy_of("x")}),
+                    ProtocolError);  // one too many
+    CHECK(decode_frame(bytes, {Buffer::copy_of("54321")})[0].buffers[0].view() == "54321");
+    // encode_frame is for messages without buffers only
+    CHECK_THROWS_AS(encode_frame({{Task{1, "k"}, "a", {Buffer::copy_of("1")}}}), InternalError);
+}
+
+TEST_CASE("buffer: large blocks are reused once freed, small ones are not pooled",
+          "[buffers]") {
+    char* first = nullptr;
+    {
+        Buffer a = Buffer::allocate(5 << 20);
+        first = a.data;
+        a.data[0] = 'x';
+        a.data[a.size - 1] = 'y';
+    }
+    Buffer b = Buffer::allocate(4 << 20);  // fits the freed 5 MiB block (within twice its size)
+    CHECK(b.data == first);
+    Buffer c = Buffer::allocate(1 << 20);  // the 5 MiB block is in use; a new one
+    CHECK(c.data != first);
+    Buffer d = Buffer::allocate(100);
+    CHECK(d.size == 100);
 }

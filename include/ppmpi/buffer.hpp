@@ -1,0 +1,33 @@
+// ppmpi/buffer.hpp: a block of bytes that travels beside a message, never copied on the way.
+//
+// Large arrays in job arguments and results are pickled out-of-band (pickle protocol 5): the
+// pickle stream stays small and each large buffer becomes a Buffer. A Buffer points at memory
+// that someone else owns (a numpy array on the sending side, memory the transport allocated on
+// the receiving side) and keeps that owner alive through `owner` until every MPI send from it
+// has completed and every Python object built on it has gone.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace ppmpi {
+
+struct Buffer {
+    char* data = nullptr;
+    std::size_t size = 0;
+    std::shared_ptr<void> owner;  // keeps `data` valid; may be shared by several Buffers
+
+    // `size` bytes of uninitialised memory. Large blocks are reused once freed (buffer.cpp:
+    // fresh pages fault in slower than the data arrives).
+    static Buffer allocate(std::size_t size);
+    // A copy of `bytes` (tests and small messages).
+    static Buffer copy_of(std::string_view bytes);
+
+    std::string_view view() const { return {data, size}; }
+};
+
+using Buffers = std::vector<Buffer>;
+
+}  // namespace ppmpi
