@@ -3,11 +3,8 @@
 // Every MPI message is one *frame* carrying one or more messages, so that a deep queue costs
 // one MPI message per worker per dispatcher step. A message is a small header struct
 // (Boost.Serialization, binary) plus an opaque payload of pickled bytes that the C++ side never
-// looks into.
-//
-// A message may also carry Buffers (buffer.hpp): pickle-5 out-of-band data, sent as MPI
-// messages of their own right after the frame, from and into memory that is never copied.
-//
+// looks into, plus Buffers (buffer.hpp): pickle-5 out-of-band data, sent as MPI messages of
+// their own right after the frame, from and into memory that is never copied.
 // Frame layout: u32 count, then per message: u32 header_len, u64 payload_len, u32 buffer_count,
 // u64 size of each buffer, header, payload. A header starts with its Kind byte. A frame's
 // buffers are those of its messages, in order.
@@ -126,8 +123,7 @@ struct Message {
     Buffers buffers = {};
 };
 
-// What one MPI message carries: the encoded messages, then their buffers.
-struct Frame {
+struct Frame {  // what one MPI message carries (the bytes), then its buffers
     Bytes bytes;
     Buffers buffers = {};
 };
