@@ -16,7 +16,7 @@ class PpmpiPeer:
     def __init__(self, workers):
         import ppmpi
 
-        self.server = ppmpi.Server(workers)  # launch mode 1: spawns W ppmpi-worker processes
+        self.server = ppmpi.Server(workers)  # launch mode 1: spawns W worker processes
 
     def submit(self, func, *args):
         return self.server.submit(func, args)

@@ -1,7 +1,8 @@
 """How this process was started, and what ppmpi does about it at import.
 
 Three launch modes (README "Launch modes"):
-1. ``python3 driver.py``: a singleton; the Server spawns ppmpi-worker processes itself.
+1. ``python3 driver.py``: a singleton; the Server spawns worker processes itself (python3
+   hosting the C++ worker loop, see spawn_command).
 2. ``mpirun -np N python3 driver.py``: rank 0 is the master; ranks 1..N-1 become workers at
    ``import ppmpi`` and never run the driver's code past that import.
 3. ``mpirun -np 1 python3 driver.py : -np N-1 ppmpi-worker`` (what ``ppmpirun`` runs)."""
@@ -40,9 +41,10 @@ def worker_path():
 
 
 def spawn_command():
-    """(program, args) that a Server spawns: ppmpi-worker (or $PPMPI_WORKER); with
-    PPMPI_WORKER_PYTHON=1, this interpreter running ppmpi._serve (see _serve.py)."""
-    if os.environ.get("PPMPI_WORKER_PYTHON", "") in ("", "0") or not sys.executable:
+    """(program, args) that a Server spawns: this interpreter running ppmpi._serve (see
+    _serve.py); ppmpi-worker instead with PPMPI_WORKER_PYTHON=0, or $PPMPI_WORKER if set."""
+    if (os.environ.get("PPMPI_WORKER_PYTHON", "1") == "0" or os.environ.get("PPMPI_WORKER")
+            or not sys.executable):
         return worker_path(), []
     # This very package, even if the driver found it through sys.path rather than PYTHONPATH.
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

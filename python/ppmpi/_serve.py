@@ -1,11 +1,12 @@
 """A worker process hosted by python3: what ranks 1..N-1 of ``mpirun python3 driver.py``
-become at ``import ppmpi``, and what a Server spawns with PPMPI_WORKER_PYTHON=1 (``python3
--c "...ppmpi._serve.main()"``).
+become at ``import ppmpi``, and what a Server spawns (``python3 -c "...ppmpi._serve.main()"``,
+unless PPMPI_WORKER_PYTHON=0).
 
 The worker loop is the C++ one (the comm thread owns MPI, this thread runs the jobs), hosted
 by the same python3 that runs the driver: same version, same packages, and the full speed of
-the interpreter binary (Debian's ppmpi-worker embeds libpython3.11.so, measured ~25 % slower
-on pure-Python loops). By default a Server spawns the C++ host, ppmpi-worker (README)."""
+the interpreter binary. ppmpi-worker, which embeds CPython, ran a pure-Python loop ~8 %
+slower even linked with the static libpython (README "Launch modes"); it hosts the worker
+ranks that ppmpirun starts."""
 import os
 import signal
 import sys
