@@ -134,3 +134,7 @@ def failing_initializer():
 
 def add(a, b=0, *, scale=1):
     return (a + b) * scale
+
+
+def double(x):
+    return x * 2

@@ -96,6 +96,30 @@ def test_frozen_worker_is_lost_and_replaced(faulty):
             os.kill(victim, signal.SIGKILL)
 
 
+def test_large_arrays_in_flight_survive_a_killed_and_a_frozen_worker(faulty):
+    """4 MiB arrays travel out-of-band both ways while one worker is killed and the other
+    frozen, mid-stream: every result comes back once, from the replacements."""
+    import numpy as np
+
+    arrays = [np.full(1 << 19, i, dtype=np.float64) for i in range(40)]
+    killed, frozen = worker_pids(faulty, 2)
+    jobs = [faulty.submit(helpers.double, (a,)) for a in arrays]
+    try:
+        results = []
+        for i, job in enumerate(jobs):
+            if i == 5:
+                os.kill(killed, signal.SIGKILL)
+                os.kill(frozen, signal.SIGSTOP)
+            results.append(job())
+        for i, r in enumerate(results):
+            assert r.shape == arrays[i].shape and r.min() == r.max() == 2 * i, f"job {i}"
+        assert wait_until(lambda: gone(frozen)), "the frozen worker was not killed"
+        assert wait_until(lambda: faulty.get_ncpus() == 2)
+    finally:
+        if not gone(frozen):
+            os.kill(frozen, signal.SIGKILL)
+
+
 def test_job_timeout_fails_the_job_and_replaces_the_worker(faulty):
     before = worker_pids(faulty, 2)
     start = time.monotonic()
