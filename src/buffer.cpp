@@ -27,7 +27,7 @@ class BlockPool {
     Block take(std::size_t size) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            // Best fit among blocks no more than twice the size (a huge block stays for a huge need).
+            // Best fit among blocks at most twice the size (a huge block stays for a huge need).
             auto best = idle_.end();
             for (auto it = idle_.begin(); it != idle_.end(); ++it)
                 if (it->capacity >= size && it->capacity <= 2 * size &&
@@ -41,7 +41,8 @@ class BlockPool {
             }
         }
         std::size_t capacity = (size + 4095) & ~std::size_t{4095};
-        void* memory = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void* memory = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (memory == MAP_FAILED) throw std::bad_alloc();
         return Block{static_cast<char*>(memory), capacity};
     }
@@ -80,7 +81,8 @@ Buffer Buffer::allocate(std::size_t size) {
     if (size >= kPooledMin) {
         BlockPool::Block block = block_pool().take(size);
         buffer.data = block.data;
-        buffer.owner = std::shared_ptr<void>(block.data, [block](void*) { block_pool().give(block); });
+        buffer.owner =
+            std::shared_ptr<void>(block.data, [block](void*) { block_pool().give(block); });
         return buffer;
     }
     // new char[] default-initialises: the memory is not written before the transport fills it.

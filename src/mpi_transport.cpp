@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/log.hpp"
 #include "ppmpi/mpi_env.hpp"
 
 namespace ppmpi {
@@ -26,7 +27,9 @@ struct BufferTable {
 
 Bytes encode_table(const Buffers& buffers, std::size_t chunk_bytes) {
     Bytes table;
-    auto put = [&](auto value) { table.append(reinterpret_cast<const char*>(&value), sizeof value); };
+    auto put = [&](auto value) {
+        table.append(reinterpret_cast<const char*>(&value), sizeof value);
+    };
     put(static_cast<std::uint32_t>(buffers.size()));
     put(static_cast<std::uint64_t>(chunk_bytes));
     for (const Buffer& b : buffers) put(static_cast<std::uint64_t>(b.size));
@@ -96,12 +99,14 @@ void MpiTransport::post(PeerId peer, Frame frame) {
                          " bytes exceeds MPI's 2 GiB limit for one message");
     if (frame.buffers.empty()) {
         std::size_t size = frame.bytes.size();
-        isend(peer, it->second, kTag, nullptr, size, Send{peer, MPI_REQUEST_NULL, std::move(frame.bytes), {}});
+        isend(peer, it->second, kTag, nullptr, size,
+              Send{peer, MPI_REQUEST_NULL, std::move(frame.bytes), {}});
         return;
     }
     Bytes bytes = encode_table(frame.buffers, chunk_bytes_) + frame.bytes;
     std::size_t size = bytes.size();
-    isend(peer, it->second, kTagWithBuffers, nullptr, size, Send{peer, MPI_REQUEST_NULL, std::move(bytes), {}});
+    isend(peer, it->second, kTagWithBuffers, nullptr, size,
+          Send{peer, MPI_REQUEST_NULL, std::move(bytes), {}});
     for (Buffer& buffer : frame.buffers) {
         for (std::size_t offset = 0; offset < buffer.size; offset += chunk_bytes_) {
             std::size_t length = std::min(chunk_bytes_, buffer.size - offset);
@@ -188,7 +193,12 @@ std::optional<Envelope> MpiTransport::receive_from(MPI_Comm comm, bool& found) {
     if (!known || status.MPI_TAG == kTagBuffer) return std::nullopt;
     incoming.envelope.peer = peer->second;
     if (status.MPI_TAG == kTagWithBuffers) {
-        receive_buffers(links_.at(peer->second), incoming);
+        try {
+            receive_buffers(links_.at(peer->second), incoming);
+        } catch (const ProtocolError& e) {  // read before any receive is posted
+            log_warning(std::string("dropping a frame with buffers: ") + e.what());
+            return std::nullopt;  // its chunks, if any, are drained as strays
+        }
     } else if (!waiting_behind(peer->second)) {
         return std::move(incoming.envelope);
     }

@@ -120,7 +120,8 @@ static Frame encode_range(const std::vector<Message>& messages, std::size_t begi
 
 Bytes encode_frame(const std::vector<Message>& messages) {
     for (const Message& m : messages)
-        PPMPI_ENFORCE(m.buffers.empty(), "encode_frame: a message with buffers needs encode_frames");
+        PPMPI_ENFORCE(m.buffers.empty(),
+                      "encode_frame: a message with buffers needs encode_frames");
     return encode_range(messages, 0, messages.size()).bytes;
 }
 

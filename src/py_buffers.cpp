@@ -39,7 +39,8 @@ void ensure_held_buffer_type() {
         new py::object(py::module_::import("types").attr("ModuleType")("ppmpi._buffers"));
     py::class_<HeldBuffer>(*scope, "Buffer", py::buffer_protocol(), py::module_local())
         .def_buffer([](HeldBuffer& held) {
-            return py::buffer_info(held.buffer.data, 1, py::format_descriptor<std::uint8_t>::format(),
+            return py::buffer_info(held.buffer.data, 1,
+                                   py::format_descriptor<std::uint8_t>::format(),
                                    static_cast<py::ssize_t>(held.buffer.size), false);
         })
         .def("__len__", [](const HeldBuffer& held) { return held.buffer.size; });
@@ -58,7 +59,8 @@ Buffers buffers_from_python(py::handle items) {
         Buffer buffer;
         buffer.data = static_cast<char*>(view->buf);
         buffer.size = static_cast<std::size_t>(view->len);
-        buffer.owner = std::shared_ptr<void>(view, [](void* v) { queue_release(static_cast<Py_buffer*>(v)); });
+        buffer.owner = std::shared_ptr<void>(
+            view, [](void* v) { queue_release(static_cast<Py_buffer*>(v)); });
         buffers.push_back(std::move(buffer));
     }
     return buffers;
