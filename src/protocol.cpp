@@ -4,13 +4,28 @@
 #include <array>
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
+#include <boost/serialization/level.hpp>
 #include <boost/serialization/string.hpp>
-#include <boost/serialization/vector.hpp>
 #include <cstring>
-#include <sstream>
+#include <optional>
 #include <streambuf>
 
 #include "ppmpi/errors.hpp"
+
+// The headers carry no Boost class information (no version or tracking): an archive then keeps
+// no state between objects, so one archive per thread serves every message. Constructing an
+// archive builds a std::locale (measured: ~17 % of the dispatcher's CPU at 60k jobs/s).
+#define PPMPI_PLAIN_SERIALIZABLE(T) \
+    BOOST_CLASS_IMPLEMENTATION(ppmpi::T, boost::serialization::object_serializable)
+PPMPI_PLAIN_SERIALIZABLE(Hello)
+PPMPI_PLAIN_SERIALIZABLE(Welcome)
+PPMPI_PLAIN_SERIALIZABLE(FunctionDef)
+PPMPI_PLAIN_SERIALIZABLE(Task)
+PPMPI_PLAIN_SERIALIZABLE(Result)
+PPMPI_PLAIN_SERIALIZABLE(Heartbeat)
+PPMPI_PLAIN_SERIALIZABLE(Shutdown)
+PPMPI_PLAIN_SERIALIZABLE(Goodbye)
+PPMPI_PLAIN_SERIALIZABLE(Release)
 
 namespace ppmpi {
 namespace {
@@ -18,14 +33,43 @@ namespace {
 // No archive header: both ends are built from the same source, and the header costs time.
 constexpr unsigned kArchiveFlags = boost::archive::no_header | boost::archive::no_codecvt;
 
-// Reads an existing buffer without copying it into a stringstream.
+// Appends what an archive writes to whichever string is the current target.
+class AppendBuffer : public std::streambuf {
+  public:
+    Bytes* target = nullptr;
+
+  protected:
+    std::streamsize xsputn(const char* data, std::streamsize n) override {
+        target->append(data, static_cast<std::size_t>(n));
+        return n;
+    }
+    int_type overflow(int_type c) override {
+        if (!traits_type::eq_int_type(c, traits_type::eof()))
+            target->push_back(static_cast<char>(c));
+        return traits_type::not_eof(c);
+    }
+};
+
+// Reads an existing buffer without copying it; reset() points it at the next one.
 class ViewBuffer : public std::streambuf {
   public:
-    ViewBuffer(const char* data, std::size_t size) {
+    void reset(const char* data, std::size_t size) {
         char* p = const_cast<char*>(data);  // streambuf's API is non-const; we never write
         setg(p, p, p + size);
     }
 };
+
+struct Writer {
+    AppendBuffer sink;
+    boost::archive::binary_oarchive archive{sink, kArchiveFlags};
+};
+struct Reader {
+    ViewBuffer source;
+    boost::archive::binary_iarchive archive{source, kArchiveFlags};
+};
+// One of each per thread (the dispatcher, a worker's comm thread, tests' threads).
+thread_local std::optional<Writer> t_writer;
+thread_local std::optional<Reader> t_reader;
 
 template <class T> void put_int(Bytes& out, T value) {
     char raw[sizeof(T)];
@@ -44,14 +88,14 @@ template <class T> T get_int(std::string_view frame, std::size_t& pos) {
 }
 
 Bytes encode_header(const Header& header) {
-    std::stringbuf buffer;
-    {
-        boost::archive::binary_oarchive archive(buffer, kArchiveFlags);
-        std::uint8_t kind = static_cast<std::uint8_t>(header.index());
-        archive << kind;
-        std::visit([&](const auto& alt) { archive << alt; }, header);
-    }
-    return std::move(buffer).str();
+    if (!t_writer) t_writer.emplace();
+    Bytes out;
+    t_writer->sink.target = &out;
+    std::uint8_t kind = static_cast<std::uint8_t>(header.index());
+    t_writer->archive << kind;
+    std::visit([&](const auto& alt) { t_writer->archive << alt; }, header);
+    t_writer->sink.target = nullptr;
+    return out;
 }
 
 template <std::size_t I> Header load_alternative(boost::archive::binary_iarchive& archive) {
@@ -69,20 +113,22 @@ Header load_by_index(std::size_t index, boost::archive::binary_iarchive& archive
 }
 
 Header decode_header(std::string_view bytes) {
-    ViewBuffer buffer(bytes.data(), bytes.size());
     try {
-        boost::archive::binary_iarchive archive(buffer, kArchiveFlags);
+        if (!t_reader) t_reader.emplace();
+        t_reader->source.reset(bytes.data(), bytes.size());
         std::uint8_t kind = 0;
-        archive >> kind;
+        t_reader->archive >> kind;
         if (kind >= std::variant_size_v<Header>)
             throw ProtocolError("unknown message kind " + std::to_string(kind));
-        return load_by_index(kind, archive,
+        return load_by_index(kind, t_reader->archive,
                              std::make_index_sequence<std::variant_size_v<Header>>{});
     } catch (const ProtocolError&) {
         throw;
     } catch (const std::exception& e) {
         // archive_exception, or length_error/bad_alloc from a corrupt string length (Boost
-        // sizes a string before reading it): all mean the same thing here.
+        // sizes a string before reading it): all mean the same thing here. The reader is
+        // rebuilt next time, in case the failure left anything behind in it.
+        t_reader.reset();
         throw ProtocolError(std::string("malformed message header: ") + e.what());
     }
 }

@@ -1,10 +1,9 @@
 // ppmpi/protocol.hpp: the messages between the master (rank 0) and its workers.
 //
-// Every MPI message is one *frame* carrying one or more messages, so that a deep queue costs
-// one MPI message per worker per dispatcher step. A message is a small header struct
-// (Boost.Serialization, binary) plus an opaque payload of pickled bytes that the C++ side never
-// looks into, plus Buffers (buffer.hpp): pickle-5 out-of-band data, sent as MPI messages of
-// their own right after the frame, from and into memory that is never copied.
+// Every MPI message is one *frame* of one or more messages (a deep queue costs one MPI message
+// per worker per dispatcher step). A message: a header struct (Boost.Serialization, binary), a
+// payload of pickled bytes the C++ side never looks into, and Buffers (buffer.hpp): pickle-5
+// out-of-band data, MPI messages of their own right after the frame, never copied.
 // Frame layout: u32 count, then per message: u32 header_len, u64 payload_len, u32 buffer_count,
 // u64 size of each buffer, header, payload. A header starts with its Kind byte. A frame's
 // buffers are those of its messages, in order.
@@ -37,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -69,8 +69,14 @@ struct Welcome {
     std::int32_t heartbeat_ms = 500;
     std::int32_t master_timeout_ms = 30000;
     template <class Archive> void serialize(Archive& ar, unsigned) {
-        ar & worker_id & master_pid & master_host & sys_path & cwd & heartbeat_ms &
-            master_timeout_ms;
+        // sys_path by hand: Boost's vector writes class information once per archive, and
+        // archives are reused across messages (protocol.cpp).
+        std::uint32_t count = static_cast<std::uint32_t>(sys_path.size());
+        ar & worker_id & master_pid & master_host & count;
+        if (count > 100000) throw std::length_error("sys_path of " + std::to_string(count));
+        sys_path.resize(count);
+        for (std::string& entry : sys_path) ar & entry;
+        ar & cwd & heartbeat_ms & master_timeout_ms;
     }
 };
 
@@ -100,7 +106,6 @@ struct Heartbeat {
     std::uint64_t jobs_done = 0;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & jobs_done; }
 };
-
 struct Shutdown {
     bool immediate = false;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & immediate; }
@@ -112,7 +117,6 @@ struct Release {
     bool finalize = true;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & finalize; }
 };
-
 // Alternatives are in Kind order: the variant index is the Kind byte on the wire.
 using Header = std::variant<Hello, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown,
                             Goodbye, Release>;
@@ -122,22 +126,20 @@ struct Message {
     Bytes payload;
     Buffers buffers = {};
 };
-
 struct Frame {  // what one MPI message carries (the bytes), then its buffers
     Bytes bytes;
     Buffers buffers = {};
 };
 
-// The largest frame: one MPI message of MPI_BYTE counts at most INT_MAX bytes.
+// The largest frame (one MPI message of MPI_BYTE counts at most INT_MAX bytes), and the largest
+// payload one message may carry in it (room left for the frame and header).
 constexpr std::size_t kMaxFrameBytes = 0x7fffffff;
-// The largest payload one message may carry (room left for the frame and header).
 constexpr std::size_t kMaxPayloadBytes = kMaxFrameBytes - 64 * 1024;
 
 // Encodes messages that carry no buffers into one frame's bytes.
 Bytes encode_frame(const std::vector<Message>& messages);
 // Encodes messages into as few frames as keep each within kMaxFrameBytes, in order.
 std::vector<Frame> encode_frames(const std::vector<Message>& messages);
-
 // Decodes a frame and hands its buffers to their messages; throws ProtocolError on a truncated
 // or malformed frame, or buffers that do not match what the frame lists.
 std::vector<Message> decode_frame(std::string_view frame, Buffers buffers = {});

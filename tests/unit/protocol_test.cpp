@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <limits>
+#include <thread>
 
 #include "ppmpi/errors.hpp"
 #include "ppmpi/protocol.hpp"
@@ -257,4 +258,31 @@ TEST_CASE("buffer: large blocks are reused once freed, small ones are not pooled
     CHECK(c.data != first);
     Buffer d = Buffer::allocate(100);
     CHECK(d.size == 100);
+}
+
+// The archives are reused across messages (protocol.cpp): that is only sound if an archive
+// writes every message the same way whatever it wrote before, and reads it the same way
+// whatever it read before (Boost class information, written once per archive, would break it).
+TEST_CASE("protocol: a message encodes to the same bytes every time, on any thread",
+          "[protocol]") {
+    Welcome w;
+    w.worker_id = 3;
+    w.sys_path = {"/x", "", "/y/z"};
+    std::vector<Message> all{{Hello{1, 2, "h"}, {}},    {w, {}},          {FunctionDef{"k"}, {}},
+                             {Task{4, "k"}, {}},        {Result{5, ResultStatus::Error, 1.5}, {}},
+                             {Heartbeat{6}, {}},        {Shutdown{true}, {}}, {Goodbye{}, {}},
+                             {Release{false}, {}}};
+    for (const Message& m : all) {
+        INFO(kind_name(kind_of(m.header)));
+        Bytes first = encode_frame({m});
+        CHECK(encode_frame({m}) == first);
+        CHECK(encode_frame({m, m}).size() == 2 * first.size() - 4);  // one count, two messages
+        std::vector<Message> on_a_fresh_thread;
+        std::thread([&] { on_a_fresh_thread = decode_frame(encode_frame({m})); }).join();
+        REQUIRE(on_a_fresh_thread.size() == 1);
+        CHECK(on_a_fresh_thread[0].header.index() == m.header.index());
+        CHECK(decode_frame(first).at(0).header.index() == m.header.index());
+    }
+    auto back = std::get<Welcome>(decode_frame(encode_frame({{w, {}}, {w, {}}})).at(1).header);
+    CHECK(back.sys_path == w.sys_path);
 }
