@@ -3,11 +3,8 @@
 // The pp-compatible API and all argument checking live in python/ppmpi.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
-#include <malloc.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <cstring>
 
 #include "ppmpi/errors.hpp"
 #include "ppmpi/heartbeat.hpp"
@@ -256,18 +253,8 @@ void bind_pool(py::module_& m) {
 
 }  // namespace
 
-// As ppmpi-worker does (worker_main.cpp): large job arguments and results are allocated and
-// freed for every job, and fresh mmap'd pages fault in slower than the data is copied. So the
-// process keeps freed memory for reuse. PPMPI_KEEP_FREED_MEMORY=0 leaves malloc as it is.
-static void keep_freed_memory() {
-    const char* setting = std::getenv("PPMPI_KEEP_FREED_MEMORY");
-    if (setting && std::strcmp(setting, "0") == 0) return;
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
-}
-
 PYBIND11_MODULE(_core, m) {
-    keep_freed_memory();
+    keep_freed_memory_for_reuse();
     m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
     auto base = py::register_exception<PpmpiError>(m, "PpmpiError", PyExc_RuntimeError);
     py::register_exception<MpiError>(m, "MpiError", base.ptr());

@@ -1,7 +1,9 @@
 #include "ppmpi/buffer.hpp"
 
+#include <malloc.h>
 #include <sys/mman.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -90,6 +92,13 @@ Buffer Buffer::allocate(std::size_t size) {
     buffer.data = memory.get();
     buffer.owner = std::move(memory);
     return buffer;
+}
+
+void keep_freed_memory_for_reuse() {
+    const char* setting = std::getenv("PPMPI_KEEP_FREED_MEMORY");
+    if (setting && std::strcmp(setting, "0") == 0) return;
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
 Buffer Buffer::copy_of(std::string_view bytes) {

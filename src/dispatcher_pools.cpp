@@ -1,9 +1,11 @@
 // Dispatcher, pool side: creating and sizing pools, queueing and handing out jobs.
 #include "ppmpi/dispatcher.hpp"
+
+#include <set>
+#include <thread>
+
 #include "ppmpi/errors.hpp"
 #include "ppmpi/log.hpp"
-
-#include <thread>
 
 namespace ppmpi {
 namespace {
@@ -231,7 +233,9 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         ++pool.tasks_sent;
     }
     // After all of them have their send order: only each worker's oldest job starts now.
-    for (const auto& [job, worker] : assignments) start_head(pool, worker);
+    std::set<WorkerId> topped_up;
+    for (const auto& [job, worker] : assignments)
+        if (topped_up.insert(worker).second) start_head(pool, worker);
     return !assignments.empty();
 }
 

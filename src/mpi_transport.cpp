@@ -78,9 +78,9 @@ void MpiTransport::drop_comm(MPI_Comm comm) {
     next_comm_ = 0;
 }
 
-void MpiTransport::isend(PeerId peer, const Link& link, int tag, const char* data,
-                         std::size_t size, Send send) {
-    send.peer = peer;
+// Starts a send of `data` (nullptr: of send.bytes), kept in sends_ until it completes.
+void MpiTransport::isend(const Link& link, int tag, const char* data, std::size_t size,
+                         Send send) {
     sends_.push_back(std::move(send));
     Send& kept = sends_.back();
     if (!data) data = kept.bytes.data();
@@ -99,18 +99,18 @@ void MpiTransport::post(PeerId peer, Frame frame) {
                          " bytes exceeds MPI's 2 GiB limit for one message");
     if (frame.buffers.empty()) {
         std::size_t size = frame.bytes.size();
-        isend(peer, it->second, kTag, nullptr, size,
+        isend(it->second, kTag, nullptr, size,
               Send{peer, MPI_REQUEST_NULL, std::move(frame.bytes), {}});
         return;
     }
     Bytes bytes = encode_table(frame.buffers, chunk_bytes_) + frame.bytes;
     std::size_t size = bytes.size();
-    isend(peer, it->second, kTagWithBuffers, nullptr, size,
+    isend(it->second, kTagWithBuffers, nullptr, size,
           Send{peer, MPI_REQUEST_NULL, std::move(bytes), {}});
     for (Buffer& buffer : frame.buffers) {
         for (std::size_t offset = 0; offset < buffer.size; offset += chunk_bytes_) {
             std::size_t length = std::min(chunk_bytes_, buffer.size - offset);
-            isend(peer, it->second, kTagBuffer, buffer.data + offset, length,
+            isend(it->second, kTagBuffer, buffer.data + offset, length,
                   Send{peer, MPI_REQUEST_NULL, {}, buffer});
         }
     }

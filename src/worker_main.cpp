@@ -3,8 +3,6 @@
 // The main thread hosts CPython and runs the jobs; the comm thread owns MPI.
 #include <pybind11/embed.h>
 
-#include <malloc.h>
-
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -16,17 +14,8 @@
 
 namespace py = pybind11;
 
-// Large buffers (job arguments and results) come and go with every job; from mmap, each one
-// is fresh zeroed pages, and the page faults cost more than the copies (measured: a 64 MiB
-// echo took 595 ms, 379 ms with the heap reused). So this process keeps freed memory for
-// reuse: no mmap'd chunks, and the heap is trimmed only above 512 MiB free.
-static void keep_freed_memory() {
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
-}
-
 int main(int argc, char** argv) {
-    keep_freed_memory();
+    ppmpi::keep_freed_memory_for_reuse();
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
             std::cout << "ppmpi-worker: a ppmpi worker rank; started by ppmpi itself or by\n"

@@ -14,7 +14,8 @@
 // worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is
 // never spoken to again (killed by pid if it is on this host); its in-flight jobs go back to
 // the front of the queue, the one it was running charged with the loss (the others only
-// waited behind it); a job charged max_retries times fails with WorkerLost. Spawned workers are replaced; a lost world rank shrinks the pool. A job past
+// waited behind it); a job charged max_retries times fails with WorkerLost. Spawned workers
+// are replaced; a lost world rank shrinks the pool. A job past
 // its timeout fails with Timeout and its worker is stopped and replaced (its other jobs are
 // requeued uncharged); a cancelled running job likewise. Results from lost workers are dropped,
 // so each job's outcome is recorded exactly once.

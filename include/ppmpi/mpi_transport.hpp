@@ -69,8 +69,7 @@ class MpiTransport : public Transport {
         Envelope envelope;
         std::vector<MPI_Request> requests;  // one per chunk of its buffers
     };
-    void isend(PeerId peer, const Link& link, int tag, const char* data, std::size_t size,
-               Send send);
+    void isend(const Link& link, int tag, const char* data, std::size_t size, Send send);
     void complete_sends();
     std::optional<Envelope> next_complete_incoming();
     std::optional<Envelope> receive_from(MPI_Comm comm, bool& found);
