@@ -4,7 +4,6 @@
 export OMPI_ALLOW_RUN_AS_ROOT=1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_mpi_yield_when_idle=1
 # No CMA/ptrace single-copy inside containers without ptrace permission.
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 # This sandbox blocks connections to its own eth0 address: keep Open MPI's TCP on loopback

@@ -1,6 +1,7 @@
 #include "ppmpi/backoff.hpp"
 
 #include <algorithm>
+#include <thread>
 
 namespace ppmpi {
 
@@ -25,6 +26,12 @@ void Wakeup::notify() {
 
 bool Wakeup::wait_for(std::chrono::microseconds delay) {
     std::unique_lock<std::mutex> lock(mutex_);
+    if (delay.count() == 0 && !signalled_) {
+        // Spinning: let a thread that was just woken on this core run first.
+        lock.unlock();
+        std::this_thread::yield();
+        lock.lock();
+    }
     if (delay.count() > 0 && !signalled_) cv_.wait_for(lock, delay, [&] { return signalled_; });
     bool was = signalled_;
     signalled_ = false;

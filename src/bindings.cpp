@@ -78,6 +78,23 @@ class PoolHandle {
                               buffers_to_python(std::move(outcome->buffers)));
     }
 
+    // Waits up to `timeout` s for done(), GIL released: first by driving the dispatcher on this
+    // thread (a reply that is microseconds away then needs no thread hand-off), then on the job
+    // table. `wait` is the job table's own wait, given the time left.
+    template <class Done, class Wait> bool wait_until(Done done, Wait wait, double timeout) {
+        return without_gil([&] {
+            auto start = std::chrono::steady_clock::now();
+            if (master_->drive_until(done, Master::Duration(timeout))) return true;
+            Master::Duration spent = std::chrono::steady_clock::now() - start;
+            return wait(JobTable::Duration(std::max(0.0, timeout - spent.count())));
+        });
+    }
+
+    bool wait_job(JobId job, double timeout) {
+        return wait_until([&] { return jobs_->is_done(job); },
+                          [&](JobTable::Duration left) { return jobs_->wait(job, left); }, timeout);
+    }
+
     template <class R, class F> R on_dispatcher(F command, double timeout) {
         PoolId pool = id_;
         return without_gil([&] {
@@ -196,15 +213,11 @@ void bind_pool(py::module_& m) {
     py::class_<PoolHandle>(m, "Pool")
         .def("submit", &PoolHandle::submit)
         .def("take", &PoolHandle::take)
-        .def("wait",
-             [](PoolHandle& p, JobId job, double timeout) {
-                 return without_gil([&] { return p.jobs_->wait(job, JobTable::Duration(timeout)); });
-             })
+        .def("wait", &PoolHandle::wait_job)
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
         .def("take_when_done",
              [](PoolHandle& p, JobId job, double timeout) {
-                 bool done = without_gil(
-                     [&] { return p.jobs_->wait(job, JobTable::Duration(timeout)); });
+                 bool done = p.wait_job(job, timeout);
                  return done ? p.take(job) : py::object(py::none());
              })
         .def("cancel",
@@ -226,8 +239,10 @@ void bind_pool(py::module_& m) {
         .def("mark_notified", [](PoolHandle& p, JobId job) { p.jobs_->mark_notified(job); })
         .def("wait_group",
              [](PoolHandle& p, int group, double timeout) {
-                 return without_gil(
-                     [&] { return p.jobs_->wait_group(group, JobTable::Duration(timeout)); });
+                 return p.wait_until(
+                     [&] { return p.jobs_->unfinished(group) == 0; },
+                     [&](JobTable::Duration left) { return p.jobs_->wait_group(group, left); },
+                     timeout);
              })
         .def("unfinished", [](PoolHandle& p, int group) { return p.jobs_->unfinished(group); })
         .def("resize",

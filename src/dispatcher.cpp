@@ -26,10 +26,21 @@ bool Dispatcher::flush_outbox() {
     return sent;
 }
 
+bool Dispatcher::dispatch_all() {
+    bool active = false;
+    for (auto& [id, pool] : pools_)
+        if (!pool.destroyed) active |= dispatch_jobs(pool);
+    return active;
+}
+
+// Jobs submitted since the last turn leave before anything is read, and reading stops after a
+// frame that ended a job: a thread waiting for one result (Master::drive_until) then pays no
+// extra poll (a system call over TCP) on either side of its round trip.
 bool Dispatcher::step(Clock::time_point now) {
     now_ = now;
-    bool active = false;
-    for (int i = 0; i < kMaxFramesPerStep; ++i) {
+    bool active = dispatch_all() && flush_outbox();
+    std::uint64_t ended_before = jobs_ended_;
+    for (int i = 0; i < kMaxFramesPerStep && jobs_ended_ == ended_before; ++i) {
         auto envelope = transport_.poll();
         if (!envelope) break;
         handle_frame(std::move(*envelope));
@@ -38,11 +49,9 @@ bool Dispatcher::step(Clock::time_point now) {
     check_liveness(now);
     check_deadlines(now);
     replace_lost_workers();
-    for (auto& [id, pool] : pools_) {
-        if (pool.destroyed) continue;
-        active |= dispatch_jobs(pool);
-        retire_idle_workers(pool);
-    }
+    active |= dispatch_all();
+    for (auto& [id, pool] : pools_)
+        if (!pool.destroyed) retire_idle_workers(pool);
     send_heartbeats(now);
     active |= flush_outbox();
     return active || transport_.transferring(now);
@@ -145,6 +154,7 @@ void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
         pool.queued.erase(queued);
     }
     pool.jobs->finish(job, std::move(outcome));
+    ++jobs_ended_;
 }
 
 void Dispatcher::say_shutdown(WorkerRecord& worker) {

@@ -91,28 +91,31 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
 // started before then deadlocks under mpirun (measured: the new workers' MPI_Init waited behind
 // the old workers' disconnect fence, and the master in MPI_Comm_spawn for them). So pending
 // departures are finished first; bounded, because a worker may die instead of saying Goodbye.
+//
+// Then every departed process on this host must be gone: a spawn racing the runtime daemon's
+// handling of a process that ends (a lost worker it has not reaped yet, or one that said
+// Goodbye and is still in MPI_Finalize) hung inside Open MPI (new worker stuck in PMIx_Init,
+// master in PMIx_Lookup). That includes a worker that died but is not declared lost yet
+// (killed together with the one being replaced). Each departure is waited for once.
 void Dispatcher::settle_departures() {
     auto leaving = [&] {
         for (const auto& [peer, worker] : workers_)
             if (worker.phase == Phase::Leaving && !launcher_.in_world(peer)) return true;
         return false;
     };
-    // A lost worker on this host stays a zombie until the MPI runtime's daemon has handled its
-    // death; a spawn racing that handling hung inside Open MPI (new worker stuck in PMIx_Init,
-    // master in PMIx_Lookup), so wait until the daemon has reaped it.
-    // That includes a worker that died but is not declared lost yet (killed together with
-    // the one being replaced).
+    auto ending = [&](PeerId peer, const WorkerRecord& worker) {
+        if (worker.settled) return false;
+        bool ended = worker.phase == Phase::Gone
+                         ? !(worker.goodbye && launcher_.in_world(peer))  // it awaits Release
+                         : worker.hello && !process_alive(worker.process);
+        return ended && process_exists(worker.process);
+    };
     auto unreaped = [&] {
-        for (const auto& [peer, worker] : workers_) {
-            bool dead = worker.phase == Phase::Gone ? !worker.goodbye
-                                                    : worker.hello && !process_alive(worker.process);
-            if (dead && process_exists(worker.process)) return true;
-        }
+        for (const auto& [peer, worker] : workers_)
+            if (ending(peer, worker)) return true;
         return false;
     };
     auto deadline = Clock::now() + kSettleTimeout;
-    while (unreaped() && Clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
     while (leaving() && Clock::now() < deadline) {
         if (auto envelope = transport_.poll()) {
             handle_frame(std::move(*envelope));
@@ -120,9 +123,12 @@ void Dispatcher::settle_departures() {
             std::this_thread::sleep_for(std::chrono::microseconds(200));
         }
     }
+    while (unreaped() && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    for (auto& [peer, worker] : workers_)
+        if (worker.phase == Phase::Gone) worker.settled = true;
 }
 
-// Workers not yet welcomed go first, then idle ones; busy ones retire after their jobs.
 void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
     Pool& p = pool_at(pool);
     for (auto& [peer, worker] : workers_) {

@@ -1,6 +1,5 @@
 #include "ppmpi/master.hpp"
 
-
 #include "ppmpi/errors.hpp"
 #include "ppmpi/log.hpp"
 
@@ -56,23 +55,30 @@ void Master::stop(Duration grace) {
 
 void Master::run(EnvironmentFactory factory, std::promise<void> started) {
     MasterEnvironment env;
+    std::unique_ptr<Dispatcher> dispatcher;
     try {
         env = factory();
+        dispatcher = std::make_unique<Dispatcher>(*env.transport, *env.launcher, options_);
     } catch (...) {
         started.set_exception(std::current_exception());
         return;
     }
-    running_ = true;
+    dispatcher_ = dispatcher.get();
+    borrowable_ = env.borrowable;
+    running_ = true;  // borrowers may come from here on
     started.set_value();
     bool clean = false;
     try {
-        Dispatcher dispatcher(*env.transport, *env.launcher, options_);
-        loop(dispatcher);
-        drain_commands(dispatcher);
-        clean = dispatcher.shutdown(std::chrono::duration_cast<Clock::duration>(grace_));
+        loop(*dispatcher);
+        auto alone = baton_.close();
+        drain_commands(*dispatcher);
+        clean = dispatcher->shutdown(std::chrono::duration_cast<Clock::duration>(grace_));
     } catch (const std::exception& e) {
         log_error(std::string("dispatcher stopped by an error: ") + e.what());
     }
+    auto alone = baton_.close();  // no borrower touches the dispatcher from here on
+    dispatcher_ = nullptr;
+    dispatcher.reset();
     if (env.before_close) env.before_close(clean);
     env.launcher.reset();
     env.transport.reset();
@@ -97,17 +103,58 @@ void Master::drain_commands(Dispatcher& dispatcher) {
     }
 }
 
+// One turn of the loop, by whichever thread holds the baton.
+bool Master::turn(Dispatcher& dispatcher) {
+    if (failure_) std::rethrow_exception(failure_);
+    drain_commands(dispatcher);
+    return dispatcher.step(Clock::now());
+}
+
 void Master::loop(Dispatcher& dispatcher) {
     Backoff backoff;
     while (!stopping_) {
-        drain_commands(dispatcher);
-        Clock::time_point now = Clock::now();
-        if (dispatcher.step(now)) {
+        auto active = baton_.owner_turn([&] { return turn(dispatcher); });
+        if (!active) {  // a Python thread drives: stand down (it wakes us when it stops)
+            wakeup_.wait_for(backoff.policy().max_sleep);
             backoff.reset();
-            continue;
+        } else if (*active) {
+            backoff.reset();
+        } else if (wakeup_.wait_for(backoff.next_delay(Clock::now()))) {
+            backoff.reset();
         }
-        auto delay = backoff.next_delay(now);
-        if (wakeup_.wait_for(delay)) backoff.reset();
+    }
+}
+
+bool Master::drive_until(const std::function<bool()>& done, Duration limit) {
+    if (done()) return true;
+    if (!borrowable_ || !running_ || stopping_) return false;
+    Baton::Borrow borrow(baton_);
+    auto window = BackoffPolicy{}.spin_for;
+    Clock::time_point start = Clock::now(), last_moved = start;
+    auto until = start + std::chrono::duration_cast<Clock::duration>(limit);
+    while (!done()) {
+        auto moved = borrow.try_turn([&] { return borrowed_turn(); }, window);
+        Clock::time_point now = Clock::now();
+        if (moved.value_or(false)) {
+            last_moved = now;
+        } else if (now - last_moved > window || now > until || stopping_) {
+            return false;
+        }
+    }
+    borrow.leave_owner_asleep();
+    return true;
+}
+
+// A turn on a borrowing thread. An error stops the loop as it would on the dispatcher thread:
+// it is kept and rethrown there.
+bool Master::borrowed_turn() {
+    if (dispatcher_ == nullptr || failure_) return false;
+    try {
+        return turn(*dispatcher_);
+    } catch (...) {
+        failure_ = std::current_exception();
+        wakeup_.notify();
+        return false;
     }
 }
 

@@ -18,6 +18,8 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr auto kBusyPollFor = std::chrono::milliseconds(250);
 // Sends at least this large count as transfers in progress (see transferring()).
 constexpr std::size_t kLargeSend = 64 * 1024;
+// Polls closer together than this come from a spinning caller.
+constexpr auto kSpinningGap = std::chrono::microseconds(10);
 
 // The front of a kTagWithBuffers message: u32 n, u64 chunk size, u64 size of each buffer.
 struct BufferTable {
@@ -209,10 +211,15 @@ std::optional<Envelope> MpiTransport::receive_from(MPI_Comm comm, bool& found) {
 std::optional<Envelope> MpiTransport::poll() {
     complete_sends();
     if (auto ready = next_complete_incoming()) return ready;
-    // Two rounds: MPI_Improbe matches before it progresses, so a message that its own progress
-    // step just read in (measured: over TCP it then waited a whole backoff sleep) is only
-    // matched by the next probe.
-    for (int round = 0; round < 2; ++round) {
+    // MPI_Improbe matches before it progresses (over TCP each progress is a poll() system
+    // call), so a message that its own progress just read in is only matched by the next
+    // probe. A caller that polls again within microseconds (spinning) matches it then: one
+    // round (round trip 31.4 → 28.8 µs). A caller that polls rarely would wait out a whole
+    // backoff sleep for it (measured): it gets a second round.
+    auto now = SteadyClock::now();
+    int rounds = now - last_poll_ < kSpinningGap ? 1 : 2;
+    last_poll_ = now;
+    for (int round = 0; round < rounds; ++round) {
         for (std::size_t i = 0; i < comms_.size(); ++i) {
             MPI_Comm comm = comms_[(next_comm_ + i) % comms_.size()];
             bool found = true;

@@ -52,19 +52,52 @@ void WorkerHost::wait_for_result_sends() {
     }
 }
 
+// Drives the comm loop on this thread while nothing is queued, for as long as turns keep
+// moving or the spin window after the last movement lasts; the caller then sleeps.
+void WorkerHost::drive_while_idle() {
+    Transport* transport = transport_.load(std::memory_order_acquire);
+    if (transport == nullptr || !borrowable_) return;
+    Baton::Borrow borrow(baton_);
+    auto window = BackoffPolicy{}.spin_for;
+    Clock::time_point last_moved = Clock::now();
+    for (;;) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!work_.empty() || executor_stop_) {
+                borrow.leave_owner_asleep();  // a job starts: the owner takes over soon enough
+                return;
+            }
+        }
+        Clock::time_point now = Clock::now();
+        auto moved =
+            borrow.try_turn([&] { return comm_turn(*transport, master_, now); }, window);
+        if (moved.value_or(false)) {
+            last_moved = now;
+        } else if (now - last_moved > window) {
+            return;  // the owner is woken and polls (with its backoff) from here on
+        }
+    }
+}
+
+// The next item to execute, or nullopt when the executor is to stop.
+std::optional<Message> WorkerHost::next_work() {
+    drive_while_idle();
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Bounded so a lost notification can never park this thread for good.
+    while (work_.empty() && !executor_stop_)
+        work_ready_.wait_for(lock, std::chrono::milliseconds(200));
+    if (executor_stop_) return std::nullopt;
+    Message item = std::move(work_.front());
+    work_.pop_front();
+    executor_busy_ = true;
+    return item;
+}
+
 void WorkerHost::execute_loop(Executor& executor) {
     for (;;) {
-        Message item;
-        {
-            std::unique_lock<std::mutex> lock(mutex_);
-            // Bounded so a lost notification can never park this thread for good.
-            while (work_.empty() && !executor_stop_)
-                work_ready_.wait_for(lock, std::chrono::milliseconds(200));
-            if (executor_stop_) return;
-            item = std::move(work_.front());
-            work_.pop_front();
-            executor_busy_ = true;
-        }
+        std::optional<Message> next = next_work();
+        if (!next) return;
+        Message& item = *next;
         try {
             if (auto* w = std::get_if<Welcome>(&item.header)) {
                 executor.configure(*w);
@@ -93,7 +126,8 @@ void WorkerHost::execute_loop(Executor& executor) {
             return;
         }
         executor_busy_ = false;
-        comm_wakeup_.notify();
+        // The result leaves from drive_while_idle(); without borrowing, the comm thread sends it.
+        if (!borrowable_) comm_wakeup_.notify();
     }
 }
 
@@ -137,20 +171,8 @@ bool WorkerHost::master_alive(Clock::time_point now) const {
     return true;
 }
 
-// One turn of the comm loop; true if anything moved.
-bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_point now) {
-    bool active = false;
-    while (auto envelope = transport.poll()) {
-        active = true;
-        if (envelope->peer != master) continue;
-        last_from_master_ = now;
-        try {
-            for (Message& m : decode_frame(envelope->frame, std::move(envelope->buffers)))
-                on_message(m);
-        } catch (const ProtocolError& e) {
-            std::cerr << "ppmpi-worker: malformed frame from the master: " << e.what() << std::endl;
-        }
-    }
+// Results (and heartbeats) go out; true if anything was sent.
+bool WorkerHost::send_outbox(Transport& transport, PeerId master, Clock::time_point now) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         for (Message& r : results_) {
@@ -163,11 +185,40 @@ bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_poin
         next_heartbeat_ = now + std::chrono::milliseconds(welcome_.heartbeat_ms);
         outbox_.push_back(Message{Heartbeat{jobs_done_}, {}});
     }
-    if (!outbox_.empty()) {
-        for (Frame& frame : encode_frames(outbox_)) transport.post(master, std::move(frame));
-        outbox_.clear();
+    if (outbox_.empty()) return false;
+    for (Frame& frame : encode_frames(outbox_)) transport.post(master, std::move(frame));
+    outbox_.clear();
+    return true;
+}
+
+// Frames from the master, until none is waiting or one brought a task (the executor may be
+// waiting for it: the rest are read next turn). True if anything came.
+bool WorkerHost::receive(Transport& transport, PeerId master, Clock::time_point now) {
+    bool active = false, task = false;
+    while (!task) {
+        auto envelope = transport.poll();
+        if (!envelope) break;
         active = true;
+        if (envelope->peer != master) continue;
+        last_from_master_ = now;
+        try {
+            for (Message& m : decode_frame(envelope->frame, std::move(envelope->buffers))) {
+                task |= kind_of(m.header) == Kind::Task;
+                on_message(m);
+            }
+        } catch (const ProtocolError& e) {
+            std::cerr << "ppmpi-worker: malformed frame from the master: " << e.what() << std::endl;
+        }
     }
+    return active;
+}
+
+// One turn of the comm loop; true if anything moved. Results leave before anything is read:
+// the master may be waiting for them.
+bool WorkerHost::comm_turn(Transport& transport, PeerId master, Clock::time_point now) {
+    bool active = send_outbox(transport, master, now);
+    active |= receive(transport, master, now);
+    active |= send_outbox(transport, master, now);  // a Goodbye, once told to shut down
     return active || transport.transferring(now);
 }
 
@@ -186,30 +237,51 @@ void WorkerHost::comm_main() {
     Hello hello{self.pid, self.start_ticks, self.host};
     env.transport->post(env.master, encode_frame({Message{hello, {}}}));
     last_from_master_ = Clock::now();
+    master_ = env.master;
+    borrowable_ = env.borrowable;
+    transport_.store(env.transport.get(), std::memory_order_release);
     bool clean = serve_master(*env.transport, env.master);
     stop_executor();
+    auto alone = baton_.close();  // from here on only this thread calls the transport
     close(env, clean);
+}
+
+// One turn of the comm thread: the loop's turn, then whether the worker should end.
+WorkerHost::Verdict WorkerHost::owner_turn(Transport& transport, PeerId master) {
+    Clock::time_point now = Clock::now();
+    Verdict verdict{comm_turn(transport, master, now), std::nullopt};
+    if (leave_now_) {
+        verdict.end = false;  // no disconnect, no finalize: they could wait forever
+    } else if (shutdown_ && (!in_world_ || released_)) {
+        verdict.end = true;
+    } else if (executor_failed_) {
+        verdict.end = false;  // the master sees a lost worker (no Goodbye)
+    } else if (!master_alive(now)) {
+        std::cerr << "ppmpi-worker: the master is gone; exiting" << std::endl;
+        exit_status_ = 1;
+        verdict.end = false;
+    }
+    return verdict;
 }
 
 // The comm loop; returns whether the master let this worker go in order.
 bool WorkerHost::serve_master(Transport& transport, PeerId master) {
     Backoff backoff;
     for (;;) {
-        Clock::time_point now = Clock::now();
-        bool active = comm_turn(transport, master, now);
-        if (leave_now_) return false;  // no disconnect, no finalize: they could wait forever
-        if (shutdown_ && (!in_world_ || released_)) return true;
-        if (executor_failed_) return false;  // the master sees a lost worker (no Goodbye)
-        if (!master_alive(now)) {
-            std::cerr << "ppmpi-worker: the master is gone; exiting" << std::endl;
-            exit_status_ = 1;
-            return false;
+        auto verdict = baton_.owner_turn([&] { return owner_turn(transport, master); });
+        if (!verdict) {  // the executor drives: stand down (it wakes us when it stops)
+            comm_wakeup_.wait_for(backoff.policy().max_sleep);
+            backoff.reset();
+            continue;
         }
-        if (active || comm_wakeup_.wait_for(backoff.next_delay(now))) backoff.reset();
+        if (verdict->end) return *verdict->end;
+        if (verdict->active || comm_wakeup_.wait_for(backoff.next_delay(Clock::now())))
+            backoff.reset();
     }
 }
 
 void WorkerHost::close(WorkerEnvironment& env, bool clean) {
+    transport_.store(nullptr, std::memory_order_release);
     auto drain_until = Clock::now() + kSendDrain;
     while (clean && env.transport->unfinished_sends(env.master) > 0 && Clock::now() < drain_until) {
         env.transport->poll();

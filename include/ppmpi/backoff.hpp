@@ -2,8 +2,9 @@
 //
 // A blocked MPI call spins a full core on this Open MPI, so every comm loop polls (Iprobe/Test)
 // and, when a poll finds nothing, waits a little before the next one: first a short spin phase
-// (so a reply that is microseconds away is seen at once), then sleeps that double up to a cap
-// (so an idle rank costs well under 5 % of a core). Any activity resets the backoff.
+// (so a reply that is microseconds away is seen at once; each spin yields the core, so a thread
+// just woken on it runs first), then sleeps that double up to a cap (so an idle rank costs well
+// under 5 % of a core). Any activity resets the backoff.
 //
 // The sleep is a wait on a Wakeup: another thread of the same process (a Python thread
 // submitting a job, the executor finishing one) cuts it short, so local events are never

@@ -75,6 +75,7 @@ class Dispatcher {
         Phase phase = Phase::Waiting;
         bool hello = false;
         bool goodbye = false;
+        bool settled = false;  // Gone, and its process's end was waited for before a spawn
         ProcessIdentity process;
         std::string label;
     };
@@ -124,6 +125,7 @@ class Dispatcher {
     void on_result(WorkerRecord& worker, const Result& result, Message& message);
     void on_goodbye(WorkerRecord& worker);
     bool dispatch_jobs(Pool& pool);
+    bool dispatch_all();
     void retire_idle_workers(Pool& pool);
     void send_heartbeats(Clock::time_point now);
     void queue_message(PeerId peer, Message message);
@@ -141,6 +143,7 @@ class Dispatcher {
     Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
     std::uint64_t workers_lost_ = 0;
     std::uint64_t send_order_ = 0;
+    std::uint64_t jobs_ended_ = 0;
 };
 
 }  // namespace ppmpi

@@ -1,13 +1,15 @@
 // ppmpi/master.hpp: the dispatcher thread of rank 0, and the thread-safe door into it.
 //
 // The thread creates the environment (for MPI: MPI_Init, the transport, the launcher) itself,
-// so it is the one thread that ever calls MPI, and it finalizes MPI when it ends. Python
-// threads never touch the Dispatcher: they post commands (submit is fire-and-forget; others
-// wait for their answer with a bound), and wait on JobTables with the GIL released.
+// and it finalizes MPI when it ends. Python threads post commands (submit is fire-and-forget;
+// others wait for their answer with a bound) and wait on JobTables with the GIL released. A
+// Python thread waiting for a job may first drive the loop itself for a short window
+// (drive_until, baton.hpp): then its result reaches it with no thread hand-off.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
@@ -15,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "ppmpi/baton.hpp"
 #include "ppmpi/dispatcher.hpp"
 #include "ppmpi/errors.hpp"
 
@@ -29,6 +32,7 @@ struct MasterEnvironment {
     // Called after shutdown with whether every worker said Goodbye; lets an MPI session skip
     // MPI_Finalize when a worker never answered (finalize would wait for it forever).
     std::function<void(bool all_workers_gone)> before_close;
+    bool borrowable = true;  // the transport may be driven by any thread, one at a time
 };
 
 using EnvironmentFactory = std::function<MasterEnvironment()>;
@@ -50,6 +54,9 @@ class Master {
     void post(std::function<void(Dispatcher&)> command);
 
     JobId next_job_id() { return next_job_.fetch_add(1); }
+    // Drives the dispatcher on the calling thread until done() (true), until `limit` passed,
+    // or once nothing moved for a spin window (false; the dispatcher thread takes over).
+    bool drive_until(const std::function<bool()>& done, Duration limit);
     // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent.
     void stop(Duration grace);
     bool running() const { return running_.load(); }
@@ -57,12 +64,18 @@ class Master {
   private:
     void run(EnvironmentFactory factory, std::promise<void> started);
     void loop(Dispatcher& dispatcher);
+    bool turn(Dispatcher& dispatcher);
+    bool borrowed_turn();
     void drain_commands(Dispatcher& dispatcher);
 
     DispatcherOptions options_;
     std::mutex mutex_;
     std::vector<std::function<void(Dispatcher&)>> commands_;
     Wakeup wakeup_;
+    Baton baton_{wakeup_};
+    Dispatcher* dispatcher_ = nullptr;  // guarded by baton_ once the thread runs
+    bool borrowable_ = false;           // set before running_
+    std::exception_ptr failure_;        // a borrowed turn's error, rethrown by the thread
     std::atomic<bool> stopping_{false};
     std::atomic<bool> running_{false};
     Duration grace_{5.0};

@@ -5,7 +5,8 @@
 // them already (README "MPI settings"):
 //  - OMPI_MCA_rmaps_base_oversubscribe=1: a master plus one worker per CPU is one process more
 //    than there are slots;
-//  - OMPI_MCA_mpi_yield_when_idle=1: idle ranks give the CPU away;
+//  - OMPI_MCA_mpi_yield_when_idle=0: no sched_yield inside MPI calls (our loops poll and sleep
+//    with their own backoff; a yield inside a turn parks the thread holding the baton);
 //  - OMPI_MCA_orte_enable_recovery=1: one dead worker must not make Open MPI kill the job;
 //  - OMPI_MCA_mpi_event_tick_rate=1: TCP is polled on every progress call, also after a peer
 //    failed (Open MPI otherwise drops to one poll per ~10 ms then);
@@ -30,9 +31,10 @@ void check_mpi(int rc, const char* call);
 
 void apply_product_mpi_settings();
 
-// MPI for this process: MPI_Init_thread(FUNNELED) on construction, on the calling thread,
-// which must then be the only thread to call MPI; MPI_Finalize on destruction unless
-// skip_finalize() was called (finalize waits for peers, and a hung peer never answers).
+// MPI for this process: MPI_Init_thread(SERIALIZED) on construction, on the calling thread
+// (the comm thread; others call MPI only under its baton); MPI_Finalize on destruction, on the
+// same thread, unless skip_finalize() was called (finalize waits for peers, and a hung peer
+// never answers).
 class MpiSession {
   public:
     MpiSession();
@@ -44,8 +46,11 @@ class MpiSession {
     int world_rank() const { return world_rank_; }
     int world_size() const { return world_size_; }
     MPI_Comm parent() const { return parent_; }
+    // Whether threads other than the initialising one may call MPI (one at a time).
+    bool serialized() const { return provided_ >= MPI_THREAD_SERIALIZED; }
 
   private:
+    int provided_ = MPI_THREAD_SINGLE;
     int world_rank_ = 0;
     int world_size_ = 1;
     MPI_Comm parent_ = MPI_COMM_NULL;

@@ -85,6 +85,7 @@ class MpiTransport : public Transport {
     std::list<Incoming> incoming_;
     std::list<Incoming> abandoned_incoming_;
     std::chrono::steady_clock::time_point last_transfer_event_{};
+    std::chrono::steady_clock::time_point last_poll_{};
     std::size_t chunk_bytes_;
 };
 

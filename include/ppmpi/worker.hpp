@@ -5,8 +5,11 @@
 //    results and heartbeats, and watches the master: a master that goes silent for
 //    master_timeout, or whose process is gone (same host), ends the worker.
 //  - The executor thread is the thread that calls serve() (the main thread, which holds the
-//    Python interpreter). It runs configure/define/run in arrival order.
-// Because heartbeats come from the comm thread, a long job does not make the worker look dead.
+//    Python interpreter). It runs configure/define/run in arrival order. Between two jobs it
+//    borrows the comm loop (baton.hpp) for a short window: its result leaves and the next task
+//    reaches it with no thread hand-off.
+// Because the comm thread owns the loop while a job runs, a long job does not make the worker
+// look dead.
 #pragma once
 
 #include <atomic>
@@ -15,8 +18,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "ppmpi/backoff.hpp"
+#include "ppmpi/baton.hpp"
 #include "ppmpi/executor.hpp"
 #include "ppmpi/transport.hpp"
 
@@ -27,6 +32,7 @@ struct WorkerEnvironment {
     std::unique_ptr<Transport> transport;
     PeerId master = 0;
     bool in_world = false;  // in the master's MPI world: wait for Release before finalizing
+    bool borrowable = true;  // the transport may be driven by any thread, one at a time
     // Called before the session closes, with whether the master let us go in order (for MPI:
     // disconnect from the parent). Without a clean end the session must not finalize either.
     std::function<void(bool clean)> before_close;
@@ -48,10 +54,22 @@ class WorkerHost {
     int serve(Executor& executor);
 
   private:
+    // What one turn of the comm thread found: whether anything moved, and whether to end
+    // (with whether the master let this worker go in order).
+    struct Verdict {
+        bool active = false;
+        std::optional<bool> end;
+    };
+
     void comm_main();
     bool serve_master(Transport& transport, PeerId master);
     void close(WorkerEnvironment& env, bool clean);
+    Verdict owner_turn(Transport& transport, PeerId master);
     bool comm_turn(Transport& transport, PeerId master, Clock::time_point now);
+    bool send_outbox(Transport& transport, PeerId master, Clock::time_point now);
+    bool receive(Transport& transport, PeerId master, Clock::time_point now);
+    std::optional<Message> next_work();
+    void drive_while_idle();
     void on_message(Message& message);
     bool master_alive(Clock::time_point now) const;
     void execute_loop(Executor& executor);
@@ -61,7 +79,7 @@ class WorkerHost {
     WorkerEnvironmentFactory factory_;
     WorkerOptions options_;
 
-    // comm thread only
+    // whoever holds the baton (the comm thread, or the executor between jobs)
     Welcome welcome_;
     bool welcomed_ = false, shutdown_ = false, released_ = false, in_world_ = false;
     bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
@@ -82,6 +100,10 @@ class WorkerHost {
     std::atomic<bool> executor_failed_{false};
     std::atomic<int> exit_status_{0};
     Wakeup comm_wakeup_;
+    Baton baton_{comm_wakeup_};
+    std::atomic<Transport*> transport_{nullptr};  // set once the session is up, for borrowers
+    PeerId master_ = 0;                            // written before transport_
+    bool borrowable_ = false;                      // written before transport_
 };
 
 }  // namespace ppmpi
