@@ -91,6 +91,7 @@ class PoolHandle {
     }
 
     bool wait_job(JobId job, double timeout) {
+        if (jobs_->is_done(job)) return true;  // taken as it came: no GIL round trip
         return wait_until([&] { return jobs_->is_done(job); },
                           [&](JobTable::Duration left) { return jobs_->wait(job, left); }, timeout);
     }

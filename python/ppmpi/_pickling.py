@@ -36,15 +36,11 @@ def _collector(buffers):
 def dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, buffers=None):
     """Pickles obj. With a list as `buffers` (and protocol 5+), large buffers are appended to
     it instead of being copied into the stream."""
-    if buffers is None or protocol < 5:
-        return _dumps(obj, protocol, None)
-    return _dumps(obj, protocol, buffers)
-
-
-def _dumps(obj, protocol, buffers):
+    if buffers is not None and protocol < 5:
+        buffers = None
     callback = None if buffers is None else _collector(buffers)
     try:
-        data = pickle.dumps(obj, protocol=protocol, buffer_callback=callback)
+        data = pickle.dumps(obj, protocol, buffer_callback=callback)
     except Exception:  # lambdas, local classes, ...: let cloudpickle have a go (or explain)
         return _cloudpickle(obj, protocol, buffers)
     if _MAIN in data:

@@ -28,12 +28,16 @@ class _JobOutput(io.StringIO):
 
 
 class _Capture:
-    """Sends sys.stdout and sys.stderr of one job into one buffer (pp shows it on the master)."""
+    """Sends sys.stdout and sys.stderr of one job into one buffer (pp shows it on the master).
+    One per worker, emptied for each job (a new StringIO per job cost ~0.3 µs of a ~2 µs
+    no-op job)."""
 
     def __init__(self):
         self.buffer = _JobOutput()
 
     def __enter__(self):
+        self.buffer.seek(0)
+        self.buffer.truncate()
         self.saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = self.buffer
         return self
@@ -44,6 +48,13 @@ class _Capture:
 
     def text(self):
         return self.buffer.getvalue()
+
+
+def _name(func):
+    """A job's function as reports name it ("?" if it was not even loaded)."""
+    if func is None:
+        return "?"
+    return _safe(lambda f: getattr(f, "__qualname__", None) or repr(f), func)
 
 
 def _safe(render, value):
@@ -121,6 +132,7 @@ class WorkerRuntime:
         self.bundles = {}
         self.loaded = {}
         self.initialized = set()  # keys of the Executor initializers run in this process
+        self._capture = _Capture()
 
     def define(self, key, data):
         self.bundles[key] = data
@@ -153,15 +165,14 @@ class WorkerRuntime:
         """Runs one job: (True, payload, seconds, buffers) or (False, error report, seconds,
         []). args_buffers: the arguments' out-of-band buffers, in memory the C++ side owns."""
         start = time.perf_counter()
-        capture = _Capture()
-        name = "?"
+        capture = self._capture
+        func = None
         try:
             with capture:
                 func = self._function(key)
-                name = getattr(func, "__qualname__", None) or repr(func)
                 result = _pickling.call(func, pickle.loads(args_data, buffers=args_buffers))
         except BaseException as exc:  # the job's error, whatever it is, goes back to the master
-            report = self._report(exc, job_id, name, capture.text())
+            report = self._report(exc, job_id, _name(func), capture.text())
             return False, report, time.perf_counter() - start, []
         seconds = time.perf_counter() - start
         try:
@@ -173,9 +184,9 @@ class WorkerRuntime:
             return True, payload, seconds, buffers
         except BaseException as exc:
             error = ResultPicklingError(
-                f"job {job_id} ({name}) returned a {type(result).__name__} that cannot be "
+                f"job {job_id} ({_name(func)}) returned a {type(result).__name__} that cannot be "
                 f"pickled to send back: {type(exc).__name__}: {exc}")
-            return False, self._report(error, job_id, name, capture.text()), seconds, []
+            return False, self._report(error, job_id, _name(func), capture.text()), seconds, []
 
     def _report(self, exc, job_id, name, output):
         where = f"{self.host}:{self.worker_id}"
