@@ -141,7 +141,6 @@ bool Master::drive_until(const std::function<bool()>& done, Duration limit) {
             return false;
         }
     }
-    borrow.leave_owner_asleep();
     return true;
 }
 
