@@ -38,7 +38,8 @@ bool Dispatcher::dispatch_all() {
 // extra poll (a system call over TCP) on either side of its round trip.
 bool Dispatcher::step(Clock::time_point now) {
     now_ = now;
-    bool active = dispatch_all() && flush_outbox();
+    bool active = dispatch_all();
+    if (active) flush_outbox();
     std::uint64_t ended_before = jobs_ended_;
     for (int i = 0; i < kMaxFramesPerStep && jobs_ended_ == ended_before; ++i) {
         auto envelope = transport_.poll();

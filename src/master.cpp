@@ -68,15 +68,16 @@ void Master::run(EnvironmentFactory factory, std::promise<void> started) {
     running_ = true;  // borrowers may come from here on
     started.set_value();
     bool clean = false;
+    std::unique_lock<std::timed_mutex> alone;  // once held, no borrower runs a turn again
     try {
         loop(*dispatcher);
-        auto alone = baton_.close();
+        alone = baton_.close();
         drain_commands(*dispatcher);
         clean = dispatcher->shutdown(std::chrono::duration_cast<Clock::duration>(grace_));
     } catch (const std::exception& e) {
         log_error(std::string("dispatcher stopped by an error: ") + e.what());
     }
-    auto alone = baton_.close();  // no borrower touches the dispatcher from here on
+    if (!alone.owns_lock()) alone = baton_.close();
     dispatcher_ = nullptr;
     dispatcher.reset();
     if (env.before_close) env.before_close(clean);
@@ -129,19 +130,10 @@ bool Master::drive_until(const std::function<bool()>& done, Duration limit) {
     if (done()) return true;
     if (!borrowable_ || !running_ || stopping_) return false;
     Baton::Borrow borrow(baton_);
-    auto window = BackoffPolicy{}.spin_for;
-    Clock::time_point start = Clock::now(), last_moved = start;
-    auto until = start + std::chrono::duration_cast<Clock::duration>(limit);
-    while (!done()) {
-        auto moved = borrow.try_turn([&] { return borrowed_turn(); }, window);
-        Clock::time_point now = Clock::now();
-        if (moved.value_or(false)) {
-            last_moved = now;
-        } else if (now - last_moved > window || now > until || stopping_) {
-            return false;
-        }
-    }
-    return true;
+    auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(limit);
+    borrow.drive([&] { return stopping_ || done(); }, [&] { return borrowed_turn(); },
+                 BackoffPolicy{}.spin_for, until);
+    return done();
 }
 
 // A turn on a borrowing thread. An error stops the loop as it would on the dispatcher thread:

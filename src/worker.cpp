@@ -58,25 +58,14 @@ void WorkerHost::drive_while_idle() {
     Transport* transport = transport_.load(std::memory_order_acquire);
     if (transport == nullptr || !borrowable_) return;
     Baton::Borrow borrow(baton_);
-    auto window = BackoffPolicy{}.spin_for;
-    Clock::time_point last_moved = Clock::now();
-    for (;;) {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (!work_.empty() || executor_stop_) {
-                borrow.leave_owner_asleep();  // a job starts: the owner takes over soon enough
-                return;
-            }
-        }
-        Clock::time_point now = Clock::now();
-        auto moved =
-            borrow.try_turn([&] { return comm_turn(*transport, master_, now); }, window);
-        if (moved.value_or(false)) {
-            last_moved = now;
-        } else if (now - last_moved > window) {
-            return;  // the owner is woken and polls (with its backoff) from here on
-        }
-    }
+    auto has_work = [&] {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return !work_.empty() || executor_stop_;
+    };
+    auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
+    // A job starts: the owner takes over within its stand-down sleep. Otherwise (idle) it is
+    // woken now and polls with its backoff.
+    if (borrow.drive(has_work, turn, BackoffPolicy{}.spin_for)) borrow.leave_owner_asleep();
 }
 
 // The next item to execute, or nullopt when the executor is to stop.

@@ -75,6 +75,24 @@ class Baton {
             return turn();
         }
 
+        // Runs turns until done() (true), or until no turn moved anything for `window` or
+        // `until` passed (false). turn() returns whether anything moved.
+        template <class Done, class Turn>
+        bool drive(Done&& done, Turn&& turn, std::chrono::microseconds window,
+                   Clock::time_point until = Clock::time_point::max()) {
+            Clock::time_point last_moved = Clock::now();
+            while (!done()) {
+                auto moved = try_turn(turn, window);
+                Clock::time_point now = Clock::now();
+                if (moved.value_or(false)) {
+                    last_moved = now;
+                } else if (now - last_moved > window || now > until) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
       private:
         Baton& baton_;
         bool wake_owner_ = true;
