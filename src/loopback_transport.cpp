@@ -14,10 +14,11 @@ void LoopbackHub::cut_off(PeerId peer) {
     inboxes_[peer].clear();
 }
 
-void LoopbackHub::deliver(PeerId from, PeerId to, Frame frame) {
+void LoopbackHub::deliver(PeerId from, PeerId to, Frame frame, bool control) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (cut_off_.count(from) || cut_off_.count(to)) return;
-    inboxes_[to].push_back(Envelope{from, std::move(frame.bytes), std::move(frame.buffers)});
+    inboxes_[to].push_back(
+        Envelope{from, std::move(frame.bytes), std::move(frame.buffers), control});
 }
 
 std::optional<Envelope> LoopbackHub::receive(PeerId self) {
@@ -32,6 +33,11 @@ std::optional<Envelope> LoopbackHub::receive(PeerId self) {
 void LoopbackTransport::post(PeerId peer, Frame frame) {
     if (forgotten_.count(peer)) return;
     hub_->deliver(self_, peer, std::move(frame));
+}
+
+void LoopbackTransport::post_control(PeerId peer, Bytes bytes) {
+    if (forgotten_.count(peer)) return;
+    hub_->deliver(self_, peer, Frame{std::move(bytes), {}}, true);
 }
 
 std::optional<Envelope> LoopbackTransport::poll() {

@@ -3,8 +3,10 @@
 #include <cstdlib>
 
 #include "ppmpi/errors.hpp"
+#include "ppmpi/log.hpp"
 #include "ppmpi/mpi_launcher.hpp"
 #include "ppmpi/mpi_transport.hpp"
+#include "ppmpi/shm_transport.hpp"
 
 namespace ppmpi {
 
@@ -58,6 +60,13 @@ MpiSession::~MpiSession() {
 }
 
 namespace {
+// Shared-memory rings between the master and its spawned workers (shm_transport.hpp), unless
+// PPMPI_SHM=0 (then everything goes over MPI, e.g. to compare).
+bool shm_wanted() {
+    const char* setting = std::getenv("PPMPI_SHM");
+    return !setting || std::string(setting) != "0";
+}
+
 MPI_Comm duplicate_world() {
     MPI_Comm dup = MPI_COMM_NULL;
     check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup");
@@ -75,8 +84,10 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
             throw MpiError("the ppmpi master must be rank 0 (this is rank " +
                            std::to_string(session->world_rank()) + ")");
         MPI_Comm world = session->world_size() > 1 ? duplicate_world() : MPI_COMM_NULL;
-        auto transport = std::make_unique<MpiTransport>();
-        auto launcher = std::make_unique<MpiLauncher>(*transport, worker_path, world,
+        auto mpi = std::make_unique<MpiTransport>();
+        MpiTransport& mpi_view = *mpi;
+        auto transport = std::make_unique<ShmTransport>(std::move(mpi), shm_wanted());
+        auto launcher = std::make_unique<MpiLauncher>(mpi_view, *transport, worker_path, world,
                                                       session->world_size(), worker_args);
         MpiLauncher* launcher_view = launcher.get();
         MasterEnvironment env;
@@ -111,6 +122,12 @@ WorkerEnvironmentFactory mpi_worker_environment() {
         transport->add_peer(0, link, 0);
         env.session = session;
         env.transport = std::move(transport);
+        if (!env.in_world && shm_wanted()) {  // a spawned worker offers the master a ring
+            auto rings = std::make_unique<ShmTransport>(std::move(env.transport));
+            std::string why;
+            if (!rings->offer(0, why)) log_debug("no shared memory with the master: " + why);
+            env.transport = std::move(rings);
+        }
         env.master = 0;
         env.borrowable = session->serialized();
         bool spawned = !env.in_world;

@@ -7,15 +7,16 @@
 
 namespace ppmpi {
 
-MpiLauncher::MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world,
-                         int world_size, std::vector<std::string> worker_args)
-    : transport_(transport),
+MpiLauncher::MpiLauncher(MpiTransport& mpi, Transport& transport, std::string worker_path,
+                         MPI_Comm world, int world_size, std::vector<std::string> worker_args)
+    : mpi_(mpi),
+      transport_(transport),
       worker_path_(std::move(worker_path)),
       worker_args_(std::move(worker_args)),
       world_(world),
       world_size_(world_size),
       next_peer_(world_size) {
-    for (int rank = 1; rank < world_size_; ++rank) transport_.add_peer(rank, world_, rank);
+    for (int rank = 1; rank < world_size_; ++rank) mpi_.add_peer(rank, world_, rank);
 }
 
 MpiLauncher::~MpiLauncher() {
@@ -61,7 +62,7 @@ PeerId MpiLauncher::spawn_one() {
     MPI_Comm_set_errhandler(intercomm, MPI_ERRORS_RETURN);
     groups_.push_back(Group{intercomm, count});
     PeerId peer = next_peer_++;
-    transport_.add_peer(peer, intercomm, 0);
+    mpi_.add_peer(peer, intercomm, 0);
     group_of_[peer] = groups_.size() - 1;
     return peer;
 }
@@ -81,7 +82,7 @@ void MpiLauncher::leave_group(PeerId peer) {
     Group& group = groups_[it->second];
     group_of_.erase(it);
     if (--group.waiting > 0 || group.intercomm == MPI_COMM_NULL) return;
-    transport_.drop_comm(group.intercomm);
+    mpi_.drop_comm(group.intercomm);
     // Each process disconnects right after its Goodbye, so this returns promptly.
     if (!group.lost_one) check_mpi(MPI_Comm_disconnect(&group.intercomm), "MPI_Comm_disconnect");
 }

@@ -118,6 +118,15 @@ void MpiTransport::post(PeerId peer, Frame frame) {
     }
 }
 
+void MpiTransport::post_control(PeerId peer, Bytes bytes) {
+    auto it = links_.find(peer);
+    PPMPI_ENFORCE(it != links_.end(), "post_control to unknown peer ", peer);
+    if (it->second.forgotten) return;
+    std::size_t size = bytes.size();
+    isend(it->second, kTagControl, nullptr, size,
+          Send{peer, MPI_REQUEST_NULL, std::move(bytes), {}});
+}
+
 void MpiTransport::complete_sends() {
     for (auto it = sends_.begin(); it != sends_.end();) {
         int done = 0;
@@ -194,6 +203,8 @@ std::optional<Envelope> MpiTransport::receive_from(MPI_Comm comm, bool& found) {
     // A chunk matched here belongs to a frame that was dropped: drained, like that frame.
     if (!known || status.MPI_TAG == kTagBuffer) return std::nullopt;
     incoming.envelope.peer = peer->second;
+    incoming.envelope.control = status.MPI_TAG == kTagControl;
+    if (incoming.envelope.control) return std::move(incoming.envelope);
     if (status.MPI_TAG == kTagWithBuffers) {
         try {
             receive_buffers(links_.at(peer->second), incoming);

@@ -26,7 +26,7 @@ class LoopbackHub : public std::enable_shared_from_this<LoopbackHub> {
     // Frames to or from `peer` vanish from now on.
     void cut_off(PeerId peer);
 
-    void deliver(PeerId from, PeerId to, Frame frame);
+    void deliver(PeerId from, PeerId to, Frame frame, bool control = false);
     std::optional<Envelope> receive(PeerId self);
 
   private:
@@ -42,6 +42,7 @@ class LoopbackTransport : public Transport {
         : hub_(std::move(hub)), self_(self) {}
     using Transport::post;
     void post(PeerId peer, Frame frame) override;
+    void post_control(PeerId peer, Bytes bytes) override;
     std::optional<Envelope> poll() override;
     std::size_t unfinished_sends(PeerId) const override { return 0; }
     void forget(PeerId peer) override { forgotten_.insert(peer); }

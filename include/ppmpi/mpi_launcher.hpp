@@ -24,8 +24,10 @@ class MpiLauncher : public Launcher {
     // `world` is the master's duplicate of MPI_COMM_WORLD (MPI_COMM_NULL if the world is
     // just the master).
     // Spawns `worker_path worker_args...` (e.g. python3 -m ppmpi._serve, or ppmpi-worker).
-    MpiLauncher(MpiTransport& transport, std::string worker_path, MPI_Comm world, int world_size,
-                std::vector<std::string> worker_args = {});
+    // `mpi` gets the peers; `transport` (mpi itself, or a transport layered on it) is told
+    // which peers to forget.
+    MpiLauncher(MpiTransport& mpi, Transport& transport, std::string worker_path, MPI_Comm world,
+                int world_size, std::vector<std::string> worker_args = {});
     ~MpiLauncher() override;
 
     std::vector<PeerId> static_peers() override;
@@ -46,7 +48,8 @@ class MpiLauncher : public Launcher {
         std::size_t waiting = 0;  // processes that have not said Goodbye
         bool lost_one = false;    // a process of it was lost: never disconnect
     };
-    MpiTransport& transport_;
+    MpiTransport& mpi_;
+    Transport& transport_;
     std::string worker_path_;
     std::vector<std::string> worker_args_;
     MPI_Comm world_;

@@ -14,6 +14,7 @@
 //    posted before the next probe (so no probe can match its chunks), and is delivered once
 //    they complete; later frames from the same peer wait behind it, keeping the order. A chunk
 //    that a probe does match belongs to a frame that was dropped, and is drained.
+//  - post_control: one MPI_Isend (kTagControl); poll delivers it as soon as it is matched.
 //  - forget: the peer's unfinished sends and receives are abandoned, their memory kept (a
 //    transfer with a dead rank may never complete, and MPI may still use the memory).
 #pragma once
@@ -33,6 +34,7 @@ class MpiTransport : public Transport {
     static constexpr int kTag = 0x7070;
     static constexpr int kTagWithBuffers = 0x7071;
     static constexpr int kTagBuffer = 0x7072;
+    static constexpr int kTagControl = 0x7073;
     static constexpr std::size_t kChunkBytes = std::size_t{1} << 30;  // under MPI's int count
 
     // chunk_bytes: the largest MPI message a buffer is sent in (smaller in tests).
@@ -48,6 +50,7 @@ class MpiTransport : public Transport {
 
     using Transport::post;
     void post(PeerId peer, Frame frame) override;
+    void post_control(PeerId peer, Bytes bytes) override;
     std::optional<Envelope> poll() override;
     std::size_t unfinished_sends(PeerId peer) const override;
     void forget(PeerId peer) override;

@@ -7,6 +7,9 @@
 //    once its buffers have arrived too; frames from one peer come out in the order sent.
 //  - forget() stops all dealings with a peer: its unfinished sends are abandoned (never
 //    waited for), and frames from it are dropped.
+//  - post_control() sends a transport-level message (the handshake of a transport layered on
+//    this one, shm_transport.hpp): it comes out of poll() with `control` set, never counted or
+//    ordered among the frames, and is never seen by the protocol.
 // Only the thread that created the transport may call it (for MPI: the thread that owns MPI).
 #pragma once
 
@@ -24,6 +27,7 @@ struct Envelope {
     PeerId peer = -1;
     Bytes frame;
     Buffers buffers = {};
+    bool control = false;
 };
 
 class Transport {
@@ -31,6 +35,7 @@ class Transport {
     virtual ~Transport() = default;
     virtual void post(PeerId peer, Frame frame) = 0;
     void post(PeerId peer, Bytes bytes) { post(peer, Frame{std::move(bytes), {}}); }
+    virtual void post_control(PeerId peer, Bytes bytes) = 0;
     virtual std::optional<Envelope> poll() = 0;
     virtual std::size_t unfinished_sends(PeerId peer) const = 0;
     virtual void forget(PeerId peer) = 0;

@@ -26,9 +26,9 @@ def clean_env():
     return {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_COMM_WORLD", "PMIX_"))}
 
 
-def run_driver(tmp_path, source, timeout=120):
+def run_driver(tmp_path, source, timeout=120, **env):
     return subprocess.run([sys.executable, write_driver(tmp_path, source)], capture_output=True,
-                          text=True, timeout=timeout, env=clean_env(), cwd=tmp_path)
+                          text=True, timeout=timeout, env=dict(clean_env(), **env), cwd=tmp_path)
 
 
 def alive(pid):
@@ -210,3 +210,24 @@ def test_ppmpirun_exits_with_the_drivers_status(tmp_path, ending, status):
     proc = subprocess.run(cmd + ["-np", "2", script], capture_output=True, text=True,
                           timeout=120, env=clean_env(), cwd=tmp_path)
     assert proc.returncode == status, proc.stdout + proc.stderr
+
+
+SHM_DRIVER = """
+    import numpy as np
+    import ppmpi
+    server = ppmpi.Server(2)
+    jobs = [server.submit(np.negative, (np.full(1 << 17 if i % 2 else 3, i, float),))
+            for i in range(20)]
+    assert [int(j().sum()) for j in jobs] == [-i * (1 << 17 if i % 2 else 3) for i in range(20)]
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("shm", ["1", "0"])
+def test_shared_memory_switch(tmp_path, shm):
+    """Spawned workers on the driver's host use shared-memory rings unless PPMPI_SHM=0; the
+    jobs give the same results either way (PPMPI_DEBUG shows the choice per worker)."""
+    proc = run_driver(tmp_path, SHM_DRIVER, PPMPI_SHM=shm, PPMPI_DEBUG="1")
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
+    shared = proc.stderr.count("frames through shared memory")
+    assert shared == (2 if shm == "1" else 0), proc.stderr[-3000:]

@@ -1,6 +1,7 @@
 """Dead, frozen, over-time, cancelled and poisonous jobs and workers: every result still comes
 back, exactly once, and the server keeps serving. Workers are spawned by these servers and
 killed by the pids they report, so nothing outside the test is touched."""
+import logging
 import os
 import random
 import signal
@@ -185,3 +186,30 @@ def test_quarter_gib_argument():
     data = b"\x01" * (256 << 20)
     with ppmpi.Server(1) as server:
         assert server.submit(helpers.length_of, (data,))() == len(data)
+
+
+
+
+def test_spawned_workers_share_memory_and_survive_a_killed_one(caplog):
+    """Workers spawned on the master's host send and receive frames through shared-memory
+    rings (README "Shared memory"), large arrays over MPI beside them, in order, while one of
+    them is killed. (PPMPI_SHM=0: test_drivers.py.)"""
+    import numpy as np
+
+    ppmpi.debug(True)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="ppmpi"):
+            with ppmpi.Server(2, worker_timeout=1.5) as server:
+                killed = worker_pids(server, 2)[0]
+                # small arrays through the rings, 1 MiB ones over MPI (too big for a record)
+                jobs = [server.submit(helpers.double, (np.full(1 << 17 if i % 3 else 1, i, float),))
+                        for i in range(60)]
+                os.kill(killed, signal.SIGKILL)
+                for i, job in enumerate(jobs):
+                    r = job()
+                    assert r.min() == r.max() == 2 * i, f"job {i}"
+                assert wait_until(lambda: gone(killed))
+            messages = [r.getMessage() for r in caplog.records if r.name == "ppmpi"]
+    finally:
+        ppmpi.debug(False)
+    assert sum("frames through shared memory" in m for m in messages) >= 2, messages[-20:]

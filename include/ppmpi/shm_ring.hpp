@@ -1,0 +1,117 @@
+// ppmpi/shm_ring.hpp: one-way rings of frames in POSIX shared memory, between two processes of
+// one host (shm_transport.hpp says when and why they are used).
+//
+// A ShmSegment holds two rings, one per direction. A ring has one writing and one reading
+// process, each calling it from one thread at a time (the thread holding its baton), so it is
+// a single-producer single-consumer queue and needs no lock:
+//  - positions (`head`, `tail`) only grow; a byte's offset is position mod capacity, so a
+//    record may wrap around the end;
+//  - the writer copies a whole record in, then publishes `head` (release); the reader loads
+//    `head` (acquire), copies the record out, then publishes `tail` (release), which the
+//    writer loads (acquire) before reusing that space. A record is seen whole or not at all,
+//    even if its writer dies halfway.
+// A record: u32 kind, u32 buffer count n, u64 frame length, u64 size of each buffer,
+// the frame's bytes, its buffers, zero padding to a multiple of 8 bytes.
+// The segment's pages are reserved when it is created (posix_fallocate): a lack of memory then
+// fails the creation cleanly instead of killing a process with SIGBUS on first touch.
+#pragma once
+
+#include "ppmpi/transport.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace ppmpi {
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "rings need lock-free atomics");
+
+// The shared part of one ring, at the start of its region of the segment.
+struct RingControl {
+    alignas(64) std::atomic<std::uint64_t> head; // written by the writer only
+    alignas(64) std::atomic<std::uint64_t> tail; // written by the reader only
+    // Set by the writer when it starts sending through this ring (shm_transport.hpp, step 4):
+    // `mpi_before` first, then `switched` (release).
+    alignas(64) std::atomic<std::uint32_t> switched;
+    std::uint64_t mpi_before;
+};
+
+enum class RecordKind : std::uint32_t {
+    Frame = 1,   // a frame, inline
+    FromMpi = 2, // the next frame is the next one that arrives over MPI
+};
+
+class ShmRing {
+  public:
+    ShmRing(RingControl* control, char* data, std::size_t capacity)
+        : control_(control), data_(data), capacity_(capacity) {}
+
+    // Bytes a frame's record takes (header, sizes, bytes, buffers, padding).
+    static std::size_t record_size(const Frame& frame);
+    // Writes a record if it fits now; false (nothing written) if the ring lacks the room.
+    bool try_write(const Frame& frame);
+    bool try_write_from_mpi();
+    // The kind of the oldest unread record, if any.
+    std::optional<RecordKind> peek() const;
+    // Reads the oldest record, which must be a Frame record, into fresh memory.
+    Frame read_frame();
+    // Drops the oldest record (a FromMpi record, once its frame has been delivered).
+    void skip();
+
+    RingControl& control() { return *control_; }
+    std::size_t capacity() const { return capacity_; }
+
+  private:
+    struct RecordHead {
+        std::uint32_t kind;
+        std::uint32_t buffer_count;
+        std::uint64_t frame_length;
+    };
+    bool has_room(std::size_t bytes, std::uint64_t head) const;
+    void copy_in(std::uint64_t position, const void* from, std::size_t length);
+    void copy_out(std::uint64_t position, void* to, std::size_t length) const;
+    RecordHead head_at(std::uint64_t position) const;
+    std::size_t record_size(const RecordHead& head, std::uint64_t position) const;
+
+    RingControl* control_;
+    char* data_;
+    std::size_t capacity_; // a multiple of 8
+};
+
+// A shared-memory segment with two rings: to the worker and to the master. It has no name: it
+// is a memfd, which the other process of the same host opens through /proc/<pid>/fd/<fd>
+// while the creator keeps that descriptor open, so no process that dies, whenever it dies,
+// can leave a segment behind (as a named /dev/shm segment would).
+class ShmSegment {
+  public:
+    // Creates, sizes, reserves and maps a new segment; null (with `why`) if this host cannot.
+    static std::unique_ptr<ShmSegment>
+    create(std::size_t ring_bytes, std::uint64_t nonce, std::string& why);
+    // Maps the segment another process created, found at `path` (its path_for_peer()), if it
+    // is a ppmpi segment with this nonce and ring size.
+    static std::unique_ptr<ShmSegment>
+    attach(const std::string& path, std::size_t ring_bytes, std::uint64_t nonce, std::string& why);
+    ~ShmSegment();
+    ShmSegment(const ShmSegment&) = delete;
+    ShmSegment& operator=(const ShmSegment&) = delete;
+
+    // Where a process of this host opens this segment (while the descriptor is open).
+    std::string path_for_peer() const;
+    // Closes the descriptor (the mapping stays): once the peer has mapped it, or never will.
+    void close_descriptor();
+    ShmRing& to_worker() { return *to_worker_; }
+    ShmRing& to_master() { return *to_master_; }
+
+  private:
+    ShmSegment(int fd, void* base, std::size_t bytes, std::size_t ring_bytes);
+    int fd_;
+    void* base_;
+    std::size_t bytes_;
+    std::optional<ShmRing> to_worker_;
+    std::optional<ShmRing> to_master_;
+};
+
+}  // namespace ppmpi

@@ -1,0 +1,107 @@
+// ppmpi/shm_transport.hpp: frames through shared memory between the master and the workers it
+// spawned on its own host; all else over the inner transport (MPI).
+//
+// Why: a spawned worker is an MPI job of its own, and Open MPI 4.1's shared-memory BTL (vader)
+// only joins ranks of one job, so a master and its spawned workers talk over loopback TCP:
+// ~7.5 µs one way for 8 bytes (bench: the spawned ping-pong), twice per job. A ring in shared
+// memory (shm_ring.hpp) takes a copy in and a copy out. Ranks of one mpirun world already use
+// vader and get no ring.
+//
+// The protocol (W = the worker's side, M = the master's side):
+//  1. W, spawned (PPMPI_SHM=0 turns rings off), creates an unnamed segment (a memfd) with two
+//     rings and sends M, as a control message before anything else, the offer
+//     "ppmpi-shm 1 <host> <nonce> <ring bytes> /proc/<W's pid>/fd/<fd>".
+//  2. M, on the offer: if <host> is its own host name and the segment maps from that path with
+//     that nonce and size, it switches its sending to the ring (step 4) and answers
+//     "ppmpi-shm attached"; otherwise it answers "ppmpi-shm declined <why>": the pair stays on
+//     MPI.
+//  3. W, on the answer: closes the descriptor either way; then switches its sending if
+//     attached, or unmaps the segment if declined.
+//  4. Switching one direction: the sender writes into its ring how many frames it has sent over
+//     MPI (`mpi_before`), then `switched`. From then on a frame whose record fits in a quarter
+//     of the ring goes into the ring; a larger one goes over MPI, and a FromMpi record takes
+//     its place in the ring. A full ring never blocks post(): records wait in order in a
+//     backlog that later polls write out.
+//  5. Receiving: frames over MPI are numbered as they arrive from each peer. Frame i is
+//     delivered at once unless the peer's ring is switched and i >= mpi_before; then it waits
+//     for the ring reader to reach its FromMpi record. Ring records are read only once all
+//     mpi_before frames have arrived. So a peer's frames come out in the order it sent them.
+//  6. forget: the segment is unmapped. A peer that died mid-write left no visible record; the
+//     memory goes back to the system once neither process maps it (nothing is named).
+// poll() reads the rings first, and the inner transport at least every kRingStreak frames, so
+// MPI-only peers, control messages and large transfers are never starved by a busy ring.
+#pragma once
+
+#include "ppmpi/shm_ring.hpp"
+#include "ppmpi/transport.hpp"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ppmpi {
+
+class ShmTransport : public Transport {
+  public:
+    static constexpr std::size_t kRingBytes = std::size_t{1} << 20; // per direction
+    static constexpr int kRingStreak = 16;
+
+    // accept_offers=false: the master side declines every offer (PPMPI_SHM=0).
+    explicit ShmTransport(std::unique_ptr<Transport> inner,
+                          bool accept_offers = true,
+                          std::size_t ring_bytes = kRingBytes);
+
+    // Step 1 (worker side). False, with the reason, if no segment could be made here.
+    bool offer(PeerId master, std::string& why);
+    // Whether frames to `peer` now go through a ring (step 4 done on this side).
+    bool sends_through_ring(PeerId peer) const;
+
+    using Transport::post;
+    void post(PeerId peer, Frame frame) override;
+    void post_control(PeerId peer, Bytes bytes) override;
+    std::optional<Envelope> poll() override;
+    std::size_t unfinished_sends(PeerId peer) const override;
+    void forget(PeerId peer) override;
+    bool transferring(std::chrono::steady_clock::time_point now) const override {
+        return inner_->transferring(now);
+    }
+
+  private:
+    struct Pending {
+        bool from_mpi = false; // a FromMpi record, else a Frame record of `frame`
+        Frame frame;
+    };
+    struct Link {
+        std::unique_ptr<ShmSegment> segment; // set while a ring is offered or in use
+        ShmRing* out = nullptr;              // the ring this side writes
+        ShmRing* in = nullptr;               // the ring this side reads
+        bool switched = false;               // step 4 done for `out`
+        std::uint64_t mpi_sent = 0;
+        std::uint64_t mpi_received = 0;
+        std::deque<Envelope> held; // MPI frames waiting for their FromMpi record
+        std::deque<Pending> backlog;
+    };
+
+    void switch_sending(Link& link);
+    void drop_ring(PeerId peer);
+    void write_or_queue(Link& link, Pending record);
+    void flush_backlogs();
+    std::optional<Envelope> read_rings();
+    std::optional<Envelope> read_ring(PeerId peer, Link& link);
+    std::optional<Envelope> accept(Envelope envelope);
+    void on_control(const Envelope& envelope);
+    void on_offer(PeerId peer, const std::vector<std::string>& words);
+
+    std::unique_ptr<Transport> inner_;
+    bool accept_offers_;
+    std::size_t ring_bytes_;
+    std::string host_;
+    std::unordered_map<PeerId, Link> links_;
+    std::vector<PeerId> ring_peers_; // links with a segment, read round robin
+    std::size_t next_ring_ = 0;
+    int streak_ = 0; // frames read from rings since the inner transport was last polled
+};
+
+}  // namespace ppmpi

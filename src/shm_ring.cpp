@@ -1,0 +1,238 @@
+#include "ppmpi/shm_ring.hpp"
+
+#include "ppmpi/errors.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <new>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ppmpi {
+namespace {
+
+constexpr std::uint64_t kMagic = 0x70706d7069726e67; // "ppmpirng"
+constexpr std::size_t kHeadBytes = 64;               // SegmentHead, padded
+
+struct SegmentHead {
+    std::uint64_t magic;
+    std::uint64_t nonce;
+    std::uint64_t ring_bytes;
+};
+
+std::size_t pad8(std::size_t n) {
+    return (n + 7) & ~std::size_t{7};
+}
+
+// Byte layout: SegmentHead, then per ring (to the worker, to the master) its RingControl and
+// its data.
+std::size_t ring_offset(std::size_t ring_bytes, int which) {
+    return kHeadBytes + static_cast<std::size_t>(which) * (sizeof(RingControl) + ring_bytes);
+}
+std::size_t segment_bytes(std::size_t ring_bytes) {
+    return ring_offset(ring_bytes, 2);
+}
+
+std::string errno_text(const char* what) {
+    return std::string(what) + ": " + std::strerror(errno);
+}
+
+}  // namespace
+
+std::size_t ShmRing::record_size(const Frame& frame) {
+    std::size_t size = sizeof(RecordHead) + 8 * frame.buffers.size() + frame.bytes.size();
+    for (const Buffer& b : frame.buffers)
+        size += b.size;
+    return pad8(size);
+}
+
+bool ShmRing::has_room(std::size_t bytes, std::uint64_t head) const {
+    std::uint64_t tail = control_->tail.load(std::memory_order_acquire);
+    return bytes <= capacity_ - (head - tail);
+}
+
+void ShmRing::copy_in(std::uint64_t position, const void* from, std::size_t length) {
+    std::size_t offset = position % capacity_;
+    std::size_t first = std::min(length, capacity_ - offset);
+    std::memcpy(data_ + offset, from, first);
+    std::memcpy(data_, static_cast<const char*>(from) + first, length - first);
+}
+
+void ShmRing::copy_out(std::uint64_t position, void* to, std::size_t length) const {
+    std::size_t offset = position % capacity_;
+    std::size_t first = std::min(length, capacity_ - offset);
+    std::memcpy(to, data_ + offset, first);
+    std::memcpy(static_cast<char*>(to) + first, data_, length - first);
+}
+
+bool ShmRing::try_write(const Frame& frame) {
+    std::size_t size = record_size(frame);
+    std::uint64_t head = control_->head.load(std::memory_order_relaxed);
+    if (!has_room(size, head)) return false;
+    RecordHead record{static_cast<std::uint32_t>(RecordKind::Frame),
+                      static_cast<std::uint32_t>(frame.buffers.size()), frame.bytes.size()};
+    std::uint64_t at = head;
+    copy_in(at, &record, sizeof record);
+    at += sizeof record;
+    for (const Buffer& b : frame.buffers) {
+        std::uint64_t buffer_size = b.size;
+        copy_in(at, &buffer_size, sizeof buffer_size);
+        at += sizeof buffer_size;
+    }
+    copy_in(at, frame.bytes.data(), frame.bytes.size());
+    at += frame.bytes.size();
+    for (const Buffer& b : frame.buffers) {
+        copy_in(at, b.data, b.size);
+        at += b.size;
+    }
+    control_->head.store(head + size, std::memory_order_release);
+    return true;
+}
+
+bool ShmRing::try_write_from_mpi() {
+    std::uint64_t head = control_->head.load(std::memory_order_relaxed);
+    if (!has_room(sizeof(RecordHead), head)) return false;
+    RecordHead record{static_cast<std::uint32_t>(RecordKind::FromMpi), 0, 0};
+    copy_in(head, &record, sizeof record);
+    control_->head.store(head + sizeof record, std::memory_order_release);
+    return true;
+}
+
+ShmRing::RecordHead ShmRing::head_at(std::uint64_t position) const {
+    RecordHead record{};
+    copy_out(position, &record, sizeof record);
+    return record;
+}
+
+std::optional<RecordKind> ShmRing::peek() const {
+    std::uint64_t tail = control_->tail.load(std::memory_order_relaxed);
+    if (control_->head.load(std::memory_order_acquire) == tail) return std::nullopt;
+    auto kind = static_cast<RecordKind>(head_at(tail).kind);
+    if (kind != RecordKind::Frame && kind != RecordKind::FromMpi)
+        throw ProtocolError("shared-memory ring: unknown record kind " +
+                            std::to_string(static_cast<std::uint32_t>(kind)));
+    return kind;
+}
+
+Frame ShmRing::read_frame() {
+    std::uint64_t tail = control_->tail.load(std::memory_order_relaxed);
+    RecordHead record = head_at(tail);
+    PPMPI_ENFORCE(record.kind == static_cast<std::uint32_t>(RecordKind::Frame),
+                  "read_frame on a record of kind ", record.kind);
+    std::uint64_t at = tail + sizeof record;
+    std::vector<std::uint64_t> sizes(record.buffer_count);
+    for (std::uint64_t& size : sizes) {
+        copy_out(at, &size, sizeof size);
+        at += sizeof size;
+    }
+    std::size_t total = sizeof record + 8 * sizes.size() + record.frame_length;
+    for (std::uint64_t size : sizes)
+        total += size;
+    if (pad8(total) > capacity_) throw ProtocolError("shared-memory ring: record larger than ring");
+    Frame frame;
+    frame.bytes.resize(record.frame_length);
+    copy_out(at, frame.bytes.data(), record.frame_length);
+    at += record.frame_length;
+    for (std::uint64_t size : sizes) {
+        Buffer buffer = Buffer::allocate(size);
+        copy_out(at, buffer.data, size);
+        at += size;
+        frame.buffers.push_back(std::move(buffer));
+    }
+    control_->tail.store(tail + pad8(total), std::memory_order_release);
+    return frame;
+}
+
+void ShmRing::skip() {
+    std::uint64_t tail = control_->tail.load(std::memory_order_relaxed);
+    PPMPI_ENFORCE(head_at(tail).kind == static_cast<std::uint32_t>(RecordKind::FromMpi),
+                  "skip on a frame record");
+    control_->tail.store(tail + sizeof(RecordHead), std::memory_order_release);
+}
+
+ShmSegment::ShmSegment(int fd, void* base, std::size_t bytes, std::size_t ring_bytes)
+    : fd_(fd), base_(base), bytes_(bytes) {
+    auto* at = static_cast<char*>(base);
+    for (int which = 0; which < 2; ++which) {
+        auto* control = reinterpret_cast<RingControl*>(at + ring_offset(ring_bytes, which));
+        char* data = reinterpret_cast<char*>(control) + sizeof(RingControl);
+        (which == 0 ? to_worker_ : to_master_).emplace(control, data, ring_bytes);
+    }
+}
+
+std::unique_ptr<ShmSegment>
+ShmSegment::create(std::size_t ring_bytes, std::uint64_t nonce, std::string& why) {
+    PPMPI_ENFORCE(ring_bytes % 64 == 0 && ring_bytes > 0, "ring size ", ring_bytes);
+    int fd = ::memfd_create("ppmpi-rings", MFD_CLOEXEC);
+    if (fd < 0) {
+        why = errno_text("memfd_create");
+        return nullptr;
+    }
+    std::size_t bytes = segment_bytes(ring_bytes);
+    int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); // returns the error number
+    void* base =
+        rc == 0 ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (rc != 0)
+        why = std::string("posix_fallocate: ") + std::strerror(rc);
+    else if (base == MAP_FAILED)
+        why = errno_text("mmap");
+    if (base == MAP_FAILED) {
+        ::close(fd);
+        return nullptr;
+    }
+    new (base) SegmentHead{kMagic, nonce, ring_bytes};
+    std::unique_ptr<ShmSegment> segment(new ShmSegment(fd, base, bytes, ring_bytes));
+    for (ShmRing* ring : {&segment->to_worker(), &segment->to_master()})
+        new (&ring->control()) RingControl{{0}, {0}, {0}, 0};
+    return segment;
+}
+
+std::unique_ptr<ShmSegment> ShmSegment::attach(const std::string& path,
+                                               std::size_t ring_bytes,
+                                               std::uint64_t nonce,
+                                               std::string& why) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        why = errno_text(("open " + path).c_str());
+        return nullptr;
+    }
+    std::size_t bytes = segment_bytes(ring_bytes);
+    struct stat info {};
+    void* base = MAP_FAILED;
+    if (::fstat(fd, &info) != 0)
+        why = errno_text("fstat");
+    else if (static_cast<std::size_t>(info.st_size) != bytes)
+        why = "segment of another size";
+    else
+        base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (base == MAP_FAILED) {
+        if (why.empty()) why = errno_text("mmap");
+        return nullptr;
+    }
+    const auto* head = static_cast<const SegmentHead*>(base);
+    if (head->magic != kMagic || head->nonce != nonce || head->ring_bytes != ring_bytes) {
+        ::munmap(base, bytes);
+        why = "not the segment offered (magic, nonce or size differ)";
+        return nullptr;
+    }
+    return std::unique_ptr<ShmSegment>(new ShmSegment(-1, base, bytes, ring_bytes));
+}
+
+ShmSegment::~ShmSegment() {
+    close_descriptor();
+    ::munmap(base_, bytes_);
+}
+
+std::string ShmSegment::path_for_peer() const {
+    return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd_);
+}
+
+void ShmSegment::close_descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,249 @@
+#include "ppmpi/shm_transport.hpp"
+
+#include "ppmpi/errors.hpp"
+#include "ppmpi/log.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <sstream>
+#include <unistd.h>
+
+namespace ppmpi {
+namespace {
+
+constexpr const char* kOffer = "ppmpi-shm";
+constexpr const char* kVersion = "1";
+constexpr const char* kAttached = "ppmpi-shm attached";
+constexpr const char* kDeclined = "ppmpi-shm declined";
+constexpr std::size_t kMaxRingBytes = std::size_t{1} << 30;
+
+std::string host_name() {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0) return "";
+    return name;
+}
+
+std::vector<std::string> words_of(const std::string& text) {
+    std::istringstream in(text);
+    std::vector<std::string> words;
+    for (std::string word; in >> word;)
+        words.push_back(word);
+    return words;
+}
+
+std::uint64_t fresh_nonce() {
+    std::random_device device;
+    auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
+    return (std::uint64_t{device()} << 32) ^ device() ^ static_cast<std::uint64_t>(ticks);
+}
+
+}  // namespace
+
+ShmTransport::ShmTransport(std::unique_ptr<Transport> inner,
+                           bool accept_offers,
+                           std::size_t ring_bytes)
+    : inner_(std::move(inner)), accept_offers_(accept_offers), ring_bytes_(ring_bytes / 64 * 64),
+      host_(host_name()) {}
+
+bool ShmTransport::offer(PeerId master, std::string& why) {
+    std::uint64_t nonce = fresh_nonce();
+    auto segment = ShmSegment::create(ring_bytes_, nonce, why);
+    if (!segment || host_.empty()) return false;
+    Link& link = links_[master];
+    link.segment = std::move(segment);
+    link.out = &link.segment->to_master();
+    link.in = &link.segment->to_worker();
+    ring_peers_.push_back(master);
+    std::ostringstream text;
+    text << kOffer << ' ' << kVersion << ' ' << host_ << ' ' << nonce << ' ' << ring_bytes_ << ' '
+         << link.segment->path_for_peer();
+    inner_->post_control(master, text.str());
+    return true;
+}
+
+bool ShmTransport::sends_through_ring(PeerId peer) const {
+    auto it = links_.find(peer);
+    return it != links_.end() && it->second.switched;
+}
+
+void ShmTransport::switch_sending(Link& link) {
+    RingControl& control = link.out->control();
+    control.mpi_before = link.mpi_sent;
+    control.switched.store(1, std::memory_order_release);
+    link.switched = true;
+}
+
+void ShmTransport::write_or_queue(Link& link, Pending record) {
+    if (link.backlog.empty()) {
+        bool written =
+            record.from_mpi ? link.out->try_write_from_mpi() : link.out->try_write(record.frame);
+        if (written) return;
+    }
+    link.backlog.push_back(std::move(record));
+}
+
+void ShmTransport::post(PeerId peer, Frame frame) {
+    Link& link = links_[peer];
+    if (link.switched && ShmRing::record_size(frame) <= link.out->capacity() / 4) {
+        write_or_queue(link, Pending{false, std::move(frame)});
+        return;
+    }
+    inner_->post(peer, std::move(frame));
+    ++link.mpi_sent;
+    if (link.switched) write_or_queue(link, Pending{true, {}});
+}
+
+void ShmTransport::post_control(PeerId peer, Bytes bytes) {
+    inner_->post_control(peer, std::move(bytes));
+}
+
+void ShmTransport::flush_backlogs() {
+    for (PeerId peer : ring_peers_) {
+        Link& link = links_.at(peer);
+        while (!link.backlog.empty()) {
+            Pending& record = link.backlog.front();
+            bool written = record.from_mpi ? link.out->try_write_from_mpi()
+                                           : link.out->try_write(record.frame);
+            if (!written) break;
+            link.backlog.pop_front();
+        }
+    }
+}
+
+std::optional<Envelope> ShmTransport::read_ring(PeerId peer, Link& link) {
+    RingControl& control = link.in->control();
+    if (!control.switched.load(std::memory_order_acquire)) return std::nullopt;
+    if (link.mpi_received < control.mpi_before) return std::nullopt; // step 5: MPI first
+    auto kind = link.in->peek();
+    if (!kind) return std::nullopt;
+    if (*kind == RecordKind::FromMpi) {
+        if (link.held.empty()) return std::nullopt; // still on its way over MPI
+        link.in->skip();
+        Envelope envelope = std::move(link.held.front());
+        link.held.pop_front();
+        return envelope;
+    }
+    Frame frame = link.in->read_frame();
+    return Envelope{peer, std::move(frame.bytes), std::move(frame.buffers)};
+}
+
+std::optional<Envelope> ShmTransport::read_rings() {
+    for (std::size_t i = 0; i < ring_peers_.size(); ++i) {
+        std::size_t at = (next_ring_ + i) % ring_peers_.size();
+        PeerId peer = ring_peers_[at];
+        if (auto envelope = read_ring(peer, links_.at(peer))) {
+            next_ring_ = (at + 1) % ring_peers_.size();
+            return envelope;
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<Envelope> ShmTransport::poll() {
+    flush_backlogs();
+    if (streak_ < kRingStreak) {
+        if (auto envelope = read_rings()) {
+            ++streak_;
+            return envelope;
+        }
+    }
+    streak_ = 0;
+    while (auto envelope = inner_->poll()) {
+        if (auto out = accept(std::move(*envelope))) return out;
+    }
+    return read_rings(); // a frame from MPI may have released a FromMpi record
+}
+
+// Step 5 for a frame that came over MPI; control messages are this transport's own.
+std::optional<Envelope> ShmTransport::accept(Envelope envelope) {
+    if (envelope.control) {
+        on_control(envelope);
+        return std::nullopt;
+    }
+    Link& link = links_[envelope.peer];
+    std::uint64_t index = link.mpi_received++;
+    if (!link.segment) return envelope;
+    RingControl& control = link.in->control();
+    if (control.switched.load(std::memory_order_acquire) && index >= control.mpi_before) {
+        link.held.push_back(std::move(envelope));
+        return std::nullopt;
+    }
+    return envelope;
+}
+
+void ShmTransport::on_control(const Envelope& envelope) {
+    std::vector<std::string> words = words_of(envelope.frame);
+    auto it = links_.find(envelope.peer);
+    bool offered_here = it != links_.end() && it->second.segment && !it->second.switched;
+    if (words.size() == 6 && words[0] == kOffer) {
+        on_offer(envelope.peer, words);
+    } else if (offered_here && envelope.frame == kAttached) { // step 3
+        it->second.segment->close_descriptor();
+        switch_sending(it->second);
+    } else if (offered_here && envelope.frame.rfind(kDeclined, 0) == 0) {
+        log_debug("shared memory declined by peer " + std::to_string(envelope.peer) + ":" +
+                  envelope.frame.substr(std::string(kDeclined).size()));
+        drop_ring(envelope.peer); // MPI goes on
+    } else {
+        log_warning("ignoring an unknown transport control message: " + envelope.frame);
+    }
+}
+
+// Step 2 (master side).
+void ShmTransport::on_offer(PeerId peer, const std::vector<std::string>& words) {
+    std::string why;
+    std::unique_ptr<ShmSegment> segment;
+    std::uint64_t nonce = std::strtoull(words[3].c_str(), nullptr, 10);
+    std::size_t ring_bytes = std::strtoull(words[4].c_str(), nullptr, 10);
+    if (!accept_offers_)
+        why = "turned off (PPMPI_SHM=0)";
+    else if (words[1] != kVersion)
+        why = "version " + words[1] + " (this side speaks " + kVersion + ")";
+    else if (words[2] != host_)
+        why = "another host (" + words[2] + ")";
+    else if (ring_bytes == 0 || ring_bytes % 64 != 0 || ring_bytes > kMaxRingBytes)
+        why = "ring of " + words[4] + " bytes";
+    else
+        segment = ShmSegment::attach(words[5], ring_bytes, nonce, why);
+    if (!segment) {
+        log_debug("peer " + std::to_string(peer) + ": no shared memory (" + why + ")");
+        inner_->post_control(peer, std::string(kDeclined) + " " + why);
+        return;
+    }
+    log_debug("peer " + std::to_string(peer) + ": frames through shared memory (" +
+              std::to_string(ring_bytes >> 10) + " KiB each way)");
+    Link& link = links_[peer];
+    link.segment = std::move(segment);
+    link.out = &link.segment->to_worker();
+    link.in = &link.segment->to_master();
+    ring_peers_.push_back(peer);
+    switch_sending(link);
+    inner_->post_control(peer, kAttached);
+}
+
+std::size_t ShmTransport::unfinished_sends(PeerId peer) const {
+    auto it = links_.find(peer);
+    std::size_t queued = it == links_.end() ? 0 : it->second.backlog.size();
+    return inner_->unfinished_sends(peer) + queued;
+}
+
+void ShmTransport::drop_ring(PeerId peer) {
+    auto it = links_.find(peer);
+    if (it == links_.end()) return;
+    Link& link = it->second;
+    link.out = link.in = nullptr;
+    link.segment.reset();
+    link.switched = false;
+    link.backlog.clear();
+    ring_peers_.erase(std::remove(ring_peers_.begin(), ring_peers_.end(), peer), ring_peers_.end());
+    next_ring_ = 0;
+}
+
+void ShmTransport::forget(PeerId peer) {
+    drop_ring(peer);
+    links_.erase(peer);
+    inner_->forget(peer);
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,198 @@
+// Shared-memory rings (shm_ring.hpp) and the transport layered on them (shm_transport.hpp),
+// here between two loopback endpoints of one process: real POSIX segments, no MPI.
+#include "ppmpi/loopback_transport.hpp"
+#include "ppmpi/shm_transport.hpp"
+
+#include <catch2/catch.hpp>
+#include <dirent.h>
+#include <string>
+#include <unistd.h>
+
+using namespace ppmpi;
+
+namespace {
+
+constexpr PeerId kMaster = 0;
+constexpr PeerId kWorker = 1;
+
+Frame frame_of(const std::string& text, std::vector<std::string> buffers = {}) {
+    Frame frame{text, {}};
+    for (const std::string& b : buffers)
+        frame.buffers.push_back(Buffer::copy_of(b));
+    return frame;
+}
+
+// Descriptors this process has open now.
+int open_descriptors() {
+    int count = 0;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (!dir) return -1;
+    while (::readdir(dir))
+        ++count;
+    ::closedir(dir);
+    return count;
+}
+
+std::unique_ptr<ShmSegment> make_segment(std::size_t ring_bytes, std::uint64_t nonce = 7) {
+    std::string why;
+    auto segment = ShmSegment::create(ring_bytes, nonce, why);
+    INFO(why);
+    REQUIRE(segment);
+    return segment;
+}
+
+// The master's and a worker's transports over one loopback hub, each an ShmTransport.
+struct Pair {
+    explicit Pair(bool accept = true, std::size_t ring_bytes = 4096)
+        : hub(LoopbackHub::create()), master(hub->endpoint(kMaster), accept, ring_bytes),
+          worker(hub->endpoint(kWorker), true, ring_bytes) {}
+    // Polls `side` until it yields a frame (the loopback delivers at once: a few polls do).
+    static Envelope next(ShmTransport& side) {
+        for (int i = 0; i < 100; ++i)
+            if (auto envelope = side.poll()) return std::move(*envelope);
+        FAIL("no frame arrived");
+        return {};
+    }
+    std::shared_ptr<LoopbackHub> hub;
+    ShmTransport master;
+    ShmTransport worker;
+};
+
+}  // namespace
+
+TEST_CASE("shm ring: records of every size wrap around the end and come out whole, in order",
+          "[shm]") {
+    auto segment = make_segment(1024);
+    ShmRing& ring = segment->to_master();
+    int written = 0, read = 0;
+    for (int round = 0; round < 200; ++round) {
+        std::string text(static_cast<std::size_t>(round % 37), static_cast<char>('a' + round % 26));
+        std::vector<std::string> buffers;
+        if (round % 3 == 0)
+            buffers = {std::string(static_cast<std::size_t>(round % 50), 'x'), "yz"};
+        REQUIRE(ring.try_write(frame_of(text + std::to_string(written), buffers)));
+        ++written;
+        if (round % 2 == 1 && round != 199) continue; // leave some unread: later records wrap
+        while (read < written) {
+            REQUIRE(ring.peek() == RecordKind::Frame);
+            Frame frame = ring.read_frame();
+            CHECK(frame.bytes.substr(frame.bytes.size() - std::to_string(read).size()) ==
+                  std::to_string(read));
+            ++read;
+        }
+    }
+    CHECK_FALSE(ring.peek());
+}
+
+TEST_CASE("shm ring: a full ring refuses a record whole, and takes it once read", "[shm]") {
+    auto segment = make_segment(256);
+    ShmRing& ring = segment->to_worker();
+    Frame big = frame_of(std::string(100, 'b')); // 16 + 100 → 120 bytes with padding
+    REQUIRE(ring.try_write(big));
+    REQUIRE(ring.try_write(big));
+    CHECK_FALSE(ring.try_write(big)); // 240 of 256 used
+    CHECK(ring.try_write_from_mpi()); // a 16-byte record still fits
+    CHECK(ring.read_frame().bytes == big.bytes);
+    CHECK(ring.try_write(big));
+    CHECK(ring.read_frame().bytes == big.bytes);
+    CHECK(ring.peek() == RecordKind::FromMpi);
+    ring.skip();
+    CHECK(ring.read_frame().bytes == big.bytes);
+    CHECK_FALSE(ring.peek());
+}
+
+TEST_CASE("shm segment: another process maps it by its /proc path while the creator keeps "
+          "the descriptor open, if nonce and size match",
+          "[shm]") {
+    auto created = make_segment(1024, 42);
+    std::string path = created->path_for_peer();
+    std::string why;
+    CHECK_FALSE(ShmSegment::attach(path, 1024, 43, why));
+    CHECK(why.find("nonce") != std::string::npos);
+    CHECK_FALSE(ShmSegment::attach(path, 2048, 42, why));
+    auto attached = ShmSegment::attach(path, 1024, 42, why);
+    REQUIRE(attached);
+    REQUIRE(created->to_master().try_write(frame_of("hello")));
+    CHECK(attached->to_master().read_frame().bytes == "hello");
+    REQUIRE(attached->to_worker().try_write(frame_of("back")));
+    CHECK(created->to_worker().read_frame().bytes == "back");
+    created->close_descriptor();
+    CHECK_FALSE(ShmSegment::attach(path, 1024, 42, why)); // nothing left to find it by
+    CHECK(attached->to_master().try_write(frame_of("still mapped")));
+    CHECK(created->to_master().read_frame().bytes == "still mapped");
+}
+
+TEST_CASE("shm transport: after the handshake frames go through the rings, in order with "
+          "the large ones that go over MPI",
+          "[shm]") {
+    int descriptors_before = open_descriptors();
+    Pair pair;
+    std::string why;
+    pair.worker.post(kMaster, frame_of("hello over MPI")); // sent before the offer is answered
+    REQUIRE(pair.worker.offer(kMaster, why));
+    CHECK(Pair::next(pair.master).frame == "hello over MPI");
+    CHECK_FALSE(pair.master.poll()); // reads the offer, answers it
+    CHECK(pair.master.sends_through_ring(kWorker));
+    pair.master.post(kWorker, frame_of("first task"));
+    CHECK(Pair::next(pair.worker).frame == "first task");
+    CHECK_FALSE(pair.worker.poll()); // reads the answer
+    CHECK(pair.worker.sends_through_ring(kMaster));
+    CHECK(open_descriptors() == descriptors_before); // closed once both sides mapped it
+
+    // 40 frames: small ones through the ring (fills and backlogs a 4 KiB ring), every 7th one
+    // too large for it (over MPI, a FromMpi record in its place), some with buffers.
+    for (int i = 0; i < 40; ++i) {
+        std::size_t size = i % 7 == 3 ? 3000 : 150;
+        std::vector<std::string> buffers;
+        if (i % 5 == 0) buffers = {"buffer" + std::to_string(i)};
+        pair.worker.post(kMaster,
+                         frame_of(std::to_string(i) + ":" + std::string(size, '.'), buffers));
+    }
+    CHECK(pair.worker.unfinished_sends(kMaster) > 0); // the backlog
+    for (int i = 0; i < 40; ++i) {
+        pair.worker.poll(); // writes out the backlog as the master reads
+        Envelope envelope = Pair::next(pair.master);
+        INFO("frame " << i);
+        CHECK(envelope.peer == kWorker);
+        CHECK(envelope.frame.rfind(std::to_string(i) + ":", 0) == 0);
+        CHECK(envelope.buffers.size() == (i % 5 == 0 ? 1u : 0u));
+        if (i % 5 == 0) CHECK(envelope.buffers[0].view() == "buffer" + std::to_string(i));
+    }
+    CHECK_FALSE(pair.master.poll());
+    CHECK(pair.worker.unfinished_sends(kMaster) == 0);
+}
+
+TEST_CASE("shm transport: a declined offer leaves both sides on the inner transport, with no "
+          "segment left behind",
+          "[shm]") {
+    int descriptors_before = open_descriptors();
+    Pair pair(/*accept=*/false);
+    std::string why;
+    REQUIRE(pair.worker.offer(kMaster, why));
+    pair.worker.post(kMaster, frame_of("hello"));
+    CHECK(Pair::next(pair.master).frame == "hello");
+    CHECK_FALSE(pair.master.sends_through_ring(kWorker));
+    pair.master.post(kWorker, frame_of("welcome"));
+    CHECK(Pair::next(pair.worker).frame == "welcome");
+    CHECK_FALSE(pair.worker.sends_through_ring(kMaster));
+    CHECK(open_descriptors() == descriptors_before);
+    pair.worker.post(kMaster, frame_of("result"));
+    CHECK(Pair::next(pair.master).frame == "result");
+}
+
+TEST_CASE("shm transport: a forgotten peer's ring is dropped and its frames are not delivered",
+          "[shm]") {
+    Pair pair;
+    std::string why;
+    REQUIRE(pair.worker.offer(kMaster, why));
+    pair.worker.post(kMaster, frame_of("hello"));
+    CHECK(Pair::next(pair.master).frame == "hello");
+    pair.master.post(kWorker, frame_of("welcome"));
+    CHECK(Pair::next(pair.worker).frame == "welcome");
+    pair.worker.post(kMaster, frame_of("in the ring"));
+    pair.master.forget(kWorker);
+    CHECK_FALSE(pair.master.sends_through_ring(kWorker));
+    for (int i = 0; i < 5; ++i)
+        CHECK_FALSE(pair.master.poll());
+    pair.master.post(kWorker, frame_of("to a forgotten peer")); // ignored, no throw
+}
