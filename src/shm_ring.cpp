@@ -173,7 +173,7 @@ ShmSegment::create(std::size_t ring_bytes, std::uint64_t nonce, std::string& why
     std::size_t bytes = segment_bytes(ring_bytes);
     int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); // returns the error number
     void* base =
-        rc == 0 ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+        rc == 0 ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0) : MAP_FAILED;
     if (rc != 0)
         why = std::string("posix_fallocate: ") + std::strerror(rc);
     else if (base == MAP_FAILED)
@@ -206,7 +206,7 @@ std::unique_ptr<ShmSegment> ShmSegment::attach(const std::string& path,
     else if (static_cast<std::size_t>(info.st_size) != bytes)
         why = "segment of another size";
     else
-        base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     ::close(fd);
     if (base == MAP_FAILED) {
         if (why.empty()) why = errno_text("mmap");
