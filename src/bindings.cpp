@@ -66,6 +66,7 @@ class PoolHandle {
                 jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
             }
         });
+        master_->help_if_stalled();
         return job;
     }
 

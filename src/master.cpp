@@ -108,7 +108,18 @@ void Master::drain_commands(Dispatcher& dispatcher) {
 bool Master::turn(Dispatcher& dispatcher) {
     if (failure_) std::rethrow_exception(failure_);
     drain_commands(dispatcher);
-    return dispatcher.step(Clock::now());
+    auto now = Clock::now();
+    last_turn_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    return dispatcher.step(now);
+}
+
+void Master::help_if_stalled() {
+    if (!borrowable_ || !running_ || stopping_) return;
+    auto since = Clock::now().time_since_epoch() -
+                 Clock::duration(last_turn_.load(std::memory_order_relaxed));
+    if (since < kStallGap) return;
+    Baton::Borrow borrow(baton_);
+    borrow.try_turn([&] { return borrowed_turn(); }, std::chrono::microseconds(0));
 }
 
 void Master::loop(Dispatcher& dispatcher) {

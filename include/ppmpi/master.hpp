@@ -57,6 +57,12 @@ class Master {
     // Drives the dispatcher on the calling thread until done() (true), until `limit` passed,
     // or once nothing moved for a spin window (false; the dispatcher thread takes over).
     bool drive_until(const std::function<bool()>& done, Duration limit);
+    // For a thread that just posted work: runs a turn here if the dispatcher thread has not run
+    // one for kStallGap, and the baton is free (never waits). Woken by a thread that keeps
+    // submitting, the dispatcher thread was measured waiting 1-3 ms for a core behind it (the
+    // scheduler queues a wakee on its waker's core), with no job sent meanwhile.
+    void help_if_stalled();
+    static constexpr auto kStallGap = std::chrono::microseconds(50);
     // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent.
     void stop(Duration grace);
     bool running() const { return running_.load(); }
@@ -80,6 +86,7 @@ class Master {
     std::atomic<bool> running_{false};
     Duration grace_{5.0};
     std::atomic<JobId> next_job_{1};
+    std::atomic<Clock::rep> last_turn_{0};  // when a turn last started (Clock ticks)
     std::thread thread_;
 };
 

@@ -110,6 +110,36 @@ TEST_CASE("master: a waiting thread drives the dispatcher itself", "[master]") {
     r.workers->join_all();
 }
 
+TEST_CASE("master: a submitting thread runs the turn itself when the dispatcher thread has "
+          "not run one lately", "[master]") {
+    Rank0 r;
+    {
+        Master master(r.factory(), test_dispatcher_options(), 5s);
+        auto jobs = std::make_shared<JobTable>();
+        PoolId pool = create_pool(master, 1, jobs);
+        int submitted_here = 0;
+        for (int i = 0; i < 20; ++i) {
+            std::this_thread::sleep_for(3ms);  // the dispatcher thread backs off to sleeps
+            JobId id = master.next_job_id();
+            jobs->create(id, 0, false);
+            auto ran_on = std::make_shared<std::atomic<std::thread::id>>();
+            master.post([=](Dispatcher& d) {
+                *ran_on = std::this_thread::get_id();
+                d.submit(pool, id, "f", "FN", "ab");
+            });
+            master.help_if_stalled();
+            submitted_here += ran_on->load() == std::this_thread::get_id();
+            REQUIRE(jobs->wait(id, 5s));
+            CHECK(jobs->take(id)->payload == "FN:ba");
+        }
+        // The dispatcher thread may wake first now and then; never every time.
+        CHECK(submitted_here > 0);
+        master.stop(5s);
+        master.help_if_stalled();  // after stop: a no-op
+    }
+    r.workers->join_all();
+}
+
 TEST_CASE("master: call() returns values and forwards exceptions", "[master]") {
     Rank0 r;
     Master master(r.factory(), test_dispatcher_options(), 5s);
