@@ -47,9 +47,13 @@ ShmTransport::ShmTransport(std::unique_ptr<Transport> inner,
       host_(host_name()) {}
 
 bool ShmTransport::offer(PeerId master, std::string& why) {
+    if (host_.empty()) {
+        why = "this host has no name to offer";
+        return false;
+    }
     std::uint64_t nonce = fresh_nonce();
     auto segment = ShmSegment::create(ring_bytes_, nonce, why);
-    if (!segment || host_.empty()) return false;
+    if (!segment) return false;
     Link& link = links_[master];
     link.segment = std::move(segment);
     link.out = &link.segment->to_master();
@@ -74,12 +78,12 @@ void ShmTransport::switch_sending(Link& link) {
     link.switched = true;
 }
 
+bool ShmTransport::try_write(Link& link, const Pending& record) {
+    return record.from_mpi ? link.out->try_write_from_mpi() : link.out->try_write(record.frame);
+}
+
 void ShmTransport::write_or_queue(Link& link, Pending record) {
-    if (link.backlog.empty()) {
-        bool written =
-            record.from_mpi ? link.out->try_write_from_mpi() : link.out->try_write(record.frame);
-        if (written) return;
-    }
+    if (link.backlog.empty() && try_write(link, record)) return;
     link.backlog.push_back(std::move(record));
 }
 
@@ -101,13 +105,8 @@ void ShmTransport::post_control(PeerId peer, Bytes bytes) {
 void ShmTransport::flush_backlogs() {
     for (PeerId peer : ring_peers_) {
         Link& link = links_.at(peer);
-        while (!link.backlog.empty()) {
-            Pending& record = link.backlog.front();
-            bool written = record.from_mpi ? link.out->try_write_from_mpi()
-                                           : link.out->try_write(record.frame);
-            if (!written) break;
+        while (!link.backlog.empty() && try_write(link, link.backlog.front()))
             link.backlog.pop_front();
-        }
     }
 }
 

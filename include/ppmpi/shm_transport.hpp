@@ -86,6 +86,7 @@ class ShmTransport : public Transport {
 
     void switch_sending(Link& link);
     void drop_ring(PeerId peer);
+    static bool try_write(Link& link, const Pending& record);
     void write_or_queue(Link& link, Pending record);
     void flush_backlogs();
     std::optional<Envelope> read_rings();

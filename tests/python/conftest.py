@@ -1,10 +1,8 @@
-"""Shared fixtures. `import ppmpi` comes first: under mpirun, ranks 1..N-1 become workers here
-and never run pytest."""
-import ppmpi  # noqa: F401  (must be the first import)
-
+"""Shared fixtures. `import ppmpi` comes first: under mpirun, ranks 1..N-1 become workers in it
+and never run pytest. Only launch_mode comes before it: those worker ranks stay inside this
+module's import for good, and a job that unpickles a test module (which imports launch_mode
+from here) must find the name in the half-imported module."""
 import os
-
-import pytest
 
 
 def launch_mode():
@@ -13,6 +11,10 @@ def launch_mode():
     if size <= 1:
         return "alone"
     return os.environ.get("PPMPI_TEST_MODE", "mpirun")
+
+
+import ppmpi  # noqa: E402  (before everything else that runs pytest)
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
