@@ -2,6 +2,7 @@
 
 #include "ppmpi/errors.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -39,13 +40,37 @@ std::string errno_text(const char* what) {
     return std::string(what) + ": " + std::strerror(errno);
 }
 
+// Calls copy(piece, n) for each piece of a frame's stream (its bytes, then its buffers) that
+// overlaps [offset, offset + length), `piece` pointing at the first byte of it in range.
+template <class AFrame, class Copy>
+void visit_stream(AFrame& frame, std::size_t offset, std::size_t length, Copy copy) {
+    auto visit = [&](auto* data, std::size_t size) {
+        if (length == 0) return;
+        if (offset >= size) {
+            offset -= size;
+            return;
+        }
+        std::size_t n = std::min(length, size - offset);
+        copy(data + offset, n);
+        offset = 0;
+        length -= n;
+    };
+    visit(frame.bytes.data(), frame.bytes.size());
+    for (auto& buffer : frame.buffers)
+        visit(buffer.data, buffer.size);
+}
+
 }  // namespace
 
-std::size_t ShmRing::record_size(const Frame& frame) {
-    std::size_t size = sizeof(RecordHead) + 8 * frame.buffers.size() + frame.bytes.size();
+std::size_t ShmRing::stream_size(const Frame& frame) {
+    std::size_t size = frame.bytes.size();
     for (const Buffer& b : frame.buffers)
         size += b.size;
-    return pad8(size);
+    return size;
+}
+
+std::size_t ShmRing::record_size(const Frame& frame) {
+    return pad8(sizeof(RecordHead) + 8 * frame.buffers.size() + stream_size(frame));
 }
 
 bool ShmRing::has_room(std::size_t bytes, std::uint64_t head) const {
@@ -67,37 +92,60 @@ void ShmRing::copy_out(std::uint64_t position, void* to, std::size_t length) con
     std::memcpy(static_cast<char*>(to) + first, data_, length - first);
 }
 
+// The head and buffer sizes of a Frame or Begin record; returns the position after them.
+std::uint64_t ShmRing::write_head(RecordKind kind, const Frame& frame, std::uint64_t position) {
+    RecordHead record{static_cast<std::uint32_t>(kind),
+                      static_cast<std::uint32_t>(frame.buffers.size()), frame.bytes.size()};
+    copy_in(position, &record, sizeof record);
+    position += sizeof record;
+    for (const Buffer& b : frame.buffers) {
+        std::uint64_t buffer_size = b.size;
+        copy_in(position, &buffer_size, sizeof buffer_size);
+        position += sizeof buffer_size;
+    }
+    return position;
+}
+
 bool ShmRing::try_write(const Frame& frame) {
     std::size_t size = record_size(frame);
     std::uint64_t head = control_->head.load(std::memory_order_relaxed);
     if (!has_room(size, head)) return false;
-    RecordHead record{static_cast<std::uint32_t>(RecordKind::Frame),
-                      static_cast<std::uint32_t>(frame.buffers.size()), frame.bytes.size()};
-    std::uint64_t at = head;
-    copy_in(at, &record, sizeof record);
-    at += sizeof record;
-    for (const Buffer& b : frame.buffers) {
-        std::uint64_t buffer_size = b.size;
-        copy_in(at, &buffer_size, sizeof buffer_size);
-        at += sizeof buffer_size;
-    }
-    copy_in(at, frame.bytes.data(), frame.bytes.size());
-    at += frame.bytes.size();
-    for (const Buffer& b : frame.buffers) {
-        copy_in(at, b.data, b.size);
-        at += b.size;
-    }
+    std::uint64_t at = write_head(RecordKind::Frame, frame, head);
+    visit_stream(frame, 0, stream_size(frame), [&](const char* piece, std::size_t n) {
+        copy_in(at, piece, n);
+        at += n;
+    });
     control_->head.store(head + size, std::memory_order_release);
     return true;
 }
 
-bool ShmRing::try_write_from_mpi() {
+bool ShmRing::try_write_begin(const Frame& frame) {
+    std::size_t size = pad8(sizeof(RecordHead) + 8 * frame.buffers.size());
     std::uint64_t head = control_->head.load(std::memory_order_relaxed);
-    if (!has_room(sizeof(RecordHead), head)) return false;
-    RecordHead record{static_cast<std::uint32_t>(RecordKind::FromMpi), 0, 0};
-    copy_in(head, &record, sizeof record);
-    control_->head.store(head + sizeof record, std::memory_order_release);
+    if (!has_room(size, head)) return false;
+    write_head(RecordKind::Begin, frame, head);
+    control_->head.store(head + size, std::memory_order_release);
     return true;
+}
+
+std::size_t ShmRing::try_write_part(const Frame& frame, std::size_t offset, std::size_t most) {
+    std::uint64_t head = control_->head.load(std::memory_order_relaxed);
+    std::uint64_t tail = control_->tail.load(std::memory_order_acquire);
+    std::size_t room = capacity_ - static_cast<std::size_t>(head - tail);
+    std::size_t left = stream_size(frame) - offset;
+    std::size_t length = std::min({most, left, room > sizeof(RecordHead) ?
+                                   (room - sizeof(RecordHead)) & ~std::size_t{7} : 0});
+    // A sliver of room is not worth a record: wait until the reader frees a sixteenth.
+    if (length == 0 || length < std::min(left, capacity_ / 16)) return 0;
+    RecordHead record{static_cast<std::uint32_t>(RecordKind::Part), 0, length};
+    copy_in(head, &record, sizeof record);
+    std::uint64_t at = head + sizeof record;
+    visit_stream(frame, offset, length, [&](const char* piece, std::size_t n) {
+        copy_in(at, piece, n);
+        at += n;
+    });
+    control_->head.store(head + pad8(sizeof record + length), std::memory_order_release);
+    return length;
 }
 
 ShmRing::RecordHead ShmRing::head_at(std::uint64_t position) const {
@@ -110,46 +158,83 @@ std::optional<RecordKind> ShmRing::peek() const {
     std::uint64_t tail = control_->tail.load(std::memory_order_relaxed);
     if (control_->head.load(std::memory_order_acquire) == tail) return std::nullopt;
     auto kind = static_cast<RecordKind>(head_at(tail).kind);
-    if (kind != RecordKind::Frame && kind != RecordKind::FromMpi)
+    if (kind != RecordKind::Frame && kind != RecordKind::Begin && kind != RecordKind::Part)
         throw ProtocolError("shared-memory ring: unknown record kind " +
                             std::to_string(static_cast<std::uint32_t>(kind)));
     return kind;
 }
 
-Frame ShmRing::read_frame() {
-    std::uint64_t tail = control_->tail.load(std::memory_order_relaxed);
-    RecordHead record = head_at(tail);
-    PPMPI_ENFORCE(record.kind == static_cast<std::uint32_t>(RecordKind::Frame),
-                  "read_frame on a record of kind ", record.kind);
-    std::uint64_t at = tail + sizeof record;
-    std::vector<std::uint64_t> sizes(record.buffer_count);
+// The oldest record's head, which must be of `kind`; `position` moves past it.
+ShmRing::RecordHead ShmRing::take_head(RecordKind kind, std::uint64_t& position) const {
+    position = control_->tail.load(std::memory_order_relaxed);
+    RecordHead record = head_at(position);
+    PPMPI_ENFORCE(record.kind == static_cast<std::uint32_t>(kind), "reading a record of kind ",
+                  record.kind, " as kind ", static_cast<std::uint32_t>(kind));
+    position += sizeof record;
+    return record;
+}
+
+std::vector<std::uint64_t> ShmRing::read_sizes(std::uint32_t count, std::uint64_t& position) const {
+    std::vector<std::uint64_t> sizes(count);
     for (std::uint64_t& size : sizes) {
-        copy_out(at, &size, sizeof size);
-        at += sizeof size;
+        copy_out(position, &size, sizeof size);
+        position += sizeof size;
     }
-    std::size_t total = sizeof record + 8 * sizes.size() + record.frame_length;
-    for (std::uint64_t size : sizes)
-        total += size;
-    if (pad8(total) > capacity_) throw ProtocolError("shared-memory ring: record larger than ring");
+    return sizes;
+}
+
+namespace {
+// A frame of fresh memory with these sizes (a streamed frame's parts are copied into it).
+Frame allocate_frame(std::uint64_t frame_length, const std::vector<std::uint64_t>& sizes) {
     Frame frame;
-    frame.bytes.resize(record.frame_length);
-    copy_out(at, frame.bytes.data(), record.frame_length);
-    at += record.frame_length;
-    for (std::uint64_t size : sizes) {
-        Buffer buffer = Buffer::allocate(size);
-        copy_out(at, buffer.data, size);
-        at += size;
-        frame.buffers.push_back(std::move(buffer));
-    }
-    control_->tail.store(tail + pad8(total), std::memory_order_release);
+    frame.bytes.resize(frame_length);
+    for (std::uint64_t size : sizes)
+        frame.buffers.push_back(Buffer::allocate(size));
+    return frame;
+}
+}  // namespace
+
+Frame ShmRing::read_frame() {
+    std::uint64_t at = 0;
+    RecordHead record = take_head(RecordKind::Frame, at);
+    std::uint64_t tail = at - sizeof record;
+    std::vector<std::uint64_t> sizes = read_sizes(record.buffer_count, at);
+    std::size_t size = sizeof record + 8 * sizes.size() + record.frame_length;
+    for (std::uint64_t buffer_size : sizes)
+        size += buffer_size;
+    size = pad8(size);
+    if (size > capacity_) throw ProtocolError("shared-memory ring: record larger than ring");
+    Frame frame = allocate_frame(record.frame_length, sizes);
+    visit_stream(frame, 0, stream_size(frame), [&](char* piece, std::size_t n) {
+        copy_out(at, piece, n);
+        at += n;
+    });
+    control_->tail.store(tail + size, std::memory_order_release);
     return frame;
 }
 
-void ShmRing::skip() {
-    std::uint64_t tail = control_->tail.load(std::memory_order_relaxed);
-    PPMPI_ENFORCE(head_at(tail).kind == static_cast<std::uint32_t>(RecordKind::FromMpi),
-                  "skip on a frame record");
-    control_->tail.store(tail + sizeof(RecordHead), std::memory_order_release);
+Frame ShmRing::read_begin() {
+    std::uint64_t at = 0;
+    RecordHead record = take_head(RecordKind::Begin, at);
+    std::uint64_t tail = at - sizeof record;
+    Frame frame = allocate_frame(record.frame_length, read_sizes(record.buffer_count, at));
+    control_->tail.store(tail + pad8(at - tail), std::memory_order_release);
+    return frame;
+}
+
+std::size_t ShmRing::read_part(Frame& frame, std::size_t offset) {
+    std::uint64_t at = 0;
+    RecordHead record = take_head(RecordKind::Part, at);
+    std::uint64_t tail = at - sizeof record;
+    std::size_t length = record.frame_length;
+    if (length > capacity_ || offset + length > stream_size(frame))
+        throw ProtocolError("shared-memory ring: a part beyond the end of its frame");
+    visit_stream(frame, offset, length, [&](char* piece, std::size_t n) {
+        copy_out(at, piece, n);
+        at += n;
+    });
+    control_->tail.store(tail + pad8(sizeof record + length), std::memory_order_release);
+    return length;
 }
 
 ShmSegment::ShmSegment(int fd, void* base, std::size_t bytes, std::size_t ring_bytes)

@@ -17,6 +17,9 @@ constexpr const char* kVersion = "1";
 constexpr const char* kAttached = "ppmpi-shm attached";
 constexpr const char* kDeclined = "ppmpi-shm declined";
 constexpr std::size_t kMaxRingBytes = std::size_t{1} << 30;
+// How long a stream that stopped moving keeps the caller polling without sleep (a peer that
+// hangs mid-stream must not cost a core for good; the heartbeat finds it).
+constexpr auto kBusyPollFor = std::chrono::milliseconds(250);
 
 std::string host_name() {
     char name[256] = {};
@@ -78,8 +81,25 @@ void ShmTransport::switch_sending(Link& link) {
     link.switched = true;
 }
 
-bool ShmTransport::try_write(Link& link, const Pending& record) {
-    return record.from_mpi ? link.out->try_write_from_mpi() : link.out->try_write(record.frame);
+bool ShmTransport::try_write(Link& link, Pending& record) {
+    return record.streamed ? try_stream(link, record) : link.out->try_write(record.frame);
+}
+
+// Step 4 for a large frame: as much of its stream as the ring has room for; true once whole.
+bool ShmTransport::try_stream(Link& link, Pending& record) {
+    if (!record.begun) {
+        record.begun = link.out->try_write_begin(record.frame);
+        if (!record.begun) return false;
+    }
+    std::size_t size = ShmRing::stream_size(record.frame);
+    while (record.written < size) {
+        std::size_t wrote =
+            link.out->try_write_part(record.frame, record.written, link.out->capacity() / 4);
+        if (wrote == 0) return false;
+        record.written += wrote;
+        last_stream_move_ = std::chrono::steady_clock::now();
+    }
+    return true;
 }
 
 void ShmTransport::write_or_queue(Link& link, Pending record) {
@@ -89,13 +109,13 @@ void ShmTransport::write_or_queue(Link& link, Pending record) {
 
 void ShmTransport::post(PeerId peer, Frame frame) {
     Link& link = links_[peer];
-    if (link.switched && ShmRing::record_size(frame) <= link.out->capacity() / 4) {
-        write_or_queue(link, Pending{false, std::move(frame)});
+    if (!link.switched) {
+        inner_->post(peer, std::move(frame));
+        ++link.mpi_sent;
         return;
     }
-    inner_->post(peer, std::move(frame));
-    ++link.mpi_sent;
-    if (link.switched) write_or_queue(link, Pending{true, {}});
+    bool streamed = ShmRing::record_size(frame) > link.out->capacity() / 4;
+    write_or_queue(link, Pending{std::move(frame), streamed});
 }
 
 void ShmTransport::post_control(PeerId peer, Bytes bytes) {
@@ -116,15 +136,34 @@ std::optional<Envelope> ShmTransport::read_ring(PeerId peer, Link& link) {
     if (link.mpi_received < control.mpi_before) return std::nullopt; // step 5: MPI first
     auto kind = link.in->peek();
     if (!kind) return std::nullopt;
-    if (*kind == RecordKind::FromMpi) {
-        if (link.held.empty()) return std::nullopt; // still on its way over MPI
-        link.in->skip();
-        Envelope envelope = std::move(link.held.front());
-        link.held.pop_front();
-        return envelope;
-    }
+    if (*kind != RecordKind::Frame) return read_streamed(peer, link);
+    if (link.incoming) throw ProtocolError("shared-memory ring: a frame inside a stream");
     Frame frame = link.in->read_frame();
     return Envelope{peer, std::move(frame.bytes), std::move(frame.buffers)};
+}
+
+// Step 5 for a streamed frame: every part the ring holds now; the frame once it is whole.
+std::optional<Envelope> ShmTransport::read_streamed(PeerId peer, Link& link) {
+    while (auto kind = link.in->peek()) {
+        if (*kind == RecordKind::Begin) {
+            if (link.incoming) throw ProtocolError("shared-memory ring: a stream inside a stream");
+            Frame frame = link.in->read_begin();
+            std::size_t size = ShmRing::stream_size(frame);
+            link.incoming = Incoming{std::move(frame), size, 0};
+        } else if (*kind == RecordKind::Part && link.incoming) {
+            Incoming& in = *link.incoming;
+            in.received += link.in->read_part(in.frame, in.received);
+            last_stream_move_ = std::chrono::steady_clock::now();
+        } else {
+            throw ProtocolError("shared-memory ring: a frame or part outside its stream");
+        }
+        if (link.incoming && link.incoming->received == link.incoming->size) {
+            Frame frame = std::move(link.incoming->frame);
+            link.incoming.reset();
+            return Envelope{peer, std::move(frame.bytes), std::move(frame.buffers)};
+        }
+    }
+    return std::nullopt;
 }
 
 std::optional<Envelope> ShmTransport::read_rings() {
@@ -151,23 +190,16 @@ std::optional<Envelope> ShmTransport::poll() {
     while (auto envelope = inner_->poll()) {
         if (auto out = accept(std::move(*envelope))) return out;
     }
-    return read_rings(); // a frame from MPI may have released a FromMpi record
+    return read_rings(); // the last of a peer's mpi_before frames may have released its ring
 }
 
-// Step 5 for a frame that came over MPI; control messages are this transport's own.
+// Step 5 for a frame that came over MPI (counted); control messages are this transport's own.
 std::optional<Envelope> ShmTransport::accept(Envelope envelope) {
     if (envelope.control) {
         on_control(envelope);
         return std::nullopt;
     }
-    Link& link = links_[envelope.peer];
-    std::uint64_t index = link.mpi_received++;
-    if (!link.segment) return envelope;
-    RingControl& control = link.in->control();
-    if (control.switched.load(std::memory_order_acquire) && index >= control.mpi_before) {
-        link.held.push_back(std::move(envelope));
-        return std::nullopt;
-    }
+    ++links_[envelope.peer].mpi_received;
     return envelope;
 }
 
@@ -227,6 +259,15 @@ std::size_t ShmTransport::unfinished_sends(PeerId peer) const {
     return inner_->unfinished_sends(peer) + queued;
 }
 
+bool ShmTransport::transferring(std::chrono::steady_clock::time_point now) const {
+    if (inner_->transferring(now)) return true;
+    if (now - last_stream_move_ >= kBusyPollFor) return false;
+    return std::any_of(ring_peers_.begin(), ring_peers_.end(), [&](PeerId peer) {
+        const Link& link = links_.at(peer);
+        return link.incoming || (!link.backlog.empty() && link.backlog.front().streamed);
+    });
+}
+
 void ShmTransport::drop_ring(PeerId peer) {
     auto it = links_.find(peer);
     if (it == links_.end()) return;
@@ -235,6 +276,7 @@ void ShmTransport::drop_ring(PeerId peer) {
     link.segment.reset();
     link.switched = false;
     link.backlog.clear();
+    link.incoming.reset();
     ring_peers_.erase(std::remove(ring_peers_.begin(), ring_peers_.end(), peer), ring_peers_.end());
     next_ring_ = 0;
 }

@@ -10,8 +10,14 @@
 //    `head` (acquire), copies the record out, then publishes `tail` (release), which the
 //    writer loads (acquire) before reusing that space. A record is seen whole or not at all,
 //    even if its writer dies halfway.
-// A record: u32 kind, u32 buffer count n, u64 frame length, u64 size of each buffer,
-// the frame's bytes, its buffers, zero padding to a multiple of 8 bytes.
+// A record: u32 kind, u32 buffer count n, u64 frame length, then by kind
+//  - Frame: u64 size of each buffer, the frame's bytes, its buffers;
+//  - Begin (a frame too large for one record starts): u64 size of each buffer;
+//  - Part (the next bytes of that frame's stream: its bytes, then its buffers, in order):
+//    `frame length` bytes of it;
+// then zero padding to a multiple of 8 bytes. A streamed frame takes a copy into the ring and
+// one out of it, straight into the memory its arrays are built on, part by part as the reader
+// frees room, so a frame of any size passes through a ring of fixed size.
 // The segment's pages are reserved when it is created (posix_fallocate): a lack of memory then
 // fails the creation cleanly instead of killing a process with SIGBUS on first touch.
 #pragma once
@@ -24,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ppmpi {
 
@@ -40,8 +47,9 @@ struct RingControl {
 };
 
 enum class RecordKind : std::uint32_t {
-    Frame = 1,   // a frame, inline
-    FromMpi = 2, // the next frame is the next one that arrives over MPI
+    Frame = 1, // a frame, whole
+    Begin = 3, // a streamed frame starts (its sizes); Part records carry its data
+    Part = 4,  // the next bytes of the streamed frame
 };
 
 class ShmRing {
@@ -51,15 +59,23 @@ class ShmRing {
 
     // Bytes a frame's record takes (header, sizes, bytes, buffers, padding).
     static std::size_t record_size(const Frame& frame);
-    // Writes a record if it fits now; false (nothing written) if the ring lacks the room.
+    // Bytes of a frame's stream: its bytes and its buffers.
+    static std::size_t stream_size(const Frame& frame);
+    // Writes a Frame (or Begin) record if it fits now; false (nothing written) if not.
     bool try_write(const Frame& frame);
-    bool try_write_from_mpi();
+    bool try_write_begin(const Frame& frame);
+    // Writes a Part record of the stream's bytes from `offset`, at most `most` of them, if
+    // there is room for a part worth writing; returns how many bytes it wrote (0: none).
+    std::size_t try_write_part(const Frame& frame, std::size_t offset, std::size_t most);
     // The kind of the oldest unread record, if any.
     std::optional<RecordKind> peek() const;
     // Reads the oldest record, which must be a Frame record, into fresh memory.
     Frame read_frame();
-    // Drops the oldest record (a FromMpi record, once its frame has been delivered).
-    void skip();
+    // Reads the oldest record, a Begin record: a frame with fresh memory of the sizes it names.
+    Frame read_begin();
+    // Reads the oldest record, a Part record, into `frame`'s stream at `offset`; returns its
+    // length.
+    std::size_t read_part(Frame& frame, std::size_t offset);
 
     RingControl& control() { return *control_; }
     std::size_t capacity() const { return capacity_; }
@@ -74,7 +90,9 @@ class ShmRing {
     void copy_in(std::uint64_t position, const void* from, std::size_t length);
     void copy_out(std::uint64_t position, void* to, std::size_t length) const;
     RecordHead head_at(std::uint64_t position) const;
-    std::size_t record_size(const RecordHead& head, std::uint64_t position) const;
+    RecordHead take_head(RecordKind kind, std::uint64_t& position) const;
+    std::uint64_t write_head(RecordKind kind, const Frame& frame, std::uint64_t position);
+    std::vector<std::uint64_t> read_sizes(std::uint32_t count, std::uint64_t& position) const;
 
     RingControl* control_;
     char* data_;

@@ -18,18 +18,20 @@
 //  3. W, on the answer: closes the descriptor either way; then switches its sending if
 //     attached, or unmaps the segment if declined.
 //  4. Switching one direction: the sender writes into its ring how many frames it has sent over
-//     MPI (`mpi_before`), then `switched`. From then on a frame whose record fits in a quarter
-//     of the ring goes into the ring; a larger one goes over MPI, and a FromMpi record takes
-//     its place in the ring. A full ring never blocks post(): records wait in order in a
-//     backlog that later polls write out.
-//  5. Receiving: frames over MPI are numbered as they arrive from each peer. Frame i is
-//     delivered at once unless the peer's ring is switched and i >= mpi_before; then it waits
-//     for the ring reader to reach its FromMpi record. Ring records are read only once all
-//     mpi_before frames have arrived. So a peer's frames come out in the order it sent them.
+//     MPI (`mpi_before`), then `switched`. From then on every frame goes into the ring: one
+//     whose record fits in a quarter of the ring as a Frame record; a larger one streamed, as
+//     a Begin record and Part records of up to a quarter of the ring, written as the reader
+//     frees room (shm_ring.hpp). A full ring never blocks post(): what is left waits in order
+//     in a backlog that later polls write out.
+//  5. Receiving: a peer's ring is read only once all its mpi_before frames have come over MPI,
+//     so its frames come out in the order it sent them. A streamed frame is delivered once its
+//     last part is in.
 //  6. forget: the segment is unmapped. A peer that died mid-write left no visible record; the
 //     memory goes back to the system once neither process maps it (nothing is named).
 // poll() reads the rings first, and the inner transport at least every kRingStreak frames, so
 // MPI-only peers, control messages and large transfers are never starved by a busy ring.
+// A stream moves only inside poll() on both sides, so while one is under way and moved
+// recently, transferring() asks the caller to poll without sleeping.
 #pragma once
 
 #include "ppmpi/shm_ring.hpp"
@@ -64,14 +66,19 @@ class ShmTransport : public Transport {
     std::optional<Envelope> poll() override;
     std::size_t unfinished_sends(PeerId peer) const override;
     void forget(PeerId peer) override;
-    bool transferring(std::chrono::steady_clock::time_point now) const override {
-        return inner_->transferring(now);
-    }
+    bool transferring(std::chrono::steady_clock::time_point now) const override;
 
   private:
     struct Pending {
-        bool from_mpi = false; // a FromMpi record, else a Frame record of `frame`
         Frame frame;
+        bool streamed = false; // too large for a Frame record: Begin, then Part records
+        bool begun = false;    // its Begin record is written
+        std::size_t written = 0; // bytes of its stream written so far
+    };
+    struct Incoming { // a streamed frame being read
+        Frame frame;
+        std::size_t size = 0;
+        std::size_t received = 0;
     };
     struct Link {
         std::unique_ptr<ShmSegment> segment; // set while a ring is offered or in use
@@ -80,17 +87,19 @@ class ShmTransport : public Transport {
         bool switched = false;               // step 4 done for `out`
         std::uint64_t mpi_sent = 0;
         std::uint64_t mpi_received = 0;
-        std::deque<Envelope> held; // MPI frames waiting for their FromMpi record
         std::deque<Pending> backlog;
+        std::optional<Incoming> incoming;
     };
 
     void switch_sending(Link& link);
     void drop_ring(PeerId peer);
-    static bool try_write(Link& link, const Pending& record);
+    bool try_write(Link& link, Pending& record);
+    bool try_stream(Link& link, Pending& record);
     void write_or_queue(Link& link, Pending record);
     void flush_backlogs();
     std::optional<Envelope> read_rings();
     std::optional<Envelope> read_ring(PeerId peer, Link& link);
+    std::optional<Envelope> read_streamed(PeerId peer, Link& link);
     std::optional<Envelope> accept(Envelope envelope);
     void on_control(const Envelope& envelope);
     void on_offer(PeerId peer, const std::vector<std::string>& words);
@@ -103,6 +112,7 @@ class ShmTransport : public Transport {
     std::vector<PeerId> ring_peers_; // links with a segment, read round robin
     std::size_t next_ring_ = 0;
     int streak_ = 0; // frames read from rings since the inner transport was last polled
+    std::chrono::steady_clock::time_point last_stream_move_{}; // a part written or read
 };
 
 }  // namespace ppmpi

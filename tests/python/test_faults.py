@@ -192,8 +192,8 @@ def test_quarter_gib_argument():
 
 def test_spawned_workers_share_memory_and_survive_a_killed_one(caplog):
     """Workers spawned on the master's host send and receive frames through shared-memory
-    rings (README "Shared memory"), large arrays over MPI beside them, in order, while one of
-    them is killed. (PPMPI_SHM=0: test_drivers.py.)"""
+    rings (README "Shared memory"), large arrays streamed through them in parts, in order,
+    while one of them is killed. (PPMPI_SHM=0: test_drivers.py.)"""
     import numpy as np
 
     ppmpi.debug(True)
@@ -201,7 +201,7 @@ def test_spawned_workers_share_memory_and_survive_a_killed_one(caplog):
         with caplog.at_level(logging.DEBUG, logger="ppmpi"):
             with ppmpi.Server(2, worker_timeout=1.5) as server:
                 killed = worker_pids(server, 2)[0]
-                # small arrays through the rings, 1 MiB ones over MPI (too big for a record)
+                # small arrays whole, 1 MiB ones streamed (larger than a quarter of the ring)
                 jobs = [server.submit(helpers.double, (np.full(1 << 17 if i % 3 else 1, i, float),))
                         for i in range(60)]
                 os.kill(killed, signal.SIGKILL)

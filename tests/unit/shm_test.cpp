@@ -53,6 +53,16 @@ struct Pair {
         FAIL("no frame arrived");
         return {};
     }
+    // Polls the master until it yields a frame, and the worker between those polls, so that
+    // the worker writes out its backlog as the master reads.
+    Envelope next_to_master() {
+        for (int i = 0; i < 1000; ++i) {
+            CHECK_FALSE(worker.poll());
+            if (auto envelope = master.poll()) return std::move(*envelope);
+        }
+        FAIL("no frame arrived");
+        return {};
+    }
     std::shared_ptr<LoopbackHub> hub;
     ShmTransport master;
     ShmTransport worker;
@@ -91,14 +101,45 @@ TEST_CASE("shm ring: a full ring refuses a record whole, and takes it once read"
     REQUIRE(ring.try_write(big));
     REQUIRE(ring.try_write(big));
     CHECK_FALSE(ring.try_write(big)); // 240 of 256 used
-    CHECK(ring.try_write_from_mpi()); // a 16-byte record still fits
+    CHECK(ring.try_write_begin(frame_of("12345"))); // a 16-byte record still fits
     CHECK(ring.read_frame().bytes == big.bytes);
     CHECK(ring.try_write(big));
     CHECK(ring.read_frame().bytes == big.bytes);
-    CHECK(ring.peek() == RecordKind::FromMpi);
-    ring.skip();
+    CHECK(ring.peek() == RecordKind::Begin);
+    CHECK(ring.read_begin().bytes.size() == 5);
     CHECK(ring.read_frame().bytes == big.bytes);
     CHECK_FALSE(ring.peek());
+}
+
+TEST_CASE("shm ring: a frame many times the ring's size streams through it in parts, into "
+          "memory of its final sizes",
+          "[shm]") {
+    auto segment = make_segment(1024);
+    ShmRing& ring = segment->to_master();
+    std::string big(50'000, ' '), small(13, ' ');
+    for (std::size_t i = 0; i < big.size(); ++i)
+        big[i] = static_cast<char>('a' + (i * 7) % 26);
+    Frame sent = frame_of("head" + std::to_string(big.size()), {big, "", small, big.substr(9)});
+    REQUIRE(ring.try_write_begin(sent));
+    Frame got = ring.read_begin();
+    REQUIRE(got.buffers.size() == 4);
+    CHECK(got.buffers[0].size == big.size());
+    CHECK(got.buffers[3].size == big.size() - 9);
+    std::size_t size = ShmRing::stream_size(sent), written = 0, received = 0, parts = 0;
+    while (received < size) {
+        std::size_t wrote = ring.try_write_part(sent, written, 256);
+        CHECK(wrote <= 256);
+        written += wrote;
+        if (parts++ % 3 == 0 && written < size) continue; // let the ring fill up at times
+        while (ring.peek() == RecordKind::Part)
+            received += ring.read_part(got, received);
+    }
+    CHECK(parts > size / 256);
+    CHECK_FALSE(ring.peek());
+    CHECK(got.bytes == sent.bytes);
+    for (std::size_t i = 0; i < 4; ++i)
+        CHECK(got.buffers[i].view() == sent.buffers[i].view());
+    CHECK(ring.try_write_part(sent, size, 256) == 0); // nothing left to write
 }
 
 TEST_CASE("shm segment: another process maps it by its /proc path while the creator keeps "
@@ -123,7 +164,7 @@ TEST_CASE("shm segment: another process maps it by its /proc path while the crea
 }
 
 TEST_CASE("shm transport: after the handshake frames go through the rings, in order with "
-          "the large ones that go over MPI",
+          "the large ones streamed in parts",
           "[shm]") {
     int descriptors_before = open_descriptors();
     Pair pair;
@@ -139,10 +180,10 @@ TEST_CASE("shm transport: after the handshake frames go through the rings, in or
     CHECK(pair.worker.sends_through_ring(kMaster));
     CHECK(open_descriptors() == descriptors_before); // closed once both sides mapped it
 
-    // 40 frames: small ones through the ring (fills and backlogs a 4 KiB ring), every 7th one
-    // too large for it (over MPI, a FromMpi record in its place), some with buffers.
+    // 40 frames: small ones whole (they fill and backlog a 4 KiB ring), every 7th one larger
+    // than the ring (streamed), some with buffers.
     for (int i = 0; i < 40; ++i) {
-        std::size_t size = i % 7 == 3 ? 3000 : 150;
+        std::size_t size = i % 7 == 3 ? 9000 + static_cast<std::size_t>(i) : 150;
         std::vector<std::string> buffers;
         if (i % 5 == 0) buffers = {"buffer" + std::to_string(i)};
         pair.worker.post(kMaster,
@@ -150,11 +191,11 @@ TEST_CASE("shm transport: after the handshake frames go through the rings, in or
     }
     CHECK(pair.worker.unfinished_sends(kMaster) > 0); // the backlog
     for (int i = 0; i < 40; ++i) {
-        pair.worker.poll(); // writes out the backlog as the master reads
-        Envelope envelope = Pair::next(pair.master);
+        Envelope envelope = pair.next_to_master(); // the worker writes out its backlog meanwhile
         INFO("frame " << i);
         CHECK(envelope.peer == kWorker);
         CHECK(envelope.frame.rfind(std::to_string(i) + ":", 0) == 0);
+        CHECK(envelope.frame.size() == std::to_string(i).size() + 1 + (i % 7 == 3 ? 9000u + i : 150u));
         CHECK(envelope.buffers.size() == (i % 5 == 0 ? 1u : 0u));
         if (i % 5 == 0) CHECK(envelope.buffers[0].view() == "buffer" + std::to_string(i));
     }
