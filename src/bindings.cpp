@@ -139,10 +139,12 @@ std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbe
     options.master_host = this_host_name();
     options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
-    return without_gil([&] {
+    auto master = without_gil([&] {
         return std::make_shared<Master>(mpi_master_environment(worker_path, worker_args), options,
                                         Master::Duration(start_timeout));
     });
+    prefault_written_memory(); // after MPI's fork: the first jobs take no page faults (buffer.hpp)
+    return master;
 }
 
 int serve_worker() {

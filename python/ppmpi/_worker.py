@@ -164,16 +164,21 @@ class WorkerRuntime:
     def run(self, job_id, key, args_data, args_buffers=()):
         """Runs one job: (True, payload, seconds, buffers) or (False, error report, seconds,
         []). args_buffers: the arguments' out-of-band buffers, in memory the C++ side owns."""
-        start = time.perf_counter()
+        # The time reported is the job's own, without loading its function (an import the
+        # first time on this worker): the master sizes its pipelining by it (scheduler.hpp),
+        # and one slow first load taught it that no-op jobs take milliseconds.
         capture = self._capture
         func = None
+        start = None
         try:
             with capture:
                 func = self._function(key)
+                start = time.perf_counter()
                 result = _pickling.call(func, pickle.loads(args_data, buffers=args_buffers))
         except BaseException as exc:  # the job's error, whatever it is, goes back to the master
             report = self._report(exc, job_id, _name(func), capture.text())
-            return False, report, time.perf_counter() - start, []
+            seconds = 0.0 if start is None else time.perf_counter() - start
+            return False, report, seconds, []
         seconds = time.perf_counter() - start
         try:
             buffers = []
