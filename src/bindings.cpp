@@ -207,7 +207,7 @@ void bind_master(py::module_& m) {
              })
         .def("stop",
              [](Master& self, double grace) {
-                 without_gil([&] { self.stop(Master::Duration(grace)); });
+                 return without_gil([&] { return self.stop(Master::Duration(grace)); });
              },
              py::arg("grace") = 5.0)
         .def_property_readonly("running", &Master::running);

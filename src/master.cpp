@@ -43,14 +43,26 @@ void Master::post(std::function<void(Dispatcher&)> command) {
     wakeup_.notify();
 }
 
-void Master::stop(Duration grace) {
+bool Master::stop(Duration grace, Duration stuck_margin) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         grace_ = grace;
         stopping_ = true;
     }
     wakeup_.notify();
-    if (thread_.joinable()) thread_.join();
+    if (!thread_.joinable()) return true;
+    // Bounded: the thread's own shutdown is bounded by `grace`; only an MPI call that never
+    // returns keeps it longer, and waiting for that would hang the process at exit.
+    if (ended_future_.wait_for(grace + stuck_margin) != std::future_status::ready) {
+        log_error("the dispatcher thread did not end within " +
+                  std::to_string(static_cast<int>(grace.count() + stuck_margin.count())) +
+                  " s: it is stuck inside an MPI call (Open MPI 4.1 with PMIx 4 can hang in "
+                  "MPI_Comm_spawn for good); leaving without ending MPI");
+        thread_.detach();
+        return false;
+    }
+    thread_.join();
+    return true;
 }
 
 void Master::run(EnvironmentFactory factory, std::promise<void> started) {
@@ -61,6 +73,7 @@ void Master::run(EnvironmentFactory factory, std::promise<void> started) {
         dispatcher = std::make_unique<Dispatcher>(*env.transport, *env.launcher, options_);
     } catch (...) {
         started.set_exception(std::current_exception());
+        ended_.set_value();
         return;
     }
     dispatcher_ = dispatcher.get();
@@ -85,6 +98,7 @@ void Master::run(EnvironmentFactory factory, std::promise<void> started) {
     env.transport.reset();
     env.session.reset();
     running_ = false;
+    ended_.set_value();
 }
 
 void Master::drain_commands(Dispatcher& dispatcher) {

@@ -24,6 +24,7 @@ WorkerHost::WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options)
     : factory_(std::move(factory)), options_(options) {}
 
 int WorkerHost::serve(Executor& executor) {
+    serve_started_ = Clock::now();
     std::thread comm(&WorkerHost::comm_main, this);
     execute_loop(executor);
     comm.join();
@@ -68,13 +69,28 @@ void WorkerHost::drive_while_idle() {
     if (borrow.drive(has_work, turn, BackoffPolicy{}.spin_for)) borrow.leave_owner_asleep();
 }
 
+// MPI start-up (on the comm thread) cannot be interrupted, and Open MPI 4.1 with PMIx 4 can
+// hang in it for good (a spawned process in PMIx_Init: openpmix issue 2735); the master gives
+// up on such a worker after 60 s. Past first_contact_timeout it is an orphan: it ends itself,
+// so that it does not keep its launcher (mpirun) waiting for good either.
+void WorkerHost::exit_if_start_is_stuck() {
+    if (transport_.load(std::memory_order_acquire) != nullptr || exit_status_.load() != 0) return;
+    if (Clock::now() - serve_started_ <= options_.first_contact_timeout) return;
+    std::cerr << "ppmpi-worker: MPI start-up did not finish within "
+              << options_.first_contact_timeout.count() / 1000 << " s; exiting" << std::endl;
+    std::fflush(nullptr);
+    std::_Exit(kStuckStartStatus);
+}
+
 // The next item to execute, or nullopt when the executor is to stop.
 std::optional<Message> WorkerHost::next_work() {
     drive_while_idle();
     std::unique_lock<std::mutex> lock(mutex_);
     // Bounded so a lost notification can never park this thread for good.
-    while (work_.empty() && !executor_stop_)
+    while (work_.empty() && !executor_stop_) {
         work_ready_.wait_for(lock, std::chrono::milliseconds(200));
+        exit_if_start_is_stuck();
+    }
     if (executor_stop_) return std::nullopt;
     Message item = std::move(work_.front());
     work_.pop_front();

@@ -63,8 +63,13 @@ class Master {
     // scheduler queues a wakee on its waker's core), with no job sent meanwhile.
     void help_if_stalled();
     static constexpr auto kStallGap = std::chrono::microseconds(50);
-    // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent.
-    void stop(Duration grace);
+    // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent. False if
+    // the thread did not end within grace + stuck_margin: it is stuck inside an MPI call that
+    // never returns (Open MPI 4.1 with PMIx 4 intermittently hangs in MPI_Comm_spawn, the
+    // spawned process in MPI_Init: openpmix issue 2735). It is then left behind, detached,
+    // with MPI not finalized; this object must outlive the process (the caller keeps it).
+    static constexpr Duration kStuckMargin{10.0};
+    bool stop(Duration grace, Duration stuck_margin = kStuckMargin);
     bool running() const { return running_.load(); }
 
   private:
@@ -88,6 +93,8 @@ class Master {
     std::atomic<JobId> next_job_{1};
     std::atomic<Clock::rep> last_turn_{0};  // when a turn last started (Clock ticks)
     std::thread thread_;
+    std::promise<void> ended_;  // set as the thread ends
+    std::future<void> ended_future_ = ended_.get_future();
 };
 
 template <class F>

@@ -27,6 +27,8 @@
 
 namespace ppmpi {
 
+constexpr int kStuckStartStatus = 4; // the process status of a worker whose MPI never started
+
 struct WorkerEnvironment {
     std::shared_ptr<void> session;  // destroyed last, on the comm thread (MPI_Finalize)
     std::unique_ptr<Transport> transport;
@@ -42,6 +44,7 @@ using WorkerEnvironmentFactory = std::function<WorkerEnvironment()>;
 
 struct WorkerOptions {
     std::chrono::milliseconds first_contact_timeout{120000};  // until the master's first word
+    // (and until MPI has started: past it, a worker stuck in MPI_Init exits kStuckStartStatus)
     std::chrono::milliseconds exit_grace{2000};  // a job still running at the end gets this long
 };
 
@@ -69,6 +72,7 @@ class WorkerHost {
     bool send_outbox(Transport& transport, PeerId master, Clock::time_point now);
     bool receive(Transport& transport, PeerId master, Clock::time_point now);
     std::optional<Message> next_work();
+    void exit_if_start_is_stuck();
     void drive_while_idle();
     void on_message(Message& message);
     bool master_alive(Clock::time_point now) const;
@@ -102,6 +106,7 @@ class WorkerHost {
     Wakeup comm_wakeup_;
     Baton baton_{comm_wakeup_};
     std::atomic<Transport*> transport_{nullptr};  // set once the session is up, for borrowers
+    Clock::time_point serve_started_{};
     PeerId master_ = 0;                            // written before transport_
     bool borrowable_ = false;                      // written before transport_
 };

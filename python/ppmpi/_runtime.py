@@ -19,6 +19,9 @@ _master = None
 _servers = weakref.WeakSet()
 
 
+_left_behind = []  # a Master whose thread could not end (Master.stop returned False)
+
+
 def master():
     """The process's dispatcher, started on first use."""
     global _master
@@ -57,6 +60,7 @@ def shutdown():
             log.warning("ppmpi: error destroying a server at exit: %s", exc)
     with _lock:
         m, _master = _master, None
-    if m is not None:
-        m.stop(SHUTDOWN_GRACE_S)
+    if m is not None and not m.stop(SHUTDOWN_GRACE_S):
+        # Its thread is stuck inside MPI (logged) and still uses it: keep it to the end.
+        _left_behind.append(m)
     _logging.stop()

@@ -184,3 +184,23 @@ TEST_CASE("master: stop fails the jobs still queued and lets workers go", "[mast
     r.workers->join_all();
     for (const auto& [peer, status] : r.workers->exit_statuses()) CHECK(status == 0);
 }
+
+TEST_CASE("master: stop never waits for good on a thread stuck in a call that does not return",
+          "[master]") {
+    Rank0 r;
+    auto released = std::make_shared<std::promise<void>>();
+    auto release = released->get_future().share();
+    Master master(r.factory(), test_dispatcher_options(), 5s);
+    // Stands in for MPI_Comm_spawn hanging inside PMIx (master.hpp).
+    master.post([release](Dispatcher&) { release.wait(); });
+    auto started = Clock::now();
+    CHECK_FALSE(master.stop(0.1s, 0.2s));
+    CHECK(Clock::now() - started < 2s);
+    CHECK(master.running()); // left behind, still inside the call
+    released->set_value();   // the call returns at last: the thread ends on its own
+    auto deadline = Clock::now() + 5s;
+    while (master.running() && Clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    CHECK_FALSE(master.running());
+    CHECK(master.stop(0.1s)); // nothing left to wait for
+}

@@ -2,7 +2,9 @@
 // raw frames; the worker (peer 1) runs serve() on a thread with the fake executor.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <future>
 
@@ -283,4 +285,35 @@ TEST_CASE("worker: a broken executor ends the worker with status 3", "[worker]")
     auto status = rig.exit_status(1500ms);
     CHECK(status.has_value());
     CHECK(status.value_or(-1) == 3);
+}
+
+// Open MPI can hang in MPI_Init for good (worker.cpp): the process must still end. It ends by
+// _Exit, so the worker runs in a child process here.
+TEST_CASE("worker: an MPI start that never finishes ends the process after the first-contact "
+          "time-out",
+          "[worker]") {
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        WorkerOptions options = test_worker_options();
+        options.first_contact_timeout = 300ms;
+        WorkerHost host([]() -> WorkerEnvironment {
+            std::this_thread::sleep_for(std::chrono::hours(1)); // stands in for PMIx_Init
+            return {};
+        }, options);
+        FakeExecutor executor(1, std::make_shared<ExecutorLog>());
+        ::_exit(host.serve(executor) == kStuckStartStatus ? 90 : 91); // serve never returns
+    }
+    int status = 0;
+    pid_t done = 0;
+    auto deadline = Clock::now() + 10s;
+    while ((done = ::waitpid(child, &status, WNOHANG)) == 0 && Clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    if (done == 0) {
+        ::kill(child, SIGKILL);
+        ::waitpid(child, &status, 0);
+    }
+    REQUIRE(done == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == kStuckStartStatus);
 }
