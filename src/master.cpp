@@ -3,6 +3,9 @@
 #include "ppmpi/errors.hpp"
 #include "ppmpi/log.hpp"
 
+#include <iomanip>
+#include <sstream>
+
 namespace ppmpi {
 
 Master::Master(EnvironmentFactory factory, DispatcherOptions options, Duration start_timeout)
@@ -54,8 +57,9 @@ bool Master::stop(Duration grace, Duration stuck_margin) {
     // Bounded: the thread's own shutdown is bounded by `grace`; only an MPI call that never
     // returns keeps it longer, and waiting for that would hang the process at exit.
     if (ended_future_.wait_for(grace + stuck_margin) != std::future_status::ready) {
-        log_error("the dispatcher thread did not end within " +
-                  std::to_string(static_cast<int>(grace.count() + stuck_margin.count())) +
+        std::ostringstream waited;
+        waited << std::setprecision(3) << (grace + stuck_margin).count();
+        log_error("the dispatcher thread did not end within " + waited.str() +
                   " s: it is stuck inside an MPI call (Open MPI 4.1 with PMIx 4 can hang in "
                   "MPI_Comm_spawn for good); leaving without ending MPI");
         thread_.detach();

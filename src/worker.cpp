@@ -74,7 +74,7 @@ void WorkerHost::drive_while_idle() {
 // up on such a worker after 60 s. Past first_contact_timeout it is an orphan: it ends itself,
 // so that it does not keep its launcher (mpirun) waiting for good either.
 void WorkerHost::exit_if_start_is_stuck() {
-    if (transport_.load(std::memory_order_acquire) != nullptr || exit_status_.load() != 0) return;
+    if (mpi_started_.load() || executor_stop_ || exit_status_.load() != 0) return;
     if (Clock::now() - serve_started_ <= options_.first_contact_timeout) return;
     std::cerr << "ppmpi-worker: MPI start-up did not finish within "
               << options_.first_contact_timeout.count() / 1000 << " s; exiting" << std::endl;
@@ -237,6 +237,7 @@ void WorkerHost::comm_main() {
         stop_executor();
         return;
     }
+    mpi_started_ = true;
     in_world_ = env.in_world;
     ProcessIdentity self = this_process();
     Hello hello{self.pid, self.start_ticks, self.host};

@@ -107,6 +107,7 @@ class WorkerHost {
     Baton baton_{comm_wakeup_};
     std::atomic<Transport*> transport_{nullptr};  // set once the session is up, for borrowers
     Clock::time_point serve_started_{};
+    std::atomic<bool> mpi_started_{false}; // the environment (MPI) came up; never reset
     PeerId master_ = 0;                            // written before transport_
     bool borrowable_ = false;                      // written before transport_
 };
