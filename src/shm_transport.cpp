@@ -152,9 +152,7 @@ std::optional<Envelope> ShmTransport::read_streamed(PeerId peer, Link& link) {
     for (auto kind = link.in->peek(); kind && parts < kPartsPerPoll; kind = link.in->peek()) {
         if (*kind == RecordKind::Begin) {
             if (link.incoming) throw ProtocolError("shared-memory ring: a stream inside a stream");
-            Frame frame = link.in->read_begin();
-            std::size_t size = ShmRing::stream_size(frame);
-            link.incoming = Incoming{std::move(frame), size, 0};
+            link.incoming = Incoming{link.in->read_begin(), 0};
         } else if (*kind == RecordKind::Part && link.incoming) {
             Incoming& in = *link.incoming;
             in.received += link.in->read_part(in.frame, in.received);
@@ -163,7 +161,8 @@ std::optional<Envelope> ShmTransport::read_streamed(PeerId peer, Link& link) {
         } else {
             throw ProtocolError("shared-memory ring: a frame or part outside its stream");
         }
-        if (link.incoming && link.incoming->received == link.incoming->size) {
+        if (link.incoming &&
+            link.incoming->received == ShmRing::stream_size(link.incoming->frame)) {
             Frame frame = std::move(link.incoming->frame);
             link.incoming.reset();
             return Envelope{peer, std::move(frame.bytes), std::move(frame.buffers)};

@@ -76,8 +76,7 @@ class ShmTransport : public Transport {
         std::size_t written = 0; // bytes of its stream written so far
     };
     struct Incoming { // a streamed frame being read
-        Frame frame;
-        std::size_t size = 0;
+        Frame frame;      // its memory, of its final sizes
         std::size_t received = 0;
     };
     struct Link {
