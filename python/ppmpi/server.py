@@ -138,11 +138,17 @@ class Server:
         group_id = self._groups.get(group)
         if group_id is None:
             group_id = self._group_id(group)
-        job_id = self._pool.submit(key, bundle, data, buffers, group_id, callback is not None,
-                                   timeout or self.job_timeout or 0.0)
-        job = Job(self, job_id, func, group, callback, callbackargs)
-        if callback is not None:
-            self._notify_me(job)
+        limit = timeout or self.job_timeout or 0.0
+        if callback is None:
+            job_id = self._pool.submit(key, bundle, data, buffers, group_id, False, limit)
+            return Job(self, job_id, func, group, callback, callbackargs)
+        # Submitted and registered under the lock the notifier thread takes to look a finished
+        # job up: a job that finishes before it is registered would otherwise be dropped by the
+        # notifier, its callback never run and wait() never return.
+        with self._lock:
+            job_id = self._pool.submit(key, bundle, data, buffers, group_id, True, limit)
+            job = Job(self, job_id, func, group, callback, callbackargs)
+            self._register_locked(job)
         return job
 
     def _group_id(self, group):
@@ -152,11 +158,15 @@ class Server:
     # -- completions: callbacks and futures -------------------------------------------------
     def _notify_me(self, job):
         with self._lock:
-            self._notified[job.tid] = job
-            if self._notifier is None:
-                self._notifier = threading.Thread(target=self._run_notifier,
-                                                  name="ppmpi-callbacks", daemon=True)
-                self._notifier.start()
+            self._register_locked(job)
+
+    def _register_locked(self, job):
+        """The notifier thread handles job's completion (self._lock held)."""
+        self._notified[job.tid] = job
+        if self._notifier is None:
+            self._notifier = threading.Thread(target=self._run_notifier,
+                                              name="ppmpi-callbacks", daemon=True)
+            self._notifier.start()
 
     def _watch(self, job):
         """job.future was asked for: complete it when the job is done."""

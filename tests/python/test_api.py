@@ -1,5 +1,7 @@
 """The pp API: submit, job(), results equal to a serial run, what functions can be shipped."""
 import math
+import threading
+import time
 
 import helpers
 import ppmpi
@@ -101,6 +103,27 @@ def test_callback_runs_on_the_master_with_callbackargs(server):
     assert sorted(seen) == sorted(("sq", i * i) for i in range(10))
     assert all(job.finished for job in jobs)
     assert [job() for job in jobs] == [i * i for i in range(10)]
+
+
+def test_callback_of_a_job_done_before_submit_returns_still_runs(server, monkeypatch):
+    # The job finishes (and the notifier thread hears of it) while submit() is still building
+    # its Job: it used to be dropped, its callback never run and wait() never return.
+    seen = []
+    server.submit(helpers.helper_square, (1,), callback=seen.append)()  # notifier running
+    built = ppmpi.server.Job.__init__
+
+    def slow_init(self, *args, **kwargs):
+        built(self, *args, **kwargs)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(ppmpi.server.Job, "__init__", slow_init)
+    for i in range(2, 5):
+        server.submit(helpers.helper_square, (i,), callback=seen.append, group="early")
+    waiter = threading.Thread(target=server.wait, args=("early",), daemon=True)
+    waiter.start()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive(), "server.wait() hung: a callback was lost"
+    assert sorted(seen) == [1, 4, 9, 16]
 
 
 def test_wait_for_one_group_only(server):
