@@ -58,6 +58,25 @@ bool Dispatcher::step(Clock::time_point now) {
     return active || transport_.transferring(now);
 }
 
+// Spinning pays when the master is the bottleneck: jobs so short that their results come
+// back as fast as it can hand them out (or not timed yet). For longer jobs, only while a result
+// is due within `window` and a core is spare: with one worker per core, a spinning thread takes
+// its time from a worker (measured: the master at ~50 % of a core with 0.5 ms jobs on 2 workers,
+// 2 cores) while the workers' pipelines cover a sleep.
+bool Dispatcher::results_within(std::chrono::microseconds window) const {
+    constexpr double kMasterBoundJobSeconds = 50e-6;
+    double seconds = std::chrono::duration<double>(window).count();
+    bool due = false;
+    for (const auto& [id, pool] : pools_) {
+        std::size_t in_flight = pool.scheduler.running();
+        if (in_flight == 0) continue;
+        if (pool.mean_job_seconds < kMasterBoundJobSeconds) return true;  // also: not known yet
+        std::size_t running = std::max<std::size_t>(1, std::min(in_flight, pool.spec.ncpus));
+        due |= pool.mean_job_seconds / static_cast<double>(running) < seconds;
+    }
+    return due && local_workers_ < cores_;
+}
+
 void Dispatcher::handle_frame(Envelope envelope) {
     auto it = workers_.find(envelope.peer);
     if (it == workers_.end() || it->second.phase == Phase::Gone) return;

@@ -34,9 +34,15 @@ void Dispatcher::check_liveness(Clock::time_point now) {
                                  : "it never started (no Hello)",
                     true);
     }
-    for (auto& [peer, worker] : workers_)
-        if (worker.hello && worker.phase != Phase::Gone && !process_alive(worker.process))
+    local_workers_ = 0;
+    for (auto& [peer, worker] : workers_) {
+        if (!worker.hello || worker.phase == Phase::Gone) continue;
+        if (!process_alive(worker.process)) {
             lose_worker(worker, "its process exited", true);
+        } else if (worker.process.host == host_) {
+            ++local_workers_;
+        }
+    }
 }
 
 void Dispatcher::check_deadlines(Clock::time_point now) {

@@ -1,8 +1,10 @@
 #include "ppmpi/heartbeat.hpp"
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -47,6 +49,13 @@ std::string this_host_name() {
     char name[256] = {0};
     gethostname(name, sizeof(name) - 1);
     return name;
+}
+
+std::size_t usable_cores() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+    return static_cast<std::size_t>(std::max(1, CPU_COUNT(&set)));
 }
 
 ProcessIdentity this_process() {

@@ -128,7 +128,10 @@ bool Master::turn(Dispatcher& dispatcher) {
     drain_commands(dispatcher);
     auto now = Clock::now();
     last_turn_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
-    return dispatcher.step(now);
+    bool moved = dispatcher.step(now);
+    spin_worthwhile_.store(dispatcher.results_within(BackoffPolicy{}.spin_for),
+                           std::memory_order_relaxed);
+    return moved;
 }
 
 void Master::help_if_stalled() {
@@ -149,7 +152,7 @@ void Master::loop(Dispatcher& dispatcher) {
             backoff.reset();
         } else if (*active) {
             backoff.reset();
-        } else if (wakeup_.wait_for(backoff.next_delay(Clock::now()))) {
+        } else if (wakeup_.wait_for(backoff.next_delay(Clock::now(), spin_worthwhile_))) {
             backoff.reset();
         }
     }
@@ -160,8 +163,13 @@ bool Master::drive_until(const std::function<bool()>& done, Duration limit) {
     if (!borrowable_ || !running_ || stopping_) return false;
     Baton::Borrow borrow(baton_);
     auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(limit);
-    borrow.drive([&] { return stopping_ || done(); }, [&] { return borrowed_turn(); },
-                 BackoffPolicy{}.spin_for, until);
+    // A first turn sends what was just submitted; then a result not due soon is waited for
+    // asleep (on the job table), not by spinning here.
+    auto spin_for = BackoffPolicy{}.spin_for;
+    borrow.try_turn([&] { return borrowed_turn(); }, spin_for);
+    auto window = spin_worthwhile_ ? spin_for : std::chrono::microseconds(0);
+    borrow.drive([&] { return stopping_ || done(); }, [&] { return borrowed_turn(); }, window,
+                 until);
     return done();
 }
 

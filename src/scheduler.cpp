@@ -10,7 +10,7 @@ std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth) {
     if (max_depth <= 1 || mean_job_seconds < 0.0) return 1;
     double extra = kPipelineBudgetSeconds / std::max(mean_job_seconds, 1e-7);
     if (extra >= static_cast<double>(max_depth - 1)) return max_depth;
-    return 1 + static_cast<std::size_t>(extra);
+    return std::max<std::size_t>(2, 1 + static_cast<std::size_t>(extra));
 }
 
 Scheduler::Scheduler(std::size_t slots_per_worker)

@@ -281,8 +281,15 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
             continue;
         }
         if (verdict->end) return *verdict->end;
-        if (verdict->active || comm_wakeup_.wait_for(backoff.next_delay(Clock::now())))
+        if (verdict->active) {
             backoff.reset();
+            continue;
+        }
+        // While a job runs, nothing this thread could catch by polling soon is urgent (the
+        // job's result leaves from the executor thread), and the job shares this process's
+        // core: the longest sleep then, with no spin.
+        auto delay = executor_busy_ ? backoff.policy().max_sleep : backoff.next_delay(Clock::now());
+        if (comm_wakeup_.wait_for(delay)) backoff.reset();
     }
 }
 

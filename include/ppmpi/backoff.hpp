@@ -34,7 +34,8 @@ class Backoff {
     void reset() { idle_since_.reset(); sleep_ = policy_.first_sleep; }
 
     // Nothing happened at `now`. Returns how long to wait before polling again (0 = spin).
-    std::chrono::microseconds next_delay(Clock::time_point now);
+    // spin=false: nothing is expected soon: no spin, and sleeps of at least spin_for.
+    std::chrono::microseconds next_delay(Clock::time_point now, bool spin = true);
 
     const BackoffPolicy& policy() const { return policy_; }
 

@@ -11,14 +11,13 @@
 // (Shutdown sent) → Gone (Goodbye received, or lost).
 //
 // Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
-// worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is
-// never spoken to again (killed by pid if it is on this host); its in-flight jobs go back to
-// the front of the queue, the one it was running charged with the loss (the others only
-// waited behind it); a job charged max_retries times fails with WorkerLost. Spawned workers
-// are replaced; a lost world rank shrinks the pool. A job past
-// its timeout fails with Timeout and its worker is stopped and replaced (its other jobs are
-// requeued uncharged); a cancelled running job likewise. Results from lost workers are dropped,
-// so each job's outcome is recorded exactly once.
+// worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is never
+// spoken to again (killed by pid if it is on this host); its in-flight jobs go back to the front
+// of the queue, the one it was running charged with the loss (the others only waited behind it); a
+// job charged max_retries times fails with WorkerLost. Spawned workers are replaced; a lost world
+// rank shrinks the pool. A job past its timeout fails with Timeout and its worker is stopped and
+// replaced (its other jobs are requeued uncharged); a cancelled running job likewise. Results from
+// lost workers are dropped, so each job's outcome is recorded exactly once.
 #pragma once
 
 #include <chrono>
@@ -59,6 +58,8 @@ class Dispatcher {
 
     // One turn of the loop; true if anything was received or sent.
     bool step(Clock::time_point now);
+    // Whether a result is likely within `window`, so worth polling for without sleeping.
+    bool results_within(std::chrono::microseconds window) const;
     // Shutdown to every worker, then steps until all said Goodbye or `grace` ran out, then
     // Release to world workers, then kills what did not answer on this host. True if no worker
     // was lost and every one that could end in order said Goodbye (MPI may then finalize).
@@ -141,9 +142,9 @@ class Dispatcher {
     std::map<PeerId, std::vector<Message>> outbox_;
     HeartbeatMonitor monitor_;
     Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
-    std::uint64_t workers_lost_ = 0;
-    std::uint64_t send_order_ = 0;
-    std::uint64_t jobs_ended_ = 0;
+    std::uint64_t workers_lost_ = 0, send_order_ = 0, jobs_ended_ = 0;
+    std::string host_ = this_host_name();
+    std::size_t cores_ = usable_cores(), local_workers_ = 0;  // the latter counted every 100 ms
 };
 
 }  // namespace ppmpi

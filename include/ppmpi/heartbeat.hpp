@@ -44,6 +44,8 @@ struct ProcessIdentity {
 
 ProcessIdentity this_process();
 std::string this_host_name();
+// The CPUs this process may run on (its affinity mask; at least 1).
+std::size_t usable_cores();
 // False once the process has exited (or is a zombie, or its pid was reused).
 bool process_alive(const ProcessIdentity& process);
 // Whether the pid still exists on this host at all (a zombie counts: not yet reaped).

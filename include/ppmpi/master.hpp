@@ -92,6 +92,7 @@ class Master {
     Duration grace_{5.0};
     std::atomic<JobId> next_job_{1};
     std::atomic<Clock::rep> last_turn_{0};  // when a turn last started (Clock ticks)
+    std::atomic<bool> spin_worthwhile_{true};  // a result is likely within a spin window
     std::thread thread_;
     std::promise<void> ended_;  // set as the thread ends
     std::future<void> ended_future_ = ended_.get_future();

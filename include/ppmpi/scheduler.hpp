@@ -28,11 +28,11 @@ namespace ppmpi {
 using WorkerId = std::int64_t;
 
 // How many jobs to keep in flight per worker, given how long recent jobs ran (negative: no
-// job has finished yet). Short jobs are pipelined so that a worker never waits a round trip
-// for its next job; a worker gets only as many queued jobs as it runs in about
-// kPipelineBudget, so long jobs are never stuck behind each other on one worker while
-// another worker is free (load balance).
-constexpr double kPipelineBudgetSeconds = 0.002;
+// job has finished yet). Jobs are pipelined so that a worker never waits a round trip (up to
+// the master's longest poll sleep, 2 ms) for its next job: short ones as many as it runs in
+// about kPipelineBudget, long ones one queued behind the running one (all only while the
+// queue is deep, as above).
+constexpr double kPipelineBudgetSeconds = 0.005;
 std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth);
 
 class Scheduler {

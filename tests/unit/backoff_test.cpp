@@ -79,6 +79,19 @@ TEST_CASE("backoff: zero spin sleeps at once", "[backoff]") {
     CHECK(b.next_delay(t0) == microseconds(20));
 }
 
+TEST_CASE("backoff: nothing expected soon skips the spin, sleeping from spin_for up",
+          "[backoff]") {
+    BackoffPolicy p = small_policy();  // spin 100, sleeps from 10 ...
+    p.max_sleep = microseconds(300);    // ... to 300
+    Backoff b(p);
+    CHECK(b.next_delay(t0, false) == microseconds(100));
+    CHECK(b.next_delay(t0, false) == microseconds(200));
+    CHECK(b.next_delay(t0, false) == microseconds(300));
+    CHECK(b.next_delay(t0, false) == microseconds(300));
+    b.reset();
+    CHECK(b.next_delay(t0) == microseconds(0));  // expected again: the spin is back
+}
+
 TEST_CASE("wakeup: a notify before the wait is not lost", "[backoff][wakeup]") {
     Wakeup w;
     w.notify();

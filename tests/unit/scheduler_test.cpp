@@ -249,13 +249,14 @@ TEST_CASE("scheduler: a job to run alone waits for an idle worker and keeps it t
     CHECK_FALSE(s.assign().empty());  // the worker takes ordinary jobs again
 }
 
-TEST_CASE("pipeline_depth: deep for short jobs, one for long ones or before any is known",
+TEST_CASE("pipeline_depth: deep for short jobs, two for long ones, one before any is known",
           "[scheduler]") {
     CHECK(pipeline_depth(-1.0, 64) == 1);
     CHECK(pipeline_depth(0.0, 64) == 64);
     CHECK(pipeline_depth(1e-5, 64) == 64);
-    CHECK(pipeline_depth(0.001, 64) == 3);
-    CHECK(pipeline_depth(0.2, 64) == 1);
+    CHECK(pipeline_depth(0.001, 64) == 6);  // 1 + kPipelineBudgetSeconds of queued jobs
+    CHECK(pipeline_depth(0.2, 64) == 2);    // the next one waits on the worker, no round trip
+    CHECK(pipeline_depth(0.2, 1) == 1);
     CHECK(pipeline_depth(1e-5, 1) == 1);
 }
 

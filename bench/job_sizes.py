@@ -1,0 +1,69 @@
+"""Throughput by job size: ppmpi and multiprocessing.Pool running many pure-Python jobs of one
+size on W workers (default 2), for several sizes (default 0.5, 2, 20 and 100 ms).
+
+For each: the wall time of N jobs, how busy the workers were (time inside the jobs over
+W × wall) and the speedup over the same jobs run serially here (estimated from the calibrated
+job time). Short-to-medium jobs are where a task runner's per-job round trip and idle polling
+show: a worker waiting for its next job, or a core taken by the master's polling.
+
+    scripts/build.sh && source scripts/mpi_env.sh &&
+    PYTHONPATH=build/python:bench /usr/bin/python3 bench/job_sizes.py [--workers 2] [--ms 0.5 2]
+"""
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads  # noqa: E402  (after the path it is found on)
+
+TOTAL_SERIAL_S = 4.0  # serial seconds of work per size: N = TOTAL_SERIAL_S / job time
+
+
+def timed_spin(n):
+    t0 = time.perf_counter()
+    workloads.spin(n)
+    return time.perf_counter() - t0
+
+
+def run_ppmpi(workers, n, count):
+    import ppmpi
+
+    with ppmpi.Server(workers) as server:
+        server.submit(timed_spin, (10,))()  # started, function shipped
+        t0 = time.perf_counter()
+        jobs = [server.submit(timed_spin, (n,)) for _ in range(count)]
+        inside = sum(job() for job in jobs)
+        return time.perf_counter() - t0, inside
+
+
+def run_pool(workers, n, count):
+    with multiprocessing.Pool(workers) as pool:
+        pool.apply_async(timed_spin, (10,)).get()
+        t0 = time.perf_counter()
+        handles = [pool.apply_async(timed_spin, (n,)) for _ in range(count)]
+        inside = sum(h.get() for h in handles)
+        return time.perf_counter() - t0, inside
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ms", type=float, nargs="+", default=[0.5, 2.0, 20.0, 100.0])
+    args = ap.parse_args()
+    print(f"nproc = {os.cpu_count()}, {args.workers} workers")
+    print("| job | peer | jobs | wall (s) | workers busy | speedup over serial |")
+    print("|---|---|---|---|---|---|")
+    for ms in args.ms:
+        n, seconds = workloads.calibrate_spin(ms / 1000.0)
+        count = max(args.workers * 4, int(TOTAL_SERIAL_S / seconds))
+        for name, run in (("ppmpi", run_ppmpi), ("multiprocessing.Pool", run_pool)):
+            wall, inside = run(args.workers, n, count)
+            print(f"| {ms:g} ms | {name} | {count:,} | {wall:.2f} | "
+                  f"{inside / (args.workers * wall):.0%} | {count * seconds / wall:.2f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
