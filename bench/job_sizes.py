@@ -2,8 +2,8 @@
 size on W workers (default 2), for several sizes (default 0.5, 2, 20 and 100 ms).
 
 For each: the wall time of N jobs, how busy the workers were (time inside the jobs over
-W × wall) and the speedup over the same jobs run serially here (estimated from the calibrated
-job time). Short-to-medium jobs are where a task runner's per-job round trip and idle polling
+W × wall) and the speedup over serial: N × the time per job of ~1 s of the same jobs run here,
+right before (the VM's speed drifts). Short-to-medium jobs are where a task runner's per-job round trip and idle polling
 show: a worker waiting for its next job, or a core taken by the master's polling.
 
     scripts/build.sh && source scripts/mpi_env.sh &&
@@ -19,12 +19,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads  # noqa: E402  (after the path it is found on)
 
 TOTAL_SERIAL_S = 4.0  # serial seconds of work per size: N = TOTAL_SERIAL_S / job time
+SAMPLE_S = 1.0  # serial seconds sampled before each run, for its speedup
 
 
 def timed_spin(n):
     t0 = time.perf_counter()
     workloads.spin(n)
     return time.perf_counter() - t0
+
+
+def serial_per_job(n, seconds):
+    count = max(1, int(SAMPLE_S / seconds))
+    return sum(timed_spin(n) for _ in range(count)) / count
 
 
 def run_ppmpi(workers, n, count):
@@ -59,9 +65,10 @@ def main():
         n, seconds = workloads.calibrate_spin(ms / 1000.0)
         count = max(args.workers * 4, int(TOTAL_SERIAL_S / seconds))
         for name, run in (("ppmpi", run_ppmpi), ("multiprocessing.Pool", run_pool)):
+            serial = serial_per_job(n, seconds)
             wall, inside = run(args.workers, n, count)
             print(f"| {ms:g} ms | {name} | {count:,} | {wall:.2f} | "
-                  f"{inside / (args.workers * wall):.0%} | {count * seconds / wall:.2f} |",
+                  f"{inside / (args.workers * wall):.0%} | {count * serial / wall:.2f} |",
                   flush=True)
 
 
