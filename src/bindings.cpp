@@ -120,6 +120,7 @@ py::dict stats_to_dict(const PoolStats& s) {
     py::dict d;
     d["running_jobs"] = running;
     d["workers"] = s.workers;
+    d["workers_starting"] = s.starting;
     d["pending"] = s.pending;
     d["running"] = s.running;
     d["per_worker"] = workers;

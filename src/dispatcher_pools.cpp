@@ -200,6 +200,8 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     const Pool& p = pool_at(pool);
     PoolStats out;
     out.workers = members(pool);
+    for (const auto& [peer, worker] : workers_)
+        out.starting += worker.pool == pool && !worker.hello && worker.phase != Phase::Gone;
     out.pending = p.scheduler.pending();
     out.running = p.scheduler.running();
     for (const auto& [id, s] : p.stats) out.per_worker.push_back(s);

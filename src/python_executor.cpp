@@ -12,6 +12,19 @@ namespace ppmpi {
 PythonExecutor::~PythonExecutor() {
     py::gil_scoped_acquire gil;
     runtime_ = py::object();
+    module_ = py::object();
+}
+
+void PythonExecutor::prepare() {
+    py::gil_scoped_acquire gil;
+    try {
+        py::object module = py::module_::import("ppmpi._worker");
+        module.attr("warm_up")();
+        module_ = module;
+    } catch (py::error_already_set&) {
+        // Not importable from here yet (an embedded ppmpi-worker finds the package through
+        // the driver's sys.path): configure() imports it, and reports a failure.
+    }
 }
 
 void PythonExecutor::configure(const Welcome& welcome) {
@@ -25,8 +38,8 @@ void PythonExecutor::configure(const Welcome& welcome) {
             if (!merged.contains(entry)) merged.append(entry);
         py::module_::import("sys").attr("path") = merged;
         if (!welcome.cwd.empty()) py::module_::import("os").attr("chdir")(welcome.cwd);
-        py::object module = py::module_::import("ppmpi._worker");
-        runtime_ = module.attr("WorkerRuntime")(welcome.worker_id);
+        if (!module_) module_ = py::module_::import("ppmpi._worker");
+        runtime_ = module_.attr("WorkerRuntime")(welcome.worker_id);
     } catch (py::error_already_set& e) {
         throw PpmpiError(std::string("could not set up the worker's Python: ") + e.what());
     }

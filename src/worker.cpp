@@ -26,6 +26,7 @@ WorkerHost::WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options)
 int WorkerHost::serve(Executor& executor) {
     serve_started_ = Clock::now();
     std::thread comm(&WorkerHost::comm_main, this);
+    executor.prepare();  // while MPI starts on the comm thread
     execute_loop(executor);
     comm.join();
     return exit_status_.load();

@@ -19,6 +19,10 @@ struct ExecOutcome {
 class Executor {
   public:
     virtual ~Executor() = default;
+    // Called once, before the Welcome, while the comm thread is still starting MPI (which takes
+    // ~0.25 s): loads what every job needs, so the first job does not wait for it. Best
+    // effort: what fails here is done again, and reported, by configure().
+    virtual void prepare() {}
     // The master adopted this worker: apply its sys.path and working directory.
     virtual void configure(const Welcome& welcome) = 0;
     // A function bundle for later tasks that name `key`.

@@ -35,6 +35,7 @@ struct RunningJob {
 
 struct PoolStats {
     std::size_t workers = 0;
+    std::size_t starting = 0;  // workers not yet heard from (no Hello), not lost either
     std::size_t pending = 0;
     std::size_t running = 0;
     std::vector<WorkerStats> per_worker;

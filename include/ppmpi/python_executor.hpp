@@ -3,7 +3,9 @@
 // It works in both kinds of worker: ppmpi-worker, whose main embeds the interpreter, and a
 // python3 rank under mpirun, which is already an interpreter. The job logic itself (unpickle,
 // import modules, call, capture output, pickle the result or the exception) lives in the
-// Python module ppmpi._worker, imported once the master's sys.path is known (Welcome).
+// Python module ppmpi._worker, imported (and exercised once) by prepare() while MPI starts,
+// or, if the package is not on this process's own path yet, once the master's sys.path is
+// known (Welcome).
 // The GIL is held only while Python runs.
 #pragma once
 
@@ -19,11 +21,13 @@ class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
     PythonExecutor() = default;
     ~PythonExecutor() override;
 
+    void prepare() override;
     void configure(const Welcome& welcome) override;
     void define(const std::string& key, Bytes bundle) override;
     ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers) override;
 
   private:
+    pybind11::object module_;   // ppmpi._worker
     pybind11::object runtime_;  // ppmpi._worker.WorkerRuntime
 };
 

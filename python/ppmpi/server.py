@@ -16,6 +16,10 @@ log = logging.getLogger("ppmpi")
 
 CREATE_TIMEOUT_S = 60.0  # spawning workers: ~0.25 s per MPI_Comm_spawn, far less than this
 CONTROL_TIMEOUT_S = 120.0
+# Server() and set_ncpus() return once their new workers said Hello (~0.01-0.03 s after the
+# spawn), so the first jobs do not pay for start-up. Bounded: a worker stuck in MPI start-up
+# is declared lost only after start_timeout (60 s); past this the jobs simply queue for it.
+START_WAIT_S = 10.0
 # Most jobs in flight per worker; the dispatcher pipelines only short jobs (scheduler.hpp).
 PIPELINE_MAX = 64
 
@@ -85,6 +89,8 @@ class Server:
         except RuntimeError as exc:
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}{_SPAWN_HINT}") from exc
         _runtime.register(self)
+        _serialize.warm_up()
+        self._await_started(START_WAIT_S)
         _stats.install_sigusr1(_runtime.live_servers)
 
     # -- submitting -------------------------------------------------------------------------
@@ -251,6 +257,17 @@ class Server:
         except RuntimeError as exc:
             raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}{_SPAWN_HINT}") from exc
         self._ncpus = wanted
+        self._await_started(START_WAIT_S)
+
+    def _await_started(self, limit):
+        """Waits up to `limit` seconds until every worker of the pool has said Hello (or was
+        lost). Polled: starting takes tens of milliseconds and happens once."""
+        deadline = time.monotonic() + limit
+        while self._pool.stats(CONTROL_TIMEOUT_S)["workers_starting"]:
+            if time.monotonic() > deadline:
+                log.debug("ppmpi: workers still starting after %.0f s; jobs wait for them", limit)
+                return
+            time.sleep(0.001)
 
     def get_active_nodes(self):
         """{"local": workers on this host, "<host>": workers on each other host}."""

@@ -40,6 +40,29 @@ def test_function_bytes_cross_once_per_worker():
         assert 1 <= stats["function_defs_sent"] <= 2  # at most once per worker
 
 
+def _started(server):
+    """(workers not heard from yet, workers welcomed) right now."""
+    stats = server._stats()
+    return stats["workers_starting"], len(stats["per_worker"])
+
+
+def test_a_server_returns_with_its_workers_started():
+    """The first jobs do not wait for the workers' start-up (Hello ~0.01-0.03 s after the
+    spawn returns); set_ncpus waits for the workers it adds the same way."""
+    with ppmpi.Server(2) as s:
+        assert _started(s) == (0, 2)
+        s.set_ncpus(3)
+        assert _started(s) == (0, 3)
+
+
+def test_worker_warm_up_runs_a_job():
+    """Spawned workers run it while MPI starts and ignore its failure (configure() imports
+    again), so a broken warm-up would only show here."""
+    from ppmpi import _worker
+
+    _worker.warm_up()
+
+
 def test_set_ncpus_grows_and_shrinks(fresh_server):
     fresh_server.set_ncpus(3)
     assert fresh_server.get_ncpus() == 3

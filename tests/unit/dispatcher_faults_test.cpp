@@ -201,6 +201,7 @@ TEST_CASE("faults: a spawned worker that never says Hello is lost after start_ti
     REQUIRE(o.has_value());
     CHECK(o->outcome == Outcome::Ok);
     CHECK(o->worker == label(2));
+    CHECK(c.dispatcher.stats(p).starting == 0);  // the lost one is not waited for (Server())
 }
 
 TEST_CASE("faults: a lost world rank shrinks the pool instead of being replaced",

@@ -312,6 +312,15 @@ TEST_CASE("dispatcher: shrinking retires a busy worker after its job", "[dispatc
     REQUIRE(c.run_until([&] { return c.dispatcher.live_workers() == 0; }));
 }
 
+// Server() waits on this count, so that its first jobs do not pay for the workers' start-up.
+TEST_CASE("dispatcher: stats count the workers not heard from yet", "[dispatcher]") {
+    Cluster c;
+    PoolId p = c.pool(3);
+    CHECK(c.dispatcher.stats(p).starting == 3);  // spawned; no Hello read yet
+    REQUIRE(c.run_until([&] { return c.dispatcher.stats(p).starting == 0; }));
+    CHECK(c.dispatcher.stats(p).workers == 3);
+}
+
 // Shrinking right after create_pool must also count spawned workers that have not said Hello
 // yet: they are told to leave (a world rank would go back to the unclaimed ones).
 TEST_CASE("dispatcher: shrinking before the workers said Hello", "[dispatcher]") {

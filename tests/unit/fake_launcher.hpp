@@ -45,6 +45,15 @@ inline std::string reversed(const std::string& s) { return {s.rbegin(), s.rend()
 // What the executors of all workers saw; shared and thread-safe.
 class ExecutorLog {
   public:
+    void prepared(PeerId peer) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        prepared_[peer] = welcomes_.count(peer) ? "after configure" : "before configure";
+    }
+    // "" (never), "before configure" or "after configure".
+    std::string when_prepared(PeerId peer) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return prepared_.count(peer) ? prepared_[peer] : "";
+    }
     void configured(PeerId peer, const Welcome& w) {
         std::lock_guard<std::mutex> lock(mutex_);
         welcomes_[peer] = w;
@@ -82,12 +91,14 @@ class ExecutorLog {
     bool gate_open_ = false;
     std::atomic<int> in_gate_{0};
     std::map<PeerId, Welcome> welcomes_;
+    std::map<PeerId, std::string> prepared_;
     std::map<PeerId, std::vector<std::string>> defines_;
 };
 
 class FakeExecutor : public Executor {
   public:
     FakeExecutor(PeerId self, std::shared_ptr<ExecutorLog> log) : self_(self), log_(std::move(log)) {}
+    void prepare() override { log_->prepared(self_); }
     void configure(const Welcome& welcome) override { log_->configured(self_, welcome); }
     void define(const std::string& key, Bytes bundle) override {
         bundles_[key] = std::move(bundle);
