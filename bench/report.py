@@ -46,7 +46,16 @@ def _meta_lines(out):
         f"Load average at start {' '.join(m['loadavg_start'])}, at end "
         f"{' '.join(m.get('loadavg_end', ['?']))}. Sizes: {sizes} "
         f"(`bench/run.sh {' '.join(out['argv'])}`); total {out['timings_s']['total']:.0f} s.",
+        f"Cache-line round trip between the first two CPUs (`bench/core_to_core.c`; a no-op "
+        f"job's cost follows it): {_c2c(m.get('core_to_core_start'))} at start, "
+        f"{_c2c(m.get('core_to_core_end'))} at end.",
     ]
+
+
+def _c2c(probe):
+    if not probe or "round_trip_ns" not in probe:
+        return "not measured" if not probe else f"not measured ({probe.get('error')})"
+    return f"{probe['round_trip_ns']:.0f} ns"
 
 
 def _targets_table(out):
@@ -122,8 +131,18 @@ def _growth_table(out):
                 start = f"{r['rss_start_mib']:.1f}"
                 note = (f"stopped at its time budget ({r['elapsed_s']:.0f} s)"
                         if r["stopped_early"] else "")
+                if "median_of" in r:
+                    note = (note + " " if note else "") + _growth_runs_note(r)
             lines.append(f"| {NAMES[peer]} | {workers} | {start} | {' | '.join(cells)} | {note} |")
     return lines
+
+
+def _growth_runs_note(r):
+    """The runs a median growth row comes from: µs/job per checkpoint, and the core-to-core
+    round trip measured before each run."""
+    runs = [" / ".join(f"{row['per_job_us']:.1f}" for row in run.get("rows", []))
+            + f" (c2c {run.get('core_to_core_ns_before') or '?'} ns)" for run in r["runs"]]
+    return f"median of {r['median_of']} runs: " + "; ".join(runs)
 
 
 def markdown(out):

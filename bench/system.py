@@ -1,5 +1,6 @@
 """The machine under the benchmark: what it is (recorded with every result), bounded
-subprocesses, and the MPI ping-pong floor (bench/pingpong.c)."""
+subprocesses, the MPI ping-pong floor (bench/pingpong.c) and the core-to-core cache-line
+round trip (bench/core_to_core.c)."""
 import json
 import os
 import platform
@@ -72,6 +73,20 @@ def build_pingpong():
     if error is not None:
         raise RuntimeError(f"building the ping-pong failed: {error}")
     return exe
+
+
+def core_to_core():
+    """The cache-line round trip between the first two CPUs now (see core_to_core.c), built on
+    first use; {"round_trip_ns": ..., "rounds_ns": [...]} or {"error": ...}."""
+    exe = os.path.join(BUILD, "core_to_core")
+    if not os.path.exists(exe):
+        os.makedirs(BUILD, exist_ok=True)
+        cmd = ["cc", "-O2", "-pthread", "-o", exe, os.path.join(BENCH, "core_to_core.c")]
+        _, error = run_limited(cmd, 120)
+        if error is not None:
+            return {"error": f"building core_to_core failed: {error}"}
+    out, error = run_limited([exe], 30)
+    return {"error": error} if error is not None else json.loads(out.strip().splitlines()[-1])
 
 
 def run_floors():
