@@ -1,7 +1,6 @@
 #include "ppmpi/backoff.hpp"
 
 #include <algorithm>
-#include <thread>
 
 namespace ppmpi {
 
@@ -16,28 +15,6 @@ std::chrono::microseconds Backoff::next_delay(Clock::time_point now, bool spin) 
     auto delay = sleep_;
     sleep_ = std::min(sleep_ * 2, policy_.max_sleep);
     return delay;
-}
-
-void Wakeup::notify() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        signalled_ = true;
-    }
-    cv_.notify_one();
-}
-
-bool Wakeup::wait_for(std::chrono::microseconds delay) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (delay.count() == 0 && !signalled_) {
-        // Spinning: let a thread that was just woken on this core run first.
-        lock.unlock();
-        std::this_thread::yield();
-        lock.lock();
-    }
-    if (delay.count() > 0 && !signalled_) cv_.wait_for(lock, delay, [&] { return signalled_; });
-    bool was = signalled_;
-    signalled_ = false;
-    return was;
 }
 
 }  // namespace ppmpi

@@ -1,8 +1,10 @@
 // Dispatcher, message side: one loop turn, the worker handshake, results and shutdown.
 #include "ppmpi/dispatcher.hpp"
 
+#include <algorithm>
 #include <thread>
 
+#include "ppmpi/backoff.hpp"
 #include "ppmpi/errors.hpp"
 #include "ppmpi/log.hpp"
 
@@ -75,6 +77,15 @@ bool Dispatcher::results_within(std::chrono::microseconds window) const {
         due |= pool.mean_job_seconds / static_cast<double>(running) < seconds;
     }
     return due && local_workers_ < cores_;
+}
+
+bool Dispatcher::plan_doze(Doze& plan) const {
+    std::vector<PeerId> peers;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.phase != Phase::Gone) peers.push_back(peer);
+    if (!transport_.plan_doze(peers, plan)) return false;
+    plan.until = std::min({next_heartbeat_, next_liveness_check_, next_deadline()});
+    return true;
 }
 
 void Dispatcher::handle_frame(Envelope envelope) {

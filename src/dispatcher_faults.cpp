@@ -1,4 +1,5 @@
 // Dispatcher, fault side: lost workers, job time-outs, replacing workers (see dispatcher.hpp).
+#include <algorithm>
 #include <cstdio>
 
 #include "ppmpi/dispatcher.hpp"
@@ -63,6 +64,19 @@ void Dispatcher::check_deadlines(Clock::time_point now) {
             stop_worker(worker, "its job timed out");
         }
     }
+}
+
+Clock::time_point Dispatcher::next_deadline() const {
+    Clock::time_point next = Clock::time_point::max();
+    for (const auto& [id, pool] : pools_) {
+        if (pool.destroyed || pool.timed_jobs == 0) continue;
+        for (const auto& [peer, worker] : workers_) {
+            if (worker.pool != id) continue;
+            for (JobId job : pool.scheduler.in_flight(peer))
+                next = std::min(next, pool.queued.at(job).deadline);
+        }
+    }
+    return next;
 }
 
 // A worker that still runs but must go (its job timed out or was cancelled): told to leave at

@@ -152,10 +152,23 @@ void Master::loop(Dispatcher& dispatcher) {
             backoff.reset();
         } else if (*active) {
             backoff.reset();
-        } else if (wakeup_.wait_for(backoff.next_delay(Clock::now(), spin_worthwhile_))) {
+        } else if (idle_wait(dispatcher, backoff.next_delay(Clock::now(), spin_worthwhile_))) {
             backoff.reset();
         }
     }
+}
+
+// Sleeps `delay`; or, once the backoff reached its cap and every worker rings a doorbell,
+// dozes until one sends, a thread here posts, or a periodic duty is due (doorbell.hpp): a long
+// job's result is then seen at once, and an idle master wakes ~10 times a second, not 500.
+// True if woken early.
+bool Master::idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay) {
+    if (delay >= BackoffPolicy{}.max_sleep) {
+        Doze plan;
+        auto planned = baton_.owner_turn([&] { return dispatcher.plan_doze(plan); });
+        if (planned.value_or(false)) return wakeup_.doze(plan);
+    }
+    return wakeup_.wait_for(delay);
 }
 
 bool Master::drive_until(const std::function<bool()>& done, Duration limit) {

@@ -106,6 +106,17 @@ std::uint64_t ShmRing::write_head(RecordKind kind, const Frame& frame, std::uint
     return position;
 }
 
+// The record up to `head` becomes visible to the reader, which is woken if it dozes.
+void ShmRing::publish(std::uint64_t head) {
+    control_->head.store(head, std::memory_order_release);
+    ring(control_->bell);
+}
+
+bool ShmRing::unread() const {
+    return control_->head.load(std::memory_order_acquire) !=
+           control_->tail.load(std::memory_order_relaxed);
+}
+
 bool ShmRing::try_write(const Frame& frame) {
     std::size_t size = record_size(frame);
     std::uint64_t head = control_->head.load(std::memory_order_relaxed);
@@ -115,7 +126,7 @@ bool ShmRing::try_write(const Frame& frame) {
         copy_in(at, piece, n);
         at += n;
     });
-    control_->head.store(head + size, std::memory_order_release);
+    publish(head + size);
     return true;
 }
 
@@ -124,7 +135,7 @@ bool ShmRing::try_write_begin(const Frame& frame) {
     std::uint64_t head = control_->head.load(std::memory_order_relaxed);
     if (!has_room(size, head)) return false;
     write_head(RecordKind::Begin, frame, head);
-    control_->head.store(head + size, std::memory_order_release);
+    publish(head + size);
     return true;
 }
 
@@ -144,7 +155,7 @@ std::size_t ShmRing::try_write_part(const Frame& frame, std::size_t offset, std:
         copy_in(at, piece, n);
         at += n;
     });
-    control_->head.store(head + pad8(sizeof record + length), std::memory_order_release);
+    publish(head + pad8(sizeof record + length));
     return length;
 }
 
@@ -270,7 +281,7 @@ ShmSegment::create(std::size_t ring_bytes, std::uint64_t nonce, std::string& why
     new (base) SegmentHead{kMagic, nonce, ring_bytes};
     std::unique_ptr<ShmSegment> segment(new ShmSegment(fd, base, bytes, ring_bytes));
     for (ShmRing* ring : {&segment->to_worker(), &segment->to_master()})
-        new (&ring->control()) RingControl{{0}, {0}, {0}, 0};
+        new (&ring->control()) RingControl{{0}, {0}, {0}, 0, {}};
     return segment;
 }
 

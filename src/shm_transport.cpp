@@ -273,6 +273,30 @@ bool ShmTransport::transferring(std::chrono::steady_clock::time_point now) const
     });
 }
 
+// Step 7.
+bool ShmTransport::plan_doze(const std::vector<PeerId>& peers, Doze& plan) {
+    if (!doze_supported() || peers.size() + plan.bells.size() > Doze::kMaxBells) return false;
+    std::vector<const ShmRing*> rings;
+    for (PeerId peer : peers) {
+        auto it = links_.find(peer);
+        if (it == links_.end() || !it->second.switched) return false;
+        Link& link = it->second;
+        RingControl& in = link.in->control();
+        if (!in.switched.load(std::memory_order_acquire) || link.mpi_received < in.mpi_before ||
+            !link.backlog.empty() || link.incoming || inner_->unfinished_sends(peer) > 0)
+            return false;
+        plan.bells.push_back(&in.bell);
+        plan.keep.push_back(link.segment);
+        rings.push_back(link.in);
+    }
+    auto earlier = std::move(plan.arrived);
+    plan.arrived = [rings = std::move(rings), earlier = std::move(earlier)] {
+        auto unread = [](const ShmRing* ring) { return ring->unread(); };
+        return (earlier && earlier()) || std::any_of(rings.begin(), rings.end(), unread);
+    };
+    return true;
+}
+
 void ShmTransport::drop_ring(PeerId peer) {
     auto it = links_.find(peer);
     if (it == links_.end()) return;

@@ -39,6 +39,7 @@ void WorkerHost::stop_executor() {
         work_.clear();
     }
     work_ready_.notify_all();
+    comm_wakeup_.notify();  // the executor may have read the Shutdown while the comm thread dozed
 }
 
 // A result's buffers are sent from the memory of the objects the job returned. A job may return
@@ -96,6 +97,7 @@ std::optional<Message> WorkerHost::next_work() {
     Message item = std::move(work_.front());
     work_.pop_front();
     executor_busy_ = true;
+    job_started_ = Clock::now();
     return item;
 }
 
@@ -132,8 +134,11 @@ void WorkerHost::execute_loop(Executor& executor) {
             return;
         }
         executor_busy_ = false;
-        // The result leaves from drive_while_idle(); without borrowing, the comm thread sends it.
-        if (!borrowable_) comm_wakeup_.notify();
+        // The result leaves from drive_while_idle(), or (a job is queued, or no borrowing) from
+        // the comm thread: within its short sleep, or woken now if it dozes. The result is
+        // queued before comm_dozing_ is read, and the comm thread sets it before it checks for
+        // results: one of the two sees the other.
+        if (!borrowable_ || comm_dozing_.load()) comm_wakeup_.notify();
     }
 }
 
@@ -159,6 +164,7 @@ void WorkerHost::on_message(Message& message) {
         case Kind::Release:
             released_ = true;
             leave_now_ = !std::get<Release>(message.header).finalize;
+            comm_wakeup_.notify();  // as for Shutdown (stop_executor)
             break;
         case Kind::Heartbeat: break;
         default:
@@ -290,8 +296,40 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
         // job's result leaves from the executor thread), and the job shares this process's
         // core: the longest sleep then, with no spin.
         auto delay = executor_busy_ ? backoff.policy().max_sleep : backoff.next_delay(Clock::now());
-        if (comm_wakeup_.wait_for(delay)) backoff.reset();
+        if (idle_wait(transport, master, delay)) backoff.reset();
     }
+}
+
+// Whether nothing here needs the comm thread before the master sends or a heartbeat is due:
+// no result waits, and the executor waits for work or runs a job that has run a while (short
+// jobs' results leave within the short sleeps, many per frame).
+bool WorkerHost::executor_quiet() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!results_.empty()) return false;
+    if (!executor_busy_) return work_.empty();
+    return Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
+}
+
+// Sleeps `delay`; or, when the executor is quiet and the master rings a doorbell, dozes until
+// it sends, the executor has a result, or the next heartbeat is due (doorbell.hpp). True if
+// woken early.
+bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay) {
+    if (delay.count() > 0 && welcomed_ && !shutdown_ && executor_quiet()) {
+        Doze plan;
+        plan.arrived = [this] {
+            std::lock_guard<std::mutex> lock(mutex_);
+            return !results_.empty();
+        };
+        auto planned = baton_.owner_turn([&] { return transport.plan_doze({master}, plan); });
+        if (planned.value_or(false)) {
+            plan.until = next_heartbeat_;
+            comm_dozing_.store(true);  // before `arrived` is checked: see execute_loop
+            bool woken = comm_wakeup_.doze(plan);
+            comm_dozing_.store(false);
+            return woken;
+        }
+    }
+    return comm_wakeup_.wait_for(delay);
 }
 
 void WorkerHost::close(WorkerEnvironment& env, bool clean) {

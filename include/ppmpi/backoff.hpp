@@ -8,17 +8,16 @@
 //
 // The sleep is a wait on a Wakeup: another thread of the same process (a Python thread
 // submitting a job, the executor finishing one) cuts it short, so local events are never
-// delayed by the backoff, only remote ones are.
+// delayed by the backoff, only remote ones are; and once the backoff reaches its cap, a thread
+// whose peers all ring doorbells (doorbell.hpp) dozes on them instead.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
+
+#include "ppmpi/doorbell.hpp"
 
 namespace ppmpi {
-
-using Clock = std::chrono::steady_clock;
 
 struct BackoffPolicy {
     std::chrono::microseconds spin_for{250};   // keep polling without sleeping this long
@@ -48,19 +47,6 @@ class Backoff {
     BackoffPolicy policy_;
     IdleStart idle_since_;
     std::chrono::microseconds sleep_ = policy_.first_sleep;
-};
-
-// A sleep that another thread can cut short. notify() before wait_for() is not lost.
-class Wakeup {
-  public:
-    void notify();
-    // Waits up to `delay` or until notify(); returns true if notified. Clears the signal.
-    bool wait_for(std::chrono::microseconds delay);
-
-  private:
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool signalled_ = false;
 };
 
 }  // namespace ppmpi

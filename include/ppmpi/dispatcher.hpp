@@ -1,23 +1,21 @@
 // ppmpi/dispatcher.hpp: the master's comm-loop logic (rank 0).
 //
-// One thread drives a Dispatcher (see master.hpp): it is the only caller of the transport and
-// the launcher. Each Python Server is a *pool*: its own workers, job queue (Scheduler), job
-// table and statistics. step() is one turn of the loop: receive frames, hand queued jobs to
-// free worker slots (sending each function bundle once per worker), send heartbeats, and post
-// one frame per worker. Nothing here waits on a peer, so a silent worker cannot stall the loop.
+// One thread drives a Dispatcher (master.hpp), the only caller of the transport and launcher.
+// Each Python Server is a *pool*: its own workers, job queue (Scheduler), job table and stats.
+// step() is one turn of the loop: receive frames, hand queued jobs to free worker slots (each
+// function bundle sent once per worker), send heartbeats, post one frame per worker. Nothing
+// here waits on a peer, so a silent worker cannot stall the loop.
 //
-// Worker phases: Waiting (spawned, or a world rank, no Hello yet or not yet claimed by a pool)
-// → Active (welcomed, gets jobs) → Retiring (finishes its jobs, gets no more) → Leaving
-// (Shutdown sent) → Gone (Goodbye received, or lost).
+// Worker phases: Waiting (spawned or a world rank; no Hello yet, or no pool yet) → Active (gets
+// jobs) → Retiring (finishes its jobs) → Leaving (Shutdown sent) → Gone (Goodbye, or lost).
 //
 // Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
 // worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is never
-// spoken to again (killed by pid if it is on this host); its in-flight jobs go back to the front
-// of the queue, the one it was running charged with the loss (the others only waited behind it); a
-// job charged max_retries times fails with WorkerLost. Spawned workers are replaced; a lost world
-// rank shrinks the pool. A job past its timeout fails with Timeout and its worker is stopped and
-// replaced (its other jobs are requeued uncharged); a cancelled running job likewise. Results from
-// lost workers are dropped, so each job's outcome is recorded exactly once.
+// spoken to again (killed by pid if on this host); its in-flight jobs go back to the front of the
+// queue, the one it ran charged with the loss (a job charged max_retries times fails with
+// WorkerLost). Spawned workers are replaced; a lost world rank shrinks the pool. A job past its
+// timeout (or cancelled while running) ends, and its worker is stopped and replaced (its other
+// jobs requeued uncharged). Results from lost workers are dropped: one outcome per job.
 #pragma once
 
 #include <chrono>
@@ -27,7 +25,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ppmpi/backoff.hpp"
 #include "ppmpi/function_cache.hpp"
 #include "ppmpi/heartbeat.hpp"
 #include "ppmpi/job_table.hpp"
@@ -60,12 +57,14 @@ class Dispatcher {
     bool step(Clock::time_point now);
     // Whether a result is likely within `window`, so worth polling for without sleeping.
     bool results_within(std::chrono::microseconds window) const;
+    // A doze for the loop's thread (doorbell.hpp): every live worker's bell, until the next
+    // periodic duty (heartbeats, liveness checks, job deadlines). False: a worker can't ring.
+    bool plan_doze(Doze& plan) const;
     // Shutdown to every worker, then steps until all said Goodbye or `grace` ran out, then
     // Release to world workers, then kills what did not answer on this host. True if no worker
     // was lost and every one that could end in order said Goodbye (MPI may then finalize).
     bool shutdown(Clock::duration grace);
-    // Workers that are not Gone (for the launcher's final decisions).
-    std::size_t live_workers() const;
+    std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
 
   private:
@@ -108,6 +107,7 @@ class Dispatcher {
     // dispatcher_faults.cpp
     void check_liveness(Clock::time_point now);
     void check_deadlines(Clock::time_point now);
+    Clock::time_point next_deadline() const;  // of the running jobs with a time-out
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
     // `charged`: the job that was running when its worker was lost (the others only waited).

@@ -75,6 +75,7 @@ class Master {
   private:
     void run(EnvironmentFactory factory, std::promise<void> started);
     void loop(Dispatcher& dispatcher);
+    bool idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay);
     bool turn(Dispatcher& dispatcher);
     bool borrowed_turn();
     void drain_commands(Dispatcher& dispatcher);

@@ -22,6 +22,7 @@
 // fails the creation cleanly instead of killing a process with SIGBUS on first touch.
 #pragma once
 
+#include "ppmpi/doorbell.hpp"
 #include "ppmpi/transport.hpp"
 
 #include <atomic>
@@ -44,6 +45,8 @@ struct RingControl {
     // `mpi_before` first, then `switched` (release).
     alignas(64) std::atomic<std::uint32_t> switched;
     std::uint64_t mpi_before;
+    // The reader dozes on it; the writer rings it after each record (doorbell.hpp).
+    alignas(64) Doorbell bell;
 };
 
 enum class RecordKind : std::uint32_t {
@@ -69,6 +72,8 @@ class ShmRing {
     std::size_t try_write_part(const Frame& frame, std::size_t offset, std::size_t most);
     // The kind of the oldest unread record, if any.
     std::optional<RecordKind> peek() const;
+    // Whether a record waits to be read (the reader's side).
+    bool unread() const;
     // Reads the oldest record, which must be a Frame record, into fresh memory.
     Frame read_frame();
     // Reads the oldest record, a Begin record: a frame with fresh memory of the sizes it names.
@@ -87,6 +92,7 @@ class ShmRing {
         std::uint64_t frame_length;
     };
     bool has_room(std::size_t bytes, std::uint64_t head) const;
+    void publish(std::uint64_t head);
     void copy_in(std::uint64_t position, const void* from, std::size_t length);
     void copy_out(std::uint64_t position, void* to, std::size_t length) const;
     RecordHead head_at(std::uint64_t position) const;

@@ -28,6 +28,9 @@
 //     last part is in.
 //  6. forget: the segment is unmapped. A peer that died mid-write left no visible record; the
 //     memory goes back to the system once neither process maps it (nothing is named).
+//  7. Dozing (doorbell.hpp): a side sleeps on the bell of its incoming ring only once that ring
+//     is all its peer sends on (switched, its mpi_before frames in) and nothing of its own
+//     waits to move (no backlog, no stream, no unfinished MPI send to that peer).
 // poll() reads the rings first, and the inner transport at least every kRingStreak frames, so
 // MPI-only peers, control messages and large transfers are never starved by a busy ring.
 // A stream moves only inside poll() on both sides, so while one is under way and moved
@@ -67,6 +70,7 @@ class ShmTransport : public Transport {
     std::size_t unfinished_sends(PeerId peer) const override;
     void forget(PeerId peer) override;
     bool transferring(std::chrono::steady_clock::time_point now) const override;
+    bool plan_doze(const std::vector<PeerId>& peers, Doze& plan) override;
 
   private:
     struct Pending {
@@ -80,7 +84,8 @@ class ShmTransport : public Transport {
         std::size_t received = 0;
     };
     struct Link {
-        std::unique_ptr<ShmSegment> segment; // set while a ring is offered or in use
+        // Set while a ring is offered or in use; shared with a doze that sleeps on its bell.
+        std::shared_ptr<ShmSegment> segment;
         ShmRing* out = nullptr;              // the ring this side writes
         ShmRing* in = nullptr;               // the ring this side reads
         bool switched = false;               // step 4 done for `out`

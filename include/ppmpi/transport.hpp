@@ -10,13 +10,16 @@
 //  - post_control() sends a transport-level message (the handshake of a transport layered on
 //    this one, shm_transport.hpp): it comes out of poll() with `control` set, never counted or
 //    ordered among the frames, and is never seen by the protocol.
+//  - plan_doze() lets a caller sleep until a peer sends (doorbell.hpp) where peers can ring.
 // Only the thread that created the transport may call it (for MPI: the thread that owns MPI).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <vector>
 
+#include "ppmpi/doorbell.hpp"
 #include "ppmpi/protocol.hpp"
 
 namespace ppmpi {
@@ -42,6 +45,10 @@ class Transport {
     // True while large data is on its way and moved recently: MPI moves it only inside MPI
     // calls (no progress thread), so the caller should poll without sleeping meanwhile.
     virtual bool transferring(std::chrono::steady_clock::time_point) const { return false; }
+    // For a caller about to sleep until `peers` send something (doorbell.hpp): adds the bells
+    // they ring to `plan`. False if any of them cannot ring one (it sends over MPI) or this
+    // side has something still to move: the caller must then poll on its own schedule.
+    virtual bool plan_doze(const std::vector<PeerId>& /*peers*/, Doze& /*plan*/) { return false; }
 };
 
 }  // namespace ppmpi

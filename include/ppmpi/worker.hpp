@@ -74,6 +74,8 @@ class WorkerHost {
     std::optional<Message> next_work();
     void exit_if_start_is_stuck();
     void drive_while_idle();
+    bool executor_quiet();
+    bool idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay);
     void on_message(Message& message);
     bool master_alive(Clock::time_point now) const;
     void execute_loop(Executor& executor);
@@ -99,9 +101,11 @@ class WorkerHost {
     std::condition_variable work_ready_;
     std::deque<Message> work_;
     std::deque<Message> results_;
+    Clock::time_point job_started_{};  // of the job the executor runs (if executor_busy_)
     std::atomic<bool> executor_stop_{false};
     std::atomic<bool> executor_busy_{false};
     std::atomic<bool> executor_failed_{false};
+    std::atomic<bool> comm_dozing_{false};  // the comm thread sleeps on doorbells (idle_wait)
     std::atomic<int> exit_status_{0};
     Wakeup comm_wakeup_;
     Baton baton_{comm_wakeup_};

@@ -5,7 +5,9 @@
 
 #include <catch2/catch.hpp>
 #include <dirent.h>
+#include <future>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 using namespace ppmpi;
@@ -236,4 +238,42 @@ TEST_CASE("shm transport: a forgotten peer's ring is dropped and its frames are 
     for (int i = 0; i < 5; ++i)
         CHECK_FALSE(pair.master.poll());
     pair.master.post(kWorker, frame_of("to a forgotten peer")); // ignored, no throw
+}
+
+TEST_CASE("shm transport: a side dozes on its ring's bell only once its peer sends through the "
+          "ring alone, and the peer's next frame wakes it",
+          "[shm][doorbell]") {
+    REQUIRE(doze_supported());
+    Pair pair;
+    std::string why;
+    Doze early;
+    CHECK_FALSE(pair.worker.plan_doze({kMaster}, early));  // no ring yet: the master uses MPI
+    REQUIRE(pair.worker.offer(kMaster, why));
+    CHECK_FALSE(pair.master.poll());  // the offer: the master switches
+    CHECK_FALSE(pair.worker.plan_doze({kMaster}, early));  // the answer is not read yet
+    CHECK_FALSE(pair.worker.poll());  // reads it: the worker switches too
+    Doze plan;
+    REQUIRE(pair.worker.plan_doze({kMaster}, plan));
+    CHECK(plan.bells.size() == 1);
+    CHECK_FALSE(plan.arrived());
+    CHECK_FALSE(pair.master.plan_doze({kWorker, 9}, early));  // peer 9 talks over MPI only
+
+    plan.until = Clock::now() + std::chrono::seconds(30);
+    Wakeup wakeup;
+    auto dozer = std::async(std::launch::async, [&] { return wakeup.doze(plan); });
+    auto until = Clock::now() + std::chrono::seconds(10);
+    while (plan.bells[0]->sleepers.load() == 0 && Clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    pair.master.post(kWorker, frame_of("task"));
+    REQUIRE(dozer.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(dozer.get());
+    CHECK(Pair::next(pair.worker).frame == "task");
+
+    for (int i = 0; i < 40; ++i)  // fills the 4 KiB ring: the rest waits in a backlog
+        pair.master.post(kWorker, frame_of(std::string(150, 'x')));
+    Doze busy;
+    CHECK_FALSE(pair.master.plan_doze({kWorker}, busy));  // it has a backlog to write out
+    Doze full;
+    REQUIRE(pair.worker.plan_doze({kMaster}, full));
+    CHECK(full.arrived());  // records wait: no sleep
 }
