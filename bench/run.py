@@ -28,7 +28,7 @@ FULL = {
     "noop": ([1], {"n": 100_000}, 240),
     "roundtrip": ([1], {"n": 2_000}, 60),
     "payload": ([1], {"mib": 64, "reps": 5}, 120),
-    "cpu": ([1, 2], {"reps": 2}, 60),
+    "cpu": ([1, 2], {"reps": 3}, 60),
     "function_bytes": ([2], {"n": 10_000}, 90),
     "growth": ([1], {"checkpoints": GROWTH, "window": 1000}, 600),
 }

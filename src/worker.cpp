@@ -90,7 +90,9 @@ std::optional<Message> WorkerHost::next_work() {
     std::unique_lock<std::mutex> lock(mutex_);
     // Bounded so a lost notification can never park this thread for good.
     while (work_.empty() && !executor_stop_) {
+        executor_waiting_ = true;
         work_ready_.wait_for(lock, std::chrono::milliseconds(200));
+        executor_waiting_ = false;
         exit_if_start_is_stuck();
     }
     if (executor_stop_) return std::nullopt;
@@ -301,12 +303,13 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
 }
 
 // Whether nothing here needs the comm thread before the master sends or a heartbeat is due:
-// no result waits, and the executor waits for work or runs a job that has run a while (short
-// jobs' results leave within the short sleeps, many per frame).
+// no result waits, and the executor sleeps until work comes or runs a job that has run a while
+// (short jobs' results leave within the short sleeps, many per frame). Not between two jobs,
+// nor while the executor drives the loop: the master would ring for every frame it sends.
 bool WorkerHost::executor_quiet() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!results_.empty()) return false;
-    if (!executor_busy_) return work_.empty();
+    if (!executor_busy_) return executor_waiting_ && work_.empty();
     return Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
 }
 
