@@ -84,7 +84,8 @@ bool Dispatcher::plan_doze(Doze& plan) const {
     for (const auto& [peer, worker] : workers_)
         if (worker.phase != Phase::Gone) peers.push_back(peer);
     if (!transport_.plan_doze(peers, plan)) return false;
-    plan.until = std::min({next_heartbeat_, next_liveness_check_, next_deadline()});
+    plan.until = std::min(next_heartbeat_, next_liveness_check_);
+    for (const auto& [id, pool] : pools_) past_deadline(pool, Clock::time_point::min(), plan.until);
     return true;
 }
 

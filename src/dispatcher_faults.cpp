@@ -48,14 +48,8 @@ void Dispatcher::check_liveness(Clock::time_point now) {
 
 void Dispatcher::check_deadlines(Clock::time_point now) {
     for (auto& [id, pool] : pools_) {
-        if (pool.destroyed || pool.timed_jobs == 0 || pool.scheduler.running() == 0) continue;
-        std::vector<std::pair<JobId, WorkerId>> expired;
-        for (const auto& [peer, worker] : workers_) {
-            if (worker.pool != id) continue;
-            for (JobId job : pool.scheduler.in_flight(peer))
-                if (pool.queued.at(job).deadline <= now) expired.emplace_back(job, peer);
-        }
-        for (const auto& [job, peer] : expired) {
+        Clock::time_point next = Clock::time_point::max();
+        for (const auto& [job, peer] : past_deadline(pool, now, next)) {
             WorkerRecord& worker = workers_.at(peer);
             std::string message = "ran longer than its timeout of " +
                                   seconds_text(pool.queued.at(job).timeout) + " on worker " +
@@ -66,17 +60,23 @@ void Dispatcher::check_deadlines(Clock::time_point now) {
     }
 }
 
-Clock::time_point Dispatcher::next_deadline() const {
-    Clock::time_point next = Clock::time_point::max();
-    for (const auto& [id, pool] : pools_) {
-        if (pool.destroyed || pool.timed_jobs == 0) continue;
-        for (const auto& [peer, worker] : workers_) {
-            if (worker.pool != id) continue;
-            for (JobId job : pool.scheduler.in_flight(peer))
-                next = std::min(next, pool.queued.at(job).deadline);
+// The pool's running jobs whose deadline is at or before `now`, with their workers; `next`
+// comes down to the earliest deadline of the others.
+std::vector<std::pair<JobId, WorkerId>>
+Dispatcher::past_deadline(const Pool& pool, Clock::time_point now, Clock::time_point& next) const {
+    std::vector<std::pair<JobId, WorkerId>> past;
+    if (pool.destroyed || pool.timed_jobs == 0 || pool.scheduler.running() == 0) return past;
+    for (const auto& [peer, worker] : workers_) {
+        for (JobId job : pool.scheduler.in_flight(peer)) {  // none for another pool's worker
+            Clock::time_point deadline = pool.queued.at(job).deadline;
+            if (deadline <= now) {
+                past.emplace_back(job, peer);
+            } else {
+                next = std::min(next, deadline);
+            }
         }
     }
-    return next;
+    return past;
 }
 
 // A worker that still runs but must go (its job timed out or was cancelled): told to leave at

@@ -95,16 +95,21 @@ bool Wakeup::doze(const Doze& plan) {
         waiters.push_back(waiter(bell->seq, bell->seq.load(std::memory_order_acquire), true));
     word_.sleepers.fetch_add(1, std::memory_order_seq_cst);
     for (Doorbell* bell : plan.bells) bell->sleepers.fetch_add(1, std::memory_order_seq_cst);
-    bool timed_out = false;
+    bool timed_out = false, failed = false;
     if (!(plan.arrived && plan.arrived())) {
         timespec deadline = to_timespec(plan.until.time_since_epoch());
         long r = ::syscall(SYS_futex_waitv, waiters.data(), waiters.size(), 0, &deadline,
                            CLOCK_MONOTONIC);
         timed_out = r == -1 && errno == ETIMEDOUT;
+        failed = r == -1 && errno != ETIMEDOUT && errno != EAGAIN && errno != EINTR;
     }
     for (Doorbell* bell : plan.bells) bell->sleepers.fetch_sub(1, std::memory_order_relaxed);
     word_.sleepers.fetch_sub(1, std::memory_order_relaxed);
-    return take_signal() || !timed_out;
+    if (take_signal()) return true;
+    // A call that fails at once (it never should) must not turn the caller's loop into a spin:
+    // it sleeps as a poll would.
+    if (failed) return wait_for(std::chrono::microseconds(2000));
+    return !timed_out;
 }
 
 }  // namespace ppmpi

@@ -317,15 +317,18 @@ bool WorkerHost::executor_quiet() {
 // it sends, the executor has a result, or the next heartbeat is due (doorbell.hpp). True if
 // woken early.
 bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay) {
-    if (delay.count() > 0 && welcomed_ && !shutdown_ && executor_quiet()) {
+    if (delay.count() > 0 && executor_quiet()) {
         Doze plan;
         plan.arrived = [this] {
             std::lock_guard<std::mutex> lock(mutex_);
             return !results_.empty();
         };
-        auto planned = baton_.owner_turn([&] { return transport.plan_doze({master}, plan); });
-        if (planned.value_or(false)) {
+        // Under the baton: a borrowing executor changes this state in its turns.
+        auto planned = baton_.owner_turn([&] {
             plan.until = next_heartbeat_;
+            return welcomed_ && !shutdown_ && transport.plan_doze({master}, plan);
+        });
+        if (planned.value_or(false)) {
             comm_dozing_.store(true);  // before `arrived` is checked: see execute_loop
             bool woken = comm_wakeup_.doze(plan);
             comm_dozing_.store(false);

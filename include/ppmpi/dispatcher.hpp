@@ -57,12 +57,11 @@ class Dispatcher {
     bool step(Clock::time_point now);
     // Whether a result is likely within `window`, so worth polling for without sleeping.
     bool results_within(std::chrono::microseconds window) const;
-    // A doze for the loop's thread (doorbell.hpp): every live worker's bell, until the next
-    // periodic duty (heartbeats, liveness checks, job deadlines). False: a worker can't ring.
+    // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
     bool plan_doze(Doze& plan) const;
-    // Shutdown to every worker, then steps until all said Goodbye or `grace` ran out, then
-    // Release to world workers, then kills what did not answer on this host. True if no worker
-    // was lost and every one that could end in order said Goodbye (MPI may then finalize).
+    // Shutdown to every worker, steps until all said Goodbye or `grace` ran out, Release to
+    // world workers, kills what did not answer on this host. True if none was lost and every
+    // one that could end in order said Goodbye (MPI may then finalize).
     bool shutdown(Clock::duration grace);
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
@@ -107,7 +106,8 @@ class Dispatcher {
     // dispatcher_faults.cpp
     void check_liveness(Clock::time_point now);
     void check_deadlines(Clock::time_point now);
-    Clock::time_point next_deadline() const;  // of the running jobs with a time-out
+    std::vector<std::pair<JobId, WorkerId>>
+    past_deadline(const Pool& pool, Clock::time_point now, Clock::time_point& next) const;
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
     // `charged`: the job that was running when its worker was lost (the others only waited).
