@@ -102,6 +102,12 @@ def _growth_targets(out):
     ]
 
 
+def _busy_speedup(out, workers):
+    """W × the fraction of the workers' time spent in jobs, in the best parallel round."""
+    r = _get(out, "cpu", "ppmpi", workers) or {}
+    return workers * r["busy_best_wall"] if "busy_best_wall" in r else None
+
+
 def _count(n):
     return f"{n:,}" if isinstance(n, int) else "?"
 
@@ -135,6 +141,8 @@ def targets(out):
         _target("payload: ppmpi / ping-pong bandwidth at 64 MiB (spawned, TCP)",
                 _div(ppmpi("payload"), bw["spawn"]), "report", None, "{:.3f}"),
         _target("CPU-bound speedup over serial, ppmpi, 2 workers", ppmpi("cpu", 2), ">=", 1.9),
+        _target("CPU-bound, ppmpi, 2 workers: 2 × workers' busy fraction (the speedup if a job "
+                "ran as fast in parallel as alone)", _busy_speedup(out, 2), "report", None),
         _target(f"same function {_count(fb.get('n'))} times: function sends by ppmpi "
                 f"({fb_w} workers)", fb.get("function_defs_sent"), "==", fb_w, "{}"),
     ]

@@ -1,7 +1,7 @@
 """Throughput by job size: ppmpi and multiprocessing.Pool running many pure-Python jobs of one
 size on W workers (default 2), for several sizes (default 0.5, 2, 20 and 100 ms).
 
-For each: the wall time of N jobs, how busy the workers were (time inside the jobs over
+For each: the wall time of N jobs, how busy the workers were (CPU time inside the jobs over
 W × wall) and the speedup over serial: N × the time per job of ~1 s of the same jobs run here,
 right before (the VM's speed drifts). Short-to-medium jobs are where a task runner's per-job round trip and idle polling
 show: a worker waiting for its next job, or a core taken by the master's polling.
@@ -22,33 +22,27 @@ TOTAL_SERIAL_S = 4.0  # serial seconds of work per size: N = TOTAL_SERIAL_S / jo
 SAMPLE_S = 1.0  # serial seconds sampled before each run, for its speedup
 
 
-def timed_spin(n):
-    t0 = time.perf_counter()
-    workloads.spin(n)
-    return time.perf_counter() - t0
-
-
 def serial_per_job(n, seconds):
     count = max(1, int(SAMPLE_S / seconds))
-    return sum(timed_spin(n) for _ in range(count)) / count
+    return sum(workloads.timed_spin(n) for _ in range(count)) / count
 
 
 def run_ppmpi(workers, n, count):
     import ppmpi
 
     with ppmpi.Server(workers) as server:
-        server.submit(timed_spin, (10,))()  # started, function shipped
+        server.submit(workloads.timed_spin, (10,))()  # started, function shipped
         t0 = time.perf_counter()
-        jobs = [server.submit(timed_spin, (n,)) for _ in range(count)]
+        jobs = [server.submit(workloads.timed_spin, (n,)) for _ in range(count)]
         inside = sum(job() for job in jobs)
         return time.perf_counter() - t0, inside
 
 
 def run_pool(workers, n, count):
     with multiprocessing.Pool(workers) as pool:
-        pool.apply_async(timed_spin, (10,)).get()
+        pool.apply_async(workloads.timed_spin, (10,)).get()
         t0 = time.perf_counter()
-        handles = [pool.apply_async(timed_spin, (n,)) for _ in range(count)]
+        handles = [pool.apply_async(workloads.timed_spin, (n,)) for _ in range(count)]
         inside = sum(h.get() for h in handles)
         return time.perf_counter() - t0, inside
 

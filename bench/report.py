@@ -92,8 +92,12 @@ def _detail(workload, r):
         return (f"{r['bytes'] >> 20} MiB, median of {r['reps']}: {r['median_rtt_s'] * 1e3:.0f} ms "
                 f"per round trip; best {r['best_gib_s_each_way']:.2f} GiB/s")
     if workload == "cpu":
-        return (f"{r['jobs']} jobs: wall {r['wall_s']:.2f} s, serial in the master "
+        text = (f"{r['jobs']} jobs: wall {r['wall_s']:.2f} s, serial in the master "
                 f"{r['serial_s']:.2f} s (best of {len(r['walls_s'])} each)")
+        if "busy_best_wall" in r:  # = W × busy × job speed ratio
+            text += (f"; workers busy {r['busy_best_wall']:.1%}, a job in parallel ran at "
+                     f"{r['job_speed_ratio']:.2f}× its serial speed")
+        return text
     if workload == "function_bytes":
         how = "estimated: pickled reference × tasks" if r["estimated"] else "ppmpi's counters"
         return f"N = {r['n']:,}; {r['function_defs_sent']:,} function sends ({how})"
@@ -142,7 +146,9 @@ def _growth_runs_note(r):
     round trip measured before each run."""
     runs = [" / ".join(f"{row['per_job_us']:.1f}" for row in run.get("rows", []))
             + f" (c2c {run.get('core_to_core_ns_before') or '?'} ns)" for run in r["runs"]]
-    return f"median of {r['median_of']} runs: " + "; ".join(runs)
+    counts = r["median_of"] if isinstance(r["median_of"], list) else [r["median_of"]]
+    of = " / ".join(str(c) for c in counts)
+    return f"rows: median of {of} runs: " + "; ".join(runs)
 
 
 def markdown(out):

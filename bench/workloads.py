@@ -28,6 +28,14 @@ def spin(n):
     return x
 
 
+def timed_spin(n):
+    """spin(n), returning the CPU seconds its thread spent in it (time.thread_time): time the
+    job's thread was preempted, by the master's own threads or anything else, is not in it."""
+    t0 = time.thread_time()
+    spin(n)
+    return time.thread_time() - t0
+
+
 def calibrate_spin(seconds=0.2, probe=200_000):
     """The n for which spin(n) takes about `seconds` here, measured serially (best of 3 so a
     neighbour's burst of CPU does not inflate it)."""
