@@ -68,6 +68,8 @@ MpiTransport::~MpiTransport() {
 }
 
 void MpiTransport::add_peer(PeerId id, MPI_Comm comm, int rank) {
+    auto known = links_.find(id);
+    if (known == links_.end() || known->second.forgotten) ++live_peers_;
     links_[id] = Link{comm, rank, false};
     by_address_[{comm, rank}] = id;
     if (std::find(comms_.begin(), comms_.end(), comm) == comms_.end()) comms_.push_back(comm);
@@ -260,6 +262,7 @@ bool MpiTransport::transferring(SteadyClock::time_point now) const {
 void MpiTransport::forget(PeerId peer) {
     auto it = links_.find(peer);
     if (it == links_.end()) return;
+    if (!it->second.forgotten) --live_peers_;
     it->second.forgotten = true;
     for (auto send = sends_.begin(); send != sends_.end();) {
         if (send->peer == peer) {

@@ -11,6 +11,8 @@ namespace ppmpi {
 
 PythonExecutor::~PythonExecutor() {
     py::gil_scoped_acquire gil;
+    run_ = py::object();
+    last_key_py_ = py::object();
     runtime_ = py::object();
     module_ = py::object();
 }
@@ -40,6 +42,7 @@ void PythonExecutor::configure(const Welcome& welcome) {
         if (!welcome.cwd.empty()) py::module_::import("os").attr("chdir")(welcome.cwd);
         if (!module_) module_ = py::module_::import("ppmpi._worker");
         runtime_ = module_.attr("WorkerRuntime")(welcome.worker_id);
+        run_ = runtime_.attr("run");  // bound once, not looked up for every job
     } catch (py::error_already_set& e) {
         throw PpmpiError(std::string("could not set up the worker's Python: ") + e.what());
     }
@@ -60,8 +63,13 @@ ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffer
     // The args as a read-only view of our buffer, not a copy: pickle reads bytes-like
     // objects, and `args` outlives the call.
     auto view = py::memoryview::from_memory(args.data(), static_cast<py::ssize_t>(args.size()));
-    py::tuple out = runtime_.attr("run")(task.job_id, task.func_key, view,
-                                         buffers_to_python(std::move(arg_buffers)));
+    // A stream of jobs mostly runs one function: its key crosses into Python once.
+    if (task.func_key != last_key_) {
+        last_key_py_ = py::str(task.func_key);
+        last_key_ = task.func_key;
+    }
+    py::tuple out = run_(task.job_id, last_key_py_, view,
+                         buffers_to_python(std::move(arg_buffers)));
     ExecOutcome outcome;
     outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
     outcome.payload = out[1].cast<std::string>();

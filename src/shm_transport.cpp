@@ -192,10 +192,29 @@ std::optional<Envelope> ShmTransport::poll() {
         }
     }
     streak_ = 0;
+    if (!inner_due()) return std::nullopt;
     while (auto envelope = inner_->poll()) {
         if (auto out = accept(std::move(*envelope))) return out;
     }
     return read_rings(); // the last of a peer's mpi_before frames may have released its ring
+}
+
+// Step 8: the inner transport is polled every time, unless it is quiet.
+bool ShmTransport::inner_due() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_inner_poll_ < kQuietInnerGap && ring_only()) return false;
+    last_inner_poll_ = now;
+    return true;
+}
+
+bool ShmTransport::ring_only() const {
+    if (ring_peers_.empty() || inner_->live_peers() != ring_peers_.size()) return false;
+    return std::all_of(ring_peers_.begin(), ring_peers_.end(), [this](PeerId peer) {
+        const Link& link = links_.at(peer);
+        const RingControl& in = link.in->control();
+        return link.switched && in.switched.load(std::memory_order_acquire) &&
+               link.mpi_received >= in.mpi_before && inner_->unfinished_sends(peer) == 0;
+    });
 }
 
 // Step 5 for a frame that came over MPI (counted); control messages are this transport's own.

@@ -55,6 +55,7 @@ class MpiTransport : public Transport {
     std::size_t unfinished_sends(PeerId peer) const override;
     void forget(PeerId peer) override;
     bool transferring(std::chrono::steady_clock::time_point now) const override;
+    std::size_t live_peers() const override { return live_peers_; }
 
   private:
     struct Link {
@@ -90,6 +91,7 @@ class MpiTransport : public Transport {
     std::chrono::steady_clock::time_point last_transfer_event_{};
     std::chrono::steady_clock::time_point last_poll_{};
     std::size_t chunk_bytes_;
+    std::size_t live_peers_ = 0;  // links not forgotten
 };
 
 }  // namespace ppmpi

@@ -11,6 +11,8 @@
 
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 #include "ppmpi/executor.hpp"
 
 namespace ppmpi {
@@ -29,6 +31,9 @@ class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
   private:
     pybind11::object module_;   // ppmpi._worker
     pybind11::object runtime_;  // ppmpi._worker.WorkerRuntime
+    pybind11::object run_;      // its bound run()
+    std::string last_key_;      // the function key of the last job, and as a Python str
+    pybind11::object last_key_py_;
 };
 
 }  // namespace ppmpi

@@ -31,6 +31,13 @@
 //  7. Dozing (doorbell.hpp): a side sleeps on the bell of its incoming ring only once that ring
 //     is all its peer sends on (switched, its mpi_before frames in) and nothing of its own
 //     waits to move (no backlog, no stream, no unfinished MPI send to that peer).
+//  8. Quiet inner transport: once every peer the inner transport serves sends and receives
+//     through a ring (both directions switched, its mpi_before frames in) and no MPI send to
+//     it is unfinished, nothing is left to come over MPI but a stray control message, and the
+//     inner transport is polled at most every kQuietInnerGap. Over TCP each such poll is a
+//     poll() system call (Open MPI's event loop, mpi_event_tick_rate=1), which made every
+//     turn of a spinning loop ~1-3 µs long on the 2-vCPU test VM: a ring record waited for
+//     the loop to come round. A new peer (a spawn) ends it until that peer has switched too.
 // poll() reads the rings first, and the inner transport at least every kRingStreak frames, so
 // MPI-only peers, control messages and large transfers are never starved by a busy ring.
 // A stream moves only inside poll() on both sides, so while one is under way and moved
@@ -52,6 +59,7 @@ class ShmTransport : public Transport {
   public:
     static constexpr std::size_t kRingBytes = std::size_t{1} << 20; // per direction
     static constexpr int kRingStreak = 16;
+    static constexpr auto kQuietInnerGap = std::chrono::microseconds(50);
 
     // accept_offers=false: the master side declines every offer (PPMPI_SHM=0).
     explicit ShmTransport(std::unique_ptr<Transport> inner,
@@ -107,6 +115,8 @@ class ShmTransport : public Transport {
     std::optional<Envelope> accept(Envelope envelope);
     void on_control(const Envelope& envelope);
     void on_offer(PeerId peer, const std::vector<std::string>& words);
+    bool inner_due();
+    bool ring_only() const;
 
     std::unique_ptr<Transport> inner_;
     bool accept_offers_;
@@ -117,6 +127,7 @@ class ShmTransport : public Transport {
     std::size_t next_ring_ = 0;
     int streak_ = 0; // frames read from rings since the inner transport was last polled
     std::chrono::steady_clock::time_point last_stream_move_{}; // a part written or read
+    std::chrono::steady_clock::time_point last_inner_poll_{};
 };
 
 }  // namespace ppmpi

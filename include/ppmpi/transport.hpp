@@ -11,6 +11,7 @@
 //    this one, shm_transport.hpp): it comes out of poll() with `control` set, never counted or
 //    ordered among the frames, and is never seen by the protocol.
 //  - plan_doze() lets a caller sleep until a peer sends (doorbell.hpp) where peers can ring.
+//  - live_peers() says how many peers it serves, where it knows.
 // Only the thread that created the transport may call it (for MPI: the thread that owns MPI).
 #pragma once
 
@@ -49,6 +50,11 @@ class Transport {
     // they ring to `plan`. False if any of them cannot ring one (it sends over MPI) or this
     // side has something still to move: the caller must then poll on its own schedule.
     virtual bool plan_doze(const std::vector<PeerId>& /*peers*/, Doze& /*plan*/) { return false; }
+    // How many peers this transport serves (added and not forgotten), for a transport layered
+    // on it that polls it less often once every peer has moved to its own path
+    // (shm_transport.hpp, step 8). The default: unknown, so never polled less often.
+    static constexpr std::size_t kUnknownPeers = static_cast<std::size_t>(-1);
+    virtual std::size_t live_peers() const { return kUnknownPeers; }
 };
 
 }  // namespace ppmpi

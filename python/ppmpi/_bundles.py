@@ -49,18 +49,19 @@ class BundleCache:
     def __init__(self):
         self._entries = {}
 
-    def get(self, func, depfuncs, modules, fresh, init, protocol, make):
-        """The cached bundle, or make() -> (key, data, by_reference), remembered."""
+    def get(self, func, depfuncs, modules, fresh, init, protocol):
+        """(key, bundle bytes) of the bundle (func, depfuncs, modules, fresh, init): cached, or
+        pickled (dump) and remembered."""
         try:
             ident = (func, depfuncs, modules, fresh, init, protocol)
             entry = self._entries.get(ident)
         except TypeError:  # something unhashable (an initarg): no caching
-            return make()[:2]
+            return dump((func, depfuncs, modules, fresh, init), protocol)[:2]
         if entry is not None:
             key, data, names, guard = entry
             if names is None or guard == _guard(func, names):
                 return key, data
-        key, data, by_reference = make()
+        key, data, by_reference = dump((func, depfuncs, modules, fresh, init), protocol)
         names = guard = None
         if not by_reference:
             if depfuncs or init is not None or not isinstance(func, types.FunctionType):
@@ -78,7 +79,7 @@ def dump(bundle, protocol):
     reference (and nothing in __main__), else cloudpickle."""
     try:
         data = pickle.dumps(bundle, protocol=protocol)
-        if b"__main__" in data:
+        if data.find(b"__main__") != -1:  # not `in`, which raises and clears a TypeError
             raise pickle.PicklingError("names __main__")
         by_reference = True
     except Exception:

@@ -15,6 +15,9 @@ import pickle
 import cloudpickle
 
 _MAIN = b"__main__"
+# Values of these types pickle with nothing out-of-band and nothing named in __main__: a tuple
+# of them (a typical job's arguments) skips the checks below.
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, complex, type(None)})
 # Smaller buffers stay in the stream: each out-of-band buffer is one more MPI message.
 OUT_OF_BAND_MIN = 64 * 1024
 
@@ -36,6 +39,12 @@ def _collector(buffers):
 def dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, buffers=None):
     """Pickles obj. With a list as `buffers` (and protocol 5+), large buffers are appended to
     it instead of being copied into the stream."""
+    if type(obj) is tuple:
+        for item in obj:
+            if type(item) not in PLAIN_TYPES:
+                break
+        else:
+            return pickle.dumps(obj, protocol)
     if buffers is not None and protocol < 5:
         buffers = None
     callback = None if buffers is None else _collector(buffers)
@@ -43,7 +52,7 @@ def dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, buffers=None):
         data = pickle.dumps(obj, protocol, buffer_callback=callback)
     except Exception:  # lambdas, local classes, ...: let cloudpickle have a go (or explain)
         return _cloudpickle(obj, protocol, buffers)
-    if _MAIN in data:
+    if data.find(_MAIN) != -1:  # not `in`: bytes.__contains__ raises and clears a TypeError
         return _cloudpickle(obj, protocol, buffers)
     return data
 

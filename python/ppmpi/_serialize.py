@@ -34,10 +34,8 @@ _bundle_cache = _bundles.BundleCache()
 
 def dump_bundle(func, depfuncs, modules, fresh, protocol, init=None):
     """Returns (key, bytes) for the function and what it needs on the worker."""
-    bundle = (func, depfuncs, modules, fresh, init)
     try:
-        return _bundle_cache.get(func, depfuncs, modules, fresh, init, protocol,
-                                 lambda: _bundles.dump(bundle, protocol))
+        return _bundle_cache.get(func, depfuncs, modules, fresh, init, protocol)
     except Exception as exc:
         for obj in (func,) + tuple(depfuncs) + ((init[1],) if init else ()):
             try:

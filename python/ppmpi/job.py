@@ -110,7 +110,18 @@ class Job:
 
     def __call__(self, raw_result=False):
         if self._callback_done is None and not self._taken:
-            self._wait_and_take()
+            # Without a callback one C++ call waits and takes (in slices, for Ctrl-C); inline,
+            # since a no-op job's round trip pays for every Python call on this path.
+            pool, output = self._server._pool, None
+            with self._lock:
+                while not self._taken:
+                    outcome = pool.take_when_done(self.tid, WAIT_SLICE_S)
+                    if outcome is not None:
+                        output = self._apply(outcome)
+                        break
+            if output:
+                sys.stdout.write(output)
+                sys.stdout.flush()
         else:
             self.wait()
             self._take()
@@ -119,21 +130,6 @@ class Job:
         if self._error is not None:
             raise self._error
         return self._result
-
-    def _wait_and_take(self):
-        """job() without a callback: one C++ call waits and takes (in slices, for Ctrl-C)."""
-        pool = self._server._pool
-        with self._lock:
-            while not self._taken:
-                outcome = pool.take_when_done(self.tid, WAIT_SLICE_S)
-                if outcome is not None:
-                    output = self._apply(outcome)
-                    break
-            else:
-                return
-        if output:
-            sys.stdout.write(output)
-            sys.stdout.flush()
 
     def _take(self):
         """Moves the outcome from the C++ job table into this object, once."""
@@ -150,7 +146,8 @@ class Job:
         code, payload, message, _worker, _seconds, buffers = outcome
         if code == _serialize.OK:
             # Large arrays come back as views of the memory they were received into.
-            self._result, output = pickle.loads(payload, buffers=buffers)
+            self._result, output = (pickle.loads(payload, buffers=buffers) if buffers
+                                    else pickle.loads(payload))
         elif code == _serialize.REMOTE_ERROR:
             report, output = pickle.loads(payload)
             self._error = _serialize.rebuild_error(report, self.label)

@@ -102,7 +102,8 @@ class Server:
         succeeded, one callback at a time. timeout: seconds the job may run (default: the
         server's job_timeout); past it the job fails with JobTimeout and its worker is
         replaced."""
-        self._check_open()
+        if self._destroyed:
+            self._check_open()
         if not (type(args) is tuple and type(depfuncs) is tuple and type(modules) is tuple
                 and type(callbackargs) is tuple):  # one test for the usual case
             for name, value in (("args", args), ("depfuncs", depfuncs), ("modules", modules),

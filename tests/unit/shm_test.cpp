@@ -277,3 +277,71 @@ TEST_CASE("shm transport: a side dozes on its ring's bell only once its peer sen
     REQUIRE(pair.worker.plan_doze({kMaster}, full));
     CHECK(full.arrived());  // records wait: no sleep
 }
+
+namespace {
+
+// An inner transport that counts its polls and says how many peers it serves (as MPI does).
+class CountingTransport : public Transport {
+  public:
+    explicit CountingTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+    using Transport::post;
+    void post(PeerId peer, Frame frame) override { inner_->post(peer, std::move(frame)); }
+    void post_control(PeerId peer, Bytes bytes) override { inner_->post_control(peer, bytes); }
+    std::optional<Envelope> poll() override {
+        ++polls;
+        return inner_->poll();
+    }
+    std::size_t unfinished_sends(PeerId peer) const override {
+        return inner_->unfinished_sends(peer);
+    }
+    void forget(PeerId peer) override { inner_->forget(peer); }
+    std::size_t live_peers() const override { return peers; }
+
+    std::unique_ptr<Transport> inner_;
+    long polls = 0;
+    std::size_t peers = 1;
+};
+
+}  // namespace
+
+TEST_CASE("shm transport: once every peer of the inner transport is on a ring it is polled at "
+          "most every kQuietInnerGap, and every time again while one is not",
+          "[shm]") {
+    auto hub = LoopbackHub::create();
+    auto counting = std::make_unique<CountingTransport>(hub->endpoint(kMaster));
+    CountingTransport& inner = *counting;
+    ShmTransport master(std::move(counting), true, 4096);
+    ShmTransport worker(hub->endpoint(kWorker), true, 4096);
+    std::string why;
+    REQUIRE(worker.offer(kMaster, why));
+    for (int i = 0; i < 3; ++i)  // the offer and the answer: all over the inner transport
+        CHECK_FALSE(master.poll());
+    CHECK_FALSE(worker.poll());
+    REQUIRE(worker.sends_through_ring(kMaster));
+
+    auto polls_in = [&](int rounds) {
+        long before = inner.polls;
+        int delivered = 0;
+        auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < rounds; ++i)
+            delivered += master.poll() ? 1 : 0;
+        CHECK(delivered == 0);
+        auto gaps = (std::chrono::steady_clock::now() - start) / ShmTransport::kQuietInnerGap;
+        return std::make_pair(inner.polls - before, static_cast<long>(gaps));
+    };
+    auto [quiet_polls, gaps] = polls_in(2000);
+    INFO("2000 polls took " << gaps << " gaps");
+    CHECK(quiet_polls <= gaps + 2);  // a bound that only grows on a slow machine
+
+    inner.peers = 2;  // one more peer that talks over MPI only (a spawn, say)
+    CHECK(polls_in(500).first == 500);
+
+    inner.peers = 1;
+    hub->deliver(kWorker, kMaster, frame_of("stray frame over MPI"));
+    std::optional<Envelope> stray;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!stray && std::chrono::steady_clock::now() < until)
+        stray = master.poll();
+    REQUIRE(stray);  // it waited at most one gap
+    CHECK(stray->frame == "stray frame over MPI");
+}
