@@ -66,7 +66,7 @@ class PoolHandle {
                 jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
             }
         });
-        master_->help_if_stalled();
+        master_->help_if_stalled(/*lone=*/jobs_->unfinished() == 1);
         return job;
     }
 

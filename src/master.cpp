@@ -134,11 +134,11 @@ bool Master::turn(Dispatcher& dispatcher) {
     return moved;
 }
 
-void Master::help_if_stalled() {
+void Master::help_if_stalled(bool lone) {
     if (!borrowable_ || !running_ || stopping_) return;
     auto since = Clock::now().time_since_epoch() -
                  Clock::duration(last_turn_.load(std::memory_order_relaxed));
-    if (since < kStallGap) return;
+    if (since < kStallGap && !lone) return;
     Baton::Borrow borrow(baton_);
     borrow.try_turn([&] { return borrowed_turn(); }, std::chrono::microseconds(0));
 }

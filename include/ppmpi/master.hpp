@@ -57,11 +57,13 @@ class Master {
     // Drives the dispatcher on the calling thread until done() (true), until `limit` passed,
     // or once nothing moved for a spin window (false; the dispatcher thread takes over).
     bool drive_until(const std::function<bool()>& done, Duration limit);
-    // For a thread that just posted work: runs a turn here if the dispatcher thread has not run
-    // one for kStallGap, and the baton is free (never waits). Woken by a thread that keeps
-    // submitting, the dispatcher thread was measured waiting 1-3 ms for a core behind it (the
-    // scheduler queues a wakee on its waker's core), with no job sent meanwhile.
-    void help_if_stalled();
+    // For a thread that just posted work: runs a turn here if the baton is free (never waits)
+    // and either the dispatcher thread has not run one for kStallGap or `lone` (the job just
+    // posted is the only one unfinished: its round trip is all its caller waits for, and the
+    // turn sends it while the caller's Python is still building the job object). Woken by a
+    // thread that keeps submitting, the dispatcher thread was measured waiting 1-3 ms for a
+    // core behind it (the scheduler queues a wakee on its waker's core), with no job sent.
+    void help_if_stalled(bool lone = false);
     static constexpr auto kStallGap = std::chrono::microseconds(50);
     // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent. False if
     // the thread did not end within grace + stuck_margin: it is stuck inside an MPI call that
