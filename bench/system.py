@@ -52,7 +52,9 @@ def describe():
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "unknown")
-    dirty = bool(_first_line(["git", "-C", ROOT, "status", "--porcelain"]).strip())
+    # The previous run's own results do not make the measured code uncommitted.
+    dirty = bool(_first_line(["git", "-C", ROOT, "status", "--porcelain", "--", ".",
+                              ":(exclude)bench/results"]).strip())
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "host": platform.node(),
         "nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
