@@ -39,12 +39,9 @@ class _Capture:
         """What the job wrote, and the buffer emptied for the next one."""
         text = self.buffer.getvalue()
         if text:
-            self.clear()
+            self.buffer.seek(0)
+            self.buffer.truncate()
         return text
-
-    def clear(self):
-        self.buffer.seek(0)
-        self.buffer.truncate()
 
 
 def _name(func):
@@ -167,7 +164,7 @@ class WorkerRuntime:
         # Every job pays for each line here: a no-op job's whole cost is this function.
         func = start = None
         saved = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = sink = self._capture.buffer
+        sys.stdout = sys.stderr = self._capture.buffer
         try:
             func = self.loaded.get(key)
             if func is None:
@@ -183,15 +180,10 @@ class WorkerRuntime:
             return False, report, seconds, []
         sys.stdout, sys.stderr = saved
         seconds = time.perf_counter() - start
-        output = sink.getvalue()
-        if output:
-            self._capture.clear()
+        output = self._capture.take()
         try:
-            buffers = []
-            if type(result) in _pickling.PLAIN_TYPES:  # saves dumps' checks (see there)
-                payload = pickle.dumps((result, output), PROTOCOL)
-            else:
-                payload = _pickling.dumps((result, output), PROTOCOL, buffers)
+            buffers = []  # a plain result makes a plain tuple: dumps skips its checks
+            payload = _pickling.dumps((result, output), PROTOCOL, buffers)
             if len(payload) > MAX_PAYLOAD_BYTES:
                 raise ValueError(f"it pickles to {len(payload)} bytes (besides its large "
                                  f"arrays), over the 2 GiB that one MPI message carries")
