@@ -8,6 +8,7 @@ packages=(
   pybind11-dev catch2 python3 python3-dev
   python3-cloudpickle python3-numpy python3-pytest python3-tqdm
   python3-mpi4py python3-matplotlib
+  iproute2 util-linux  # ip netns and unshare, for the simulated hosts of tests/cluster
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,7 @@
 #include "ppmpi/log.hpp"
 #include "ppmpi/mpi_launcher.hpp"
 #include "ppmpi/mpi_transport.hpp"
+#include "ppmpi/mpirun_watch.hpp"
 #include "ppmpi/shm_transport.hpp"
 
 namespace ppmpi {
@@ -67,6 +68,18 @@ bool shm_wanted() {
     return !setting || std::string(setting) != "0";
 }
 
+// After a lost world rank, mpirun may never end by itself (mpirun_watch.hpp).
+void end_mpirun_if_it_hangs() {
+    constexpr std::chrono::seconds kGrace{5};
+    std::string why;
+    if (watch_mpirun_after_exit(kGrace, why)) {
+        log_debug("a world rank was lost: mpirun gets SIGTERM if it still runs 5 s after this "
+                  "process ends (Open MPI 4.1 does not end it after a rank on another host died)");
+    } else {
+        log_debug("no mpirun watch: " + why);
+    }
+}
+
 MPI_Comm duplicate_world() {
     MPI_Comm dup = MPI_COMM_NULL;
     check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup");
@@ -97,6 +110,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
         env.borrowable = session->serialized();
         env.before_close = [session, launcher_view](bool all_gone) {
             if (!all_gone || !launcher_view->finalize_is_safe()) session->skip_finalize();
+            if (launcher_view->world_rank_lost()) end_mpirun_if_it_hangs();
         };
         return env;
     };

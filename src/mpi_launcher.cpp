@@ -2,10 +2,21 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "ppmpi/errors.hpp"
 #include "ppmpi/mpi_env.hpp"
 
 namespace ppmpi {
+namespace {
+// srun --mpi=pmix: PMIx names the rank, Slurm the step, and no mpirun (whose ranks carry
+// OMPI_COMM_WORLD_RANK) is there to start new processes. Measured under Slurm 22.05 with
+// Open MPI 4.1.4: MPI_Comm_spawn then fails (tests/slurm).
+bool started_by_srun() {
+    return std::getenv("PMIX_RANK") && std::getenv("SLURM_STEP_ID") &&
+           !std::getenv("OMPI_COMM_WORLD_RANK");
+}
+}  // namespace
 
 MpiLauncher::MpiLauncher(MpiTransport& mpi, Transport& transport, std::string worker_path,
                          MPI_Comm world, int world_size, std::vector<std::string> worker_args)
@@ -34,6 +45,14 @@ std::vector<PeerId> MpiLauncher::static_peers() {
 // for siblings that keep serving, and under mpirun that pending disconnect then blocked every
 // later spawn (seen in gdb: MPI_Comm_spawn stuck in PMIx_Lookup).
 std::vector<PeerId> MpiLauncher::spawn(std::size_t count) {
+    if (started_by_srun())
+        throw PpmpiError(
+            "cannot start " + std::to_string(count) +
+            " more worker(s): this job was started by srun, and MPI_Comm_spawn needs "
+            "mpirun's runtime (Slurm's direct launch has none); the job has " +
+            std::to_string(world_size_ - 1) +
+            " worker rank(s). Ask srun for more tasks (-n), or run `mpirun --enable-recovery "
+            "-np $SLURM_NTASKS python3 driver.py` inside the allocation to grow with set_ncpus");
     std::vector<PeerId> peers;
     for (std::size_t i = 0; i < count; ++i) peers.push_back(spawn_one());
     return peers;

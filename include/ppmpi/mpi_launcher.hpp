@@ -39,6 +39,7 @@ class MpiLauncher : public Launcher {
     bool can_end_in_order(PeerId peer) const override;
     // MPI_Finalize would not wait forever: every spawn was disconnected and no world rank lost.
     bool finalize_is_safe() const;
+    bool world_rank_lost() const { return world_lost_one_; }
 
   private:
     void leave_group(PeerId peer);

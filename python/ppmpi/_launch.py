@@ -5,7 +5,11 @@ Three launch modes (README "Launch modes"):
    hosting the C++ worker loop, see spawn_command).
 2. ``mpirun -np N python3 driver.py``: rank 0 is the master; ranks 1..N-1 become workers at
    ``import ppmpi`` and never run the driver's code past that import.
-3. ``mpirun -np 1 python3 driver.py : -np N-1 ppmpi-worker`` (what ``ppmpirun`` runs)."""
+3. ``mpirun -np 1 python3 driver.py : -np N-1 ppmpi-worker`` (what ``ppmpirun`` runs).
+
+Under Slurm, ``srun --mpi=pmix python3 driver.py`` is mode 2 with the ranks started by Slurm
+instead of mpirun (found from PMIx's and Slurm's variables); there no worker can be spawned.
+"""
 import os
 import sys
 
@@ -17,15 +21,32 @@ def inside_worker():
     return os.environ.get("PPMPI_IN_WORKER") == "1"
 
 
+def under_srun():
+    """True in a task that srun started as an MPI rank (srun --mpi=pmix): PMIx names its
+    rank, and no mpirun (whose ranks carry OMPI_COMM_WORLD_RANK) stands between. A batch
+    script's own python3 has Slurm's variables too, but no PMIx rank: it runs alone."""
+    env = os.environ
+    return "PMIX_RANK" in env and "SLURM_STEP_ID" in env and "OMPI_COMM_WORLD_RANK" not in env
+
+
+def _srun_rank_and_size():
+    env = os.environ
+    return env.get("SLURM_PROCID", env["PMIX_RANK"]), env.get("SLURM_STEP_NUM_TASKS",
+                                                              env.get("SLURM_NTASKS"))
+
+
 def world_rank_and_size():
     """(rank, size) of the MPI world this process was launched in; (0, 1) if launched alone
     or inside a worker."""
     if inside_worker():
         return 0, 1
-    for rank_var, size_var in _RANK_SIZE_VARS:
-        if rank_var in os.environ and size_var in os.environ:
+    candidates = [(os.environ.get(r), os.environ.get(s)) for r, s in _RANK_SIZE_VARS]
+    if under_srun():
+        candidates.append(_srun_rank_and_size())
+    for rank, size in candidates:
+        if rank is not None and size is not None:
             try:
-                return int(os.environ[rank_var]), int(os.environ[size_var])
+                return int(rank), int(size)
             except ValueError:
                 continue
     return 0, 1

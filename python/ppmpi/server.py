@@ -24,6 +24,10 @@ START_WAIT_S = 10.0
 PIPELINE_MAX = 64
 
 
+def _spawn_hint():
+    return "" if _launch.under_srun() else _SPAWN_HINT
+
+
 _SPAWN_HINT = (" (if this is under mpirun after workers were killed: Open MPI's MPI_Comm_spawn "
                "can block forever there; see README 'Dead and hung workers')")
 
@@ -87,7 +91,7 @@ class Server:
                                                        self.worker_timeout, self.max_retries,
                                                        CREATE_TIMEOUT_S)
         except RuntimeError as exc:
-            raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}{_SPAWN_HINT}") from exc
+            raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}{_spawn_hint()}") from exc
         _runtime.register(self)
         _serialize.warm_up()
         self._await_started(START_WAIT_S)
@@ -256,7 +260,7 @@ class Server:
         try:
             self._pool.resize(wanted, CREATE_TIMEOUT_S)
         except RuntimeError as exc:
-            raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}{_SPAWN_HINT}") from exc
+            raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}{_spawn_hint()}") from exc
         self._ncpus = wanted
         self._await_started(START_WAIT_S)
 
