@@ -42,7 +42,7 @@ export PYTHONPATH="$build/python" PYTHONDONTWRITEBYTECODE=1
     echo "cluster: 0 passed, 1 failed"
     exit 1
 }
-printf '%s\n' "ppsim0 slots=1" "ppsim1 slots=2" "ppsim2 slots=2" >"$scratch/three"
+cp "$src/hostfiles/simulated" "$scratch/three"
 printf '%s\n' "ppsim0 slots=1" "ppsim1 slots=1" >"$scratch/two"
 
 # Nothing may be left running in a simulated host 10 s after a run (what is, is ours: killed).
