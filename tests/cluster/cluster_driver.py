@@ -45,9 +45,8 @@ def stats_hosts(server):
     out = io.StringIO()
     with redirect_stdout(out):
         server.print_stats()
-    table = out.getvalue()
-    print(table, flush=True)
-    return {row.rsplit(":", 1)[0] for row in server.get_stats()}, table
+    print(out.getvalue(), flush=True)
+    return {row.rsplit(":", 1)[0] for row in server.get_stats()}
 
 
 def workers_by_host(server, per_worker_jobs=6):
@@ -77,7 +76,7 @@ def run_with_fault(server, victims, sig, n_jobs=48, seconds=0.1):
             fail(f"job {i} gave {value}, wanted {i * i}")
         if i > 4 + server.get_ncpus() * 2:
             after.add(host)
-            if pid in victims and sig != signal.SIGCONT:
+            if pid in victims:
                 fail(f"job {i} was answered by pid {pid}, which had been sent signal {sig}")
     return after
 
@@ -91,7 +90,7 @@ def main():
     if set(hosts) - set(seen):
         fail(f"no worker answered from {sorted(set(hosts) - set(seen))}; seen {sorted(seen)}")
     if case == "basic":
-        shown, _table = stats_hosts(server)
+        shown = stats_hosts(server)
         if set(hosts) - shown:
             fail(f"print_stats shows no row for {sorted(set(hosts) - shown)}")
     elif case in ("kill", "stop"):
