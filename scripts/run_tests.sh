@@ -9,7 +9,5 @@ build=${PPMPI_BUILD_DIR:-$here/build}
 "$here/scripts/build.sh"
 source "$here/scripts/mpi_env.sh"
 cd "$build"
-# A failed test runs up to twice more: Open MPI 4.1.4's MPI_Comm_spawn can hang for good (the
-# new worker stuck in PMIx_Init, the master in PMIx_Lookup), and a hung spawn blocks the test
-# process until its TIMEOUT (README "Tests"). A test that fails three times fails.
-ctest --output-on-failure --repeat until-pass:3 "$@"
+# Each test runs once: a test that fails, fails (README "Tests").
+ctest --output-on-failure "$@"

@@ -128,6 +128,8 @@ py::dict stats_to_dict(const PoolStats& s) {
     d["function_defs_sent"] = s.function_defs_sent;
     d["function_bytes_sent"] = s.function_bytes_sent;
     d["workers_lost"] = s.workers_lost;
+    d["start_failures"] = s.start_failures;
+    d["start_error"] = s.start_error;
     d["jobs_requeued"] = s.jobs_requeued;
     return d;
 }

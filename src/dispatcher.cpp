@@ -17,10 +17,15 @@ void Dispatcher::queue_message(PeerId peer, Message message) {
     outbox_[peer].push_back(std::move(message));
 }
 
+// A spawned worker that has not said Hello may not be attached to the transport yet (its
+// launch runs in the background): what it is owed (a Shutdown) waits for its Hello.
 bool Dispatcher::flush_outbox() {
     bool sent = false;
     for (auto& [peer, messages] : outbox_) {
         if (messages.empty()) continue;
+        auto worker = workers_.find(peer);
+        if (worker != workers_.end() && !worker->second.hello && !launcher_.in_world(peer))
+            continue;
         for (Frame& frame : encode_frames(messages)) transport_.post(peer, std::move(frame));
         messages.clear();
         sent = true;
@@ -51,7 +56,9 @@ bool Dispatcher::step(Clock::time_point now) {
     }
     check_liveness(now);
     check_deadlines(now);
+    collect_launches();
     replace_lost_workers();
+    fail_without_workers();
     active |= dispatch_all();
     for (auto& [id, pool] : pools_)
         if (!pool.destroyed) retire_idle_workers(pool);
@@ -123,6 +130,7 @@ void Dispatcher::on_hello(WorkerRecord& worker, const Hello& hello) {
     worker.process = ProcessIdentity{hello.pid, hello.start_ticks, hello.host};
     worker.label = hello.host + ":" + launcher_.describe(worker.peer);
     if (worker.pool && worker.phase == Phase::Waiting) welcome(worker);
+    if (!worker.pool && !launcher_.in_world(worker.peer)) say_shutdown(worker);  // a surplus
 }
 
 void Dispatcher::welcome(WorkerRecord& worker) {

@@ -106,7 +106,7 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     ++pool.workers_lost;
     std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
     requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
-    if (was_serving) replenish(pool, launcher_.in_world(worker.peer));
+    if (was_serving) pool.replace_lost = true;  // spawned later in this turn (below)
 }
 
 // remove_worker already put the jobs back at the front of the queue; here the one that was
@@ -131,23 +131,10 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
     }
 }
 
-// Spawned workers are replaced, so the pool returns to ncpus; a lost rank of a static mpirun
-// world cannot be replaced in kind, so the pool shrinks (set_ncpus can grow it by spawning).
-// Under mpirun a lost spawned worker is not replaced either: there we saw Open MPI 4.1.4's
-// MPI_Comm_spawn block forever (README "Spawning under mpirun"), and an automatic spawn would
-// freeze this thread; an explicit set_ncpus is bounded by its caller.
-void Dispatcher::replenish(Pool& pool, bool lost_world_rank) {
-    if (lost_world_rank || !launcher_.static_peers().empty()) {
-        if (pool.spec.ncpus > 0) --pool.spec.ncpus;
-        log_warning("a worker under mpirun was lost and is not replaced; the server now has " +
-                    std::to_string(pool.spec.ncpus) + " workers (set_ncpus(n) spawns more)");
-        return;
-    }
-    // Spawned later in this turn, once every dead worker has been noticed: a spawn while
-    // Open MPI is still handling a death can hang (see settle_departures).
-    pool.replace_lost = true;
-}
-
+// Lost workers are replaced by spawns in every launch mode (a lost world rank too: it cannot
+// come back, a spawned process takes its place), once every dead worker of this turn has been
+// noticed (a spawn while Open MPI is still handling a death can hang; see settle_departures).
+// Where nothing can be spawned (srun), the pool shrinks instead, saying why.
 void Dispatcher::replace_lost_workers() {
     for (auto& [id, pool] : pools_) {
         if (!pool.replace_lost || pool.destroyed) continue;
@@ -157,8 +144,33 @@ void Dispatcher::replace_lost_workers() {
         try {
             add_workers(id, pool.spec.ncpus - have);
         } catch (const std::exception& e) {
-            log_warning(std::string("could not replace a lost worker: ") + e.what());
+            shrink_to_members(id, pool, std::string("a lost worker could not be replaced: ") +
+                                            e.what());
         }
+    }
+}
+
+// The pool keeps the workers it has. With none left, its jobs would wait for ever: they fail
+// with NoWorkers instead (fail_without_workers) until set_ncpus starts new ones.
+void Dispatcher::shrink_to_members(PoolId id, Pool& pool, const std::string& why) {
+    pool.spec.ncpus = std::min(pool.spec.ncpus, members(id));
+    std::string now = "the server now has " + std::to_string(pool.spec.ncpus) + " workers";
+    if (pool.spec.ncpus == 0) {
+        pool.no_workers = why;
+        now += ": its jobs fail with NoWorkers until set_ncpus(n) starts new workers";
+    }
+    log_warning(why + "; " + now);
+}
+
+void Dispatcher::fail_without_workers() {
+    for (auto& [id, pool] : pools_) {
+        if (pool.no_workers.empty() || pool.destroyed || pool.queued.empty()) continue;
+        std::vector<JobId> jobs;
+        for (const auto& [job, queued] : pool.queued) jobs.push_back(job);
+        std::string message = "the server has no workers left (" + pool.no_workers +
+                              "); set_ncpus(n) starts new ones";
+        for (JobId job : jobs)
+            end_job(pool, job, JobOutcome{Outcome::NoWorkers, {}, message, {}, 0.0});
     }
 }
 

@@ -62,6 +62,7 @@ void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
     if (ncpus > now) add_workers(pool, ncpus - now);
     if (ncpus < now) remove_workers(pool, now - ncpus);
     pool_at(pool).spec.ncpus = ncpus;
+    if (ncpus > 0) pool_at(pool).no_workers.clear();
 }
 
 // Unclaimed world ranks first (they already run), then as many spawned workers as needed.
@@ -86,6 +87,35 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
     }
 }
 
+// Background launches (launcher.hpp): a peer that will never start leaves its pool one worker
+// smaller, with the reason logged and kept for the Server (which raises it while it waits for
+// its workers); a surplus process is told to leave once it said Hello (on_hello).
+void Dispatcher::collect_launches() {
+    Launcher::LaunchReport report = launcher_.collect_launches();
+    for (PeerId peer : report.surplus) {
+        WorkerRecord record;
+        record.peer = peer;
+        record.label = launcher_.describe(peer);
+        workers_.emplace(peer, std::move(record));
+        monitor_.watch(peer, options_.start_timeout, now_);
+    }
+    for (auto& [peer, why] : report.failed) {
+        auto it = workers_.find(peer);
+        if (it == workers_.end() || it->second.phase == Phase::Gone) continue;
+        WorkerRecord& worker = it->second;
+        worker.phase = Phase::Gone;
+        worker.settled = true;
+        monitor_.forget(peer);
+        if (!worker.pool) continue;
+        auto pool = pools_.find(*worker.pool);
+        if (pool == pools_.end() || pool->second.destroyed) continue;
+        Pool& p = pool->second;
+        p.start_error = why;
+        ++p.start_failures;
+        shrink_to_members(*worker.pool, p, "a worker could not be started (" + why + ")");
+    }
+}
+
 // Spawned workers told to leave disconnect right after their Goodbye, and that disconnect is
 // a collective the master completes when it reads the last Goodbye of their spawn. A spawn
 // started before then deadlocks under mpirun (measured: the new workers' MPI_Init waited behind
@@ -100,7 +130,8 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
 void Dispatcher::settle_departures() {
     auto leaving = [&] {
         for (const auto& [peer, worker] : workers_)
-            if (worker.phase == Phase::Leaving && !launcher_.in_world(peer)) return true;
+            if (worker.phase == Phase::Leaving && worker.hello && !launcher_.in_world(peer))
+                return true;
         return false;
     };
     auto ending = [&](PeerId peer, const WorkerRecord& worker) {
@@ -216,6 +247,8 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     out.function_bytes_sent = p.function_bytes_sent;
     out.workers_lost = p.workers_lost;
     out.jobs_requeued = p.jobs_requeued;
+    out.start_failures = p.start_failures;
+    out.start_error = p.start_error;
     return out;
 }
 

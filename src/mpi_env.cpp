@@ -1,6 +1,10 @@
 #include "ppmpi/mpi_env.hpp"
 
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 
 #include "ppmpi/errors.hpp"
 #include "ppmpi/log.hpp"
@@ -27,6 +31,12 @@ void apply_product_mpi_settings() {
     // to a spawned worker: 64 µs with yields, 34 µs without; README "Performance").
     ::setenv("OMPI_MCA_mpi_yield_when_idle", "0", keep_user_value);
     ::setenv("OMPI_MCA_orte_enable_recovery", "1", keep_user_value);
+    // The root cause of the spawn hang (spawn_queue.hpp): PMIx 4.2's server closes a finished
+    // client's socket without removing its libevent read event, so with epoll the next
+    // client that gets the same fd number is never read (it waits in PMIx_Init for good;
+    // openpmix PR 4279). libevent's poll backend has no such state. Inherited by the
+    // singleton's orted, which is started inside MPI_Init.
+    ::setenv("EVENT_NOEPOLL", "1", keep_user_value);
     // Poll TCP on every progress call. Open MPI otherwise falls back to polling it every
     // ~10 ms once a TCP peer has failed (measured: each later round trip took ~12 ms instead
     // of ~0.3 ms after a worker died with a message on its way to it).
@@ -39,14 +49,13 @@ void apply_product_mpi_settings() {
     ::setenv("OMPI_MCA_btl_tcp_rdma_pipeline_frag_size", "1048576", keep_user_value);
 }
 
-MpiSession::MpiSession() {
+MpiSession::MpiSession(int level) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (initialized) throw MpiError("MPI is already initialised in this process by someone else");
     // SERIALIZED: a thread that waits for a message may drive the comm loop itself, one thread
     // at a time (baton.hpp). Open MPI adds no locking for it (only MULTIPLE does).
-    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided_),
-              "MPI_Init_thread");
+    check_mpi(MPI_Init_thread(nullptr, nullptr, level, &provided_), "MPI_Init_thread");
     // Errors come back as codes (turned into exceptions), never as an abort of the whole job.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
@@ -80,6 +89,44 @@ void end_mpirun_if_it_hangs() {
     }
 }
 
+// A spawned worker's MPI_Init that never returns (spawn_queue.hpp) would leave this process
+// behind for good: past the bound it ends itself. Other workers (mpirun's ranks) wait as long
+// as MPI does: their start is a collective of the whole job, which mpirun itself supervises.
+std::shared_ptr<MpiSession> start_worker_session() {
+    const char* attempt = std::getenv(kSpawnAttemptVariable);
+    if (!attempt) return std::make_shared<MpiSession>();
+    std::string name = attempt;
+    ::unsetenv(kSpawnAttemptVariable);  // not for the jobs' own child processes
+    std::mutex mutex;
+    std::condition_variable started_cv;
+    bool started = false;
+    std::thread watchdog([&] {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (started_cv.wait_for(lock, kSpawnedStartBound, [&] { return started; })) return;
+        std::fprintf(stderr,
+                     "ppmpi-worker: MPI start-up (spawn attempt %s) did not finish in %lld s; "
+                     "exiting (the master has started another worker)\n",
+                     name.c_str(), static_cast<long long>(kSpawnedStartBound.count()));
+        std::_Exit(3);
+    });
+    auto finish = [&] {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            started = true;
+        }
+        started_cv.notify_one();
+        watchdog.join();
+    };
+    try {
+        auto session = std::make_shared<MpiSession>();
+        finish();
+        return session;
+    } catch (...) {
+        finish();
+        throw;
+    }
+}
+
 MPI_Comm duplicate_world() {
     MPI_Comm dup = MPI_COMM_NULL;
     check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup");
@@ -92,7 +139,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
                                           std::vector<std::string> worker_args) {
     return [worker_path, worker_args]() {
         apply_product_mpi_settings();
-        auto session = std::make_shared<MpiSession>();
+        auto session = std::make_shared<MpiSession>(MPI_THREAD_MULTIPLE);
         if (session->world_rank() != 0)
             throw MpiError("the ppmpi master must be rank 0 (this is rank " +
                            std::to_string(session->world_rank()) + ")");
@@ -101,7 +148,8 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
         MpiTransport& mpi_view = *mpi;
         auto transport = std::make_unique<ShmTransport>(std::move(mpi), shm_wanted());
         auto launcher = std::make_unique<MpiLauncher>(mpi_view, *transport, worker_path, world,
-                                                      session->world_size(), worker_args);
+                                                      session->world_size(), worker_args,
+                                                      session->multiple());
         MpiLauncher* launcher_view = launcher.get();
         MasterEnvironment env;
         env.session = session;
@@ -119,7 +167,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
 WorkerEnvironmentFactory mpi_worker_environment() {
     return []() {
         apply_product_mpi_settings();
-        auto session = std::make_shared<MpiSession>();
+        auto session = start_worker_session();
         auto transport = std::make_unique<MpiTransport>();
         WorkerEnvironment env;
         MPI_Comm link = session->parent();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <any>
 #include <cstdlib>
 
 #include "ppmpi/errors.hpp"
@@ -16,17 +17,56 @@ bool started_by_srun() {
     return std::getenv("PMIX_RANK") && std::getenv("SLURM_STEP_ID") &&
            !std::getenv("OMPI_COMM_WORLD_RANK");
 }
+
+
+// Runs on a spawn attempt's own thread (MPI_THREAD_MULTIPLE), so it owns copies of its inputs.
+MPI_Comm spawn_worker(const std::string& path, std::vector<std::string> args,
+                      const std::string& attempt) {
+    MPI_Info info;
+    check_mpi(MPI_Info_create(&info), "MPI_Info_create");
+    // Under mpirun the slots are mpirun's: allow the extra worker processes anyway.
+    MPI_Info_set(info, "map_by", "slot:OVERSUBSCRIBE");
+    // Open MPI's "env" key: the child knows from it that it was spawned, and by which attempt.
+    std::string variable = std::string(kSpawnAttemptVariable) + "=" + attempt;
+    MPI_Info_set(info, "env", variable.c_str());
+    std::vector<char*> argv;  // MPI's C API is not const-correct; it only reads them
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    MPI_Comm intercomm = MPI_COMM_NULL;
+    int errcode = MPI_SUCCESS;
+    int rc = MPI_Comm_spawn(path.c_str(), args.empty() ? MPI_ARGV_NULL : argv.data(), 1, info, 0,
+                            MPI_COMM_SELF, &intercomm, &errcode);
+    MPI_Info_free(&info);
+    check_mpi(rc, "MPI_Comm_spawn");
+    check_mpi(errcode, "MPI_Comm_spawn (the worker failed to start)");
+    MPI_Comm_set_errhandler(intercomm, MPI_ERRORS_RETURN);
+    return intercomm;
+}
+
+SpawnQueue::LaunchFn spawn_function(const std::string& path, const std::vector<std::string>& args) {
+    return [path, args](const std::string& attempt) -> SpawnQueue::Handle {
+        return spawn_worker(path, args, attempt);
+    };
+}
+
+SpawnQueue::Options spawn_options(bool threaded) {
+    SpawnQueue::Options options;
+    options.threaded = threaded;
+    return options;
+}
 }  // namespace
 
 MpiLauncher::MpiLauncher(MpiTransport& mpi, Transport& transport, std::string worker_path,
-                         MPI_Comm world, int world_size, std::vector<std::string> worker_args)
+                         MPI_Comm world, int world_size, std::vector<std::string> worker_args,
+                         bool threaded_spawns)
     : mpi_(mpi),
       transport_(transport),
       worker_path_(std::move(worker_path)),
       worker_args_(std::move(worker_args)),
       world_(world),
       world_size_(world_size),
-      next_peer_(world_size) {
+      next_peer_(world_size),
+      spawns_(spawn_function(worker_path_, worker_args_), spawn_options(threaded_spawns)) {
     for (int rank = 1; rank < world_size_; ++rank) mpi_.add_peer(rank, world_, rank);
 }
 
@@ -53,37 +93,43 @@ std::vector<PeerId> MpiLauncher::spawn(std::size_t count) {
             std::to_string(world_size_ - 1) +
             " worker rank(s). Ask srun for more tasks (-n), or run `mpirun --enable-recovery "
             "-np $SLURM_NTASKS python3 driver.py` inside the allocation to grow with set_ncpus");
-    std::vector<PeerId> peers;
-    for (std::size_t i = 0; i < count; ++i) peers.push_back(spawn_one());
-    return peers;
-}
-
-PeerId MpiLauncher::spawn_one() {
-    const std::size_t count = 1;
     if (::access(worker_path_.c_str(), X_OK) != 0)
         throw PpmpiError("cannot start workers: " + worker_path_ +
                          " is not an executable file (PPMPI_WORKER names the worker program)");
-    MPI_Info info;
-    check_mpi(MPI_Info_create(&info), "MPI_Info_create");
-    // Under mpirun the slots are mpirun's: allow the extra worker processes anyway.
-    MPI_Info_set(info, "map_by", "slot:OVERSUBSCRIBE");
-    MPI_Comm intercomm = MPI_COMM_NULL;
-    std::vector<int> errcodes(count, MPI_SUCCESS);
-    std::vector<char*> argv;  // MPI's C API is not const-correct; it only reads them
-    for (std::string& arg : worker_args_) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    int rc = MPI_Comm_spawn(worker_path_.c_str(), worker_args_.empty() ? MPI_ARGV_NULL : argv.data(),
-                            static_cast<int>(count), info, 0, MPI_COMM_SELF, &intercomm,
-                            errcodes.data());
-    MPI_Info_free(&info);
-    check_mpi(rc, "MPI_Comm_spawn");
-    for (int code : errcodes) check_mpi(code, "MPI_Comm_spawn (a worker failed to start)");
-    MPI_Comm_set_errhandler(intercomm, MPI_ERRORS_RETURN);
-    groups_.push_back(Group{intercomm, count});
-    PeerId peer = next_peer_++;
+    std::vector<PeerId> peers;
+    for (std::size_t i = 0; i < count; ++i) {
+        PeerId peer = next_peer_++;
+        spawns_.request(peer);
+        peers.push_back(peer);
+    }
+    spawns_.poll(SpawnQueue::Clock::now());  // the first one starts now
+    return peers;
+}
+
+Launcher::LaunchReport MpiLauncher::collect_launches() {
+    LaunchReport report;
+    if (!spawns_.busy() && spawns_.abandoned_total() == 0) return report;
+    for (SpawnQueue::Event& event : spawns_.poll(SpawnQueue::Clock::now())) {
+        switch (event.kind) {
+            case SpawnQueue::Event::Kind::Started:
+                join(event.peer, std::any_cast<MPI_Comm>(event.handle));
+                break;
+            case SpawnQueue::Event::Kind::Surplus:
+                join(next_peer_, std::any_cast<MPI_Comm>(event.handle));
+                report.surplus.push_back(next_peer_++);
+                break;
+            case SpawnQueue::Event::Kind::Failed:
+                report.failed.emplace_back(event.peer, event.error);
+                break;
+        }
+    }
+    return report;
+}
+
+void MpiLauncher::join(PeerId peer, MPI_Comm intercomm) {
+    groups_.push_back(Group{intercomm, 1});
     mpi_.add_peer(peer, intercomm, 0);
     group_of_[peer] = groups_.size() - 1;
-    return peer;
 }
 
 void MpiLauncher::said_goodbye(PeerId peer) {
@@ -109,6 +155,7 @@ void MpiLauncher::leave_group(PeerId peer) {
 std::string MpiLauncher::describe(PeerId peer) const { return std::to_string(peer); }
 
 void MpiLauncher::lost(PeerId peer) {
+    spawns_.cancel(peer);  // if it was still being launched
     transport_.forget(peer);
     if (in_world(peer)) {
         world_lost_one_ = true;
@@ -127,7 +174,7 @@ bool MpiLauncher::can_end_in_order(PeerId peer) const {
 }
 
 bool MpiLauncher::finalize_is_safe() const {
-    if (world_lost_one_) return false;
+    if (world_lost_one_ || spawns_.busy() || spawns_.stuck() > 0) return false;
     for (const Group& g : groups_)
         if (g.intercomm != MPI_COMM_NULL) return false;  // never disconnected
     return true;

@@ -7,15 +7,15 @@
 // here waits on a peer, so a silent worker cannot stall the loop.
 //
 // Worker phases: Waiting (spawned or a world rank; no Hello yet, or no pool yet) → Active (gets
-// jobs) → Retiring (finishes its jobs) → Leaving (Shutdown sent) → Gone (Goodbye, or lost).
+// jobs) → Retiring (finishes its jobs) → Leaving (Shutdown) → Gone (Goodbye, lost, no launch).
 //
 // Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
 // worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is never
 // spoken to again (killed by pid if on this host); its in-flight jobs go back to the front of the
 // queue, the one it ran charged with the loss (a job charged max_retries times fails with
-// WorkerLost). Spawned workers are replaced; a lost world rank shrinks the pool. A job past its
-// timeout (or cancelled while running) ends, and its worker is stopped and replaced (its other
-// jobs requeued uncharged). Results from lost workers are dropped: one outcome per job.
+// WorkerLost). Lost workers are replaced by spawns (if none is possible the pool shrinks, and
+// with no worker left its jobs fail with NoWorkers). A job past its timeout (or cancelled while
+// running) ends; its worker is stopped and replaced. Lost workers' results are dropped.
 #pragma once
 
 #include <chrono>
@@ -42,11 +42,10 @@ class Dispatcher {
 
     PoolId create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs);
     void resize_pool(PoolId pool, std::size_t ncpus);
-    // timeout: the job fails with Timeout if it runs longer (zero: no limit).
+    // timeout: the job fails with Timeout past it (zero: no limit).
     void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args,
                 Clock::duration timeout = Clock::duration::zero(), Buffers arg_buffers = {});
-    // Cancels a job that has not finished: true if it was. A running job is cancelled only
-    // if `running_too` (its worker is then stopped and replaced).
+    // Cancels an unfinished job (a running one if `running_too`: its worker is replaced).
     bool cancel(PoolId pool, JobId job, bool running_too = true);
     // Fails the pool's unfinished jobs with Destroyed and sends its workers Shutdown.
     void destroy_pool(PoolId pool);
@@ -59,21 +58,18 @@ class Dispatcher {
     bool results_within(std::chrono::microseconds window) const;
     // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
     bool plan_doze(Doze& plan) const;
-    // Shutdown to every worker, steps until all said Goodbye or `grace` ran out, Release to
-    // world workers, kills what did not answer on this host. True if none was lost and every
-    // one that could end in order said Goodbye (MPI may then finalize).
+    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world
+    // workers, kills the silent on this host. True if none was lost and all ended in order.
     bool shutdown(Clock::duration grace);
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
-
   private:
     enum class Phase { Waiting, Active, Retiring, Leaving, Gone };
     struct WorkerRecord {
         PeerId peer = -1;
         std::optional<PoolId> pool;
         Phase phase = Phase::Waiting;
-        bool hello = false;
-        bool goodbye = false;
+        bool hello = false, goodbye = false;
         bool settled = false;  // Gone, and its process's end was waited for before a spawn
         ProcessIdentity process;
         std::string label;
@@ -86,7 +82,9 @@ class Dispatcher {
         FunctionStore functions;
         std::map<WorkerId, WorkerStats> stats;
         std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
-        std::uint64_t workers_lost = 0, jobs_requeued = 0;
+        std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0;
+        std::string start_error;     // why the last launch that failed failed
+        std::string no_workers;      // why it has no worker left (its jobs fail with NoWorkers)
         bool replace_lost = false;   // spawn replacements for lost workers this turn
         std::size_t timed_jobs = 0;  // queued jobs with a time-out (none: no deadline checks)
         double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)
@@ -95,9 +93,10 @@ class Dispatcher {
 
     Pool& pool_at(PoolId pool);
     const Pool& pool_at(PoolId pool) const;
-    std::size_t members(PoolId pool) const;
+    std::size_t members(PoolId pool) const;  // Waiting or Active
     void add_workers(PoolId pool, std::size_t count);
     void settle_departures();
+    void collect_launches();
     void remove_workers(PoolId pool, std::size_t count);
     void welcome(WorkerRecord& worker);
     void say_shutdown(WorkerRecord& worker);
@@ -106,8 +105,8 @@ class Dispatcher {
     // dispatcher_faults.cpp
     void check_liveness(Clock::time_point now);
     void check_deadlines(Clock::time_point now);
-    std::vector<std::pair<JobId, WorkerId>>
-    past_deadline(const Pool& pool, Clock::time_point now, Clock::time_point& next) const;
+    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool& pool, Clock::time_point now,
+                                                          Clock::time_point& next) const;
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
     // `charged`: the job that was running when its worker was lost (the others only waited).
@@ -116,8 +115,9 @@ class Dispatcher {
     std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
     void start_head(Pool& pool, WorkerId worker);
     void learn_job_time(Pool& pool, double seconds);
-    void replenish(Pool& pool, bool lost_world_rank);
     void replace_lost_workers();
+    void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
+    void fail_without_workers();
     void kill_unanswering_workers();
 
     void handle_frame(Envelope envelope);

@@ -30,6 +30,7 @@ enum class Outcome : std::uint8_t {
     WorkerLost,   // message says which workers the job took down
     Timeout,
     Cancelled,
+    NoWorkers,    // the pool lost every worker and could not replace them (message says why)
 };
 
 struct JobOutcome {

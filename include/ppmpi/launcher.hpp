@@ -18,9 +18,18 @@ class Launcher {
     virtual ~Launcher() = default;
     // Worker ranks that exist from the start (ranks 1..N-1 of an mpirun world).
     virtual std::vector<PeerId> static_peers() = 0;
-    // Starts `count` new worker processes and returns their peers. Blocks for the launch
-    // itself (an MPI_Comm_spawn takes ~0.25 s); throws PpmpiError naming what failed.
+    // Starts `count` new worker processes and returns their peers. May return before they
+    // exist (MPI: the spawns run in the background, spawn_queue.hpp); a peer's Hello says it
+    // is there. Throws PpmpiError naming what failed if no launch is possible at all.
     virtual std::vector<PeerId> spawn(std::size_t count) = 0;
+    // Background launches that ended badly since the last call: peers that will never start
+    // (with why), and peers of processes started twice (a retried launch whose first attempt
+    // came back late) that nobody asked for: tell them to leave once they said Hello.
+    struct LaunchReport {
+        std::vector<std::pair<PeerId, std::string>> failed;
+        std::vector<PeerId> surplus;
+    };
+    virtual LaunchReport collect_launches() { return {}; }
     // Whether this peer lives in the master's MPI world: it must then be released at the end
     // (M→W Release) rather than disconnected.
     virtual bool in_world(PeerId peer) const = 0;

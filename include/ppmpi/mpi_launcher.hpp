@@ -1,8 +1,10 @@
 // ppmpi/mpi_launcher.hpp: the master's Launcher over MPI.
 //
 // Peer ids: world rank r is peer r (r = 1..N-1 of an mpirun world); spawned workers get ids
-// from N upward, in spawn order. Each worker is its own MPI_Comm_spawn of one ppmpi-worker on
-// MPI_COMM_SELF, giving one intercommunicator per worker (see spawn() for why); once it has
+// from N upward, in request order. Each worker is its own MPI_Comm_spawn of one ppmpi-worker
+// on MPI_COMM_SELF, giving one intercommunicator per worker (see spawn() for why), run in the
+// background by a SpawnQueue (a spawn can hang inside Open MPI: it is then abandoned and
+// retried, and the stuck child ends itself, mpi_env.hpp); once it has
 // said Goodbye (and so is about to disconnect), the master disconnects that intercommunicator
 // too. A spawn with a lost process is never disconnected, and a world with
 // a lost rank is never finalized: MPI_Comm_disconnect and MPI_Finalize would wait for it.
@@ -16,6 +18,7 @@
 
 #include "ppmpi/launcher.hpp"
 #include "ppmpi/mpi_transport.hpp"
+#include "ppmpi/spawn_queue.hpp"
 
 namespace ppmpi {
 
@@ -27,11 +30,13 @@ class MpiLauncher : public Launcher {
     // `mpi` gets the peers; `transport` (mpi itself, or a transport layered on it) is told
     // which peers to forget.
     MpiLauncher(MpiTransport& mpi, Transport& transport, std::string worker_path, MPI_Comm world,
-                int world_size, std::vector<std::string> worker_args = {});
+                int world_size, std::vector<std::string> worker_args = {},
+                bool threaded_spawns = true);
     ~MpiLauncher() override;
 
     std::vector<PeerId> static_peers() override;
     std::vector<PeerId> spawn(std::size_t count) override;
+    LaunchReport collect_launches() override;
     bool in_world(PeerId peer) const override { return peer < world_size_; }
     void said_goodbye(PeerId peer) override;
     std::string describe(PeerId peer) const override;
@@ -43,7 +48,7 @@ class MpiLauncher : public Launcher {
 
   private:
     void leave_group(PeerId peer);
-    PeerId spawn_one();
+    void join(PeerId peer, MPI_Comm intercomm);
     struct Group {
         MPI_Comm intercomm = MPI_COMM_NULL;
         std::size_t waiting = 0;  // processes that have not said Goodbye
@@ -56,6 +61,7 @@ class MpiLauncher : public Launcher {
     MPI_Comm world_;
     int world_size_;
     PeerId next_peer_;
+    SpawnQueue spawns_;
     bool world_lost_one_ = false;
     std::vector<Group> groups_;
     std::map<PeerId, std::size_t> group_of_;

@@ -44,6 +44,8 @@ struct PoolStats {
     std::uint64_t function_defs_sent = 0;
     std::uint64_t function_bytes_sent = 0;
     std::uint64_t workers_lost = 0;
+    std::uint64_t start_failures = 0;  // workers whose launch failed; start_error says why
+    std::string start_error;
     std::uint64_t jobs_requeued = 0;
 };
 
@@ -52,10 +54,10 @@ struct DispatcherOptions {
     std::string master_host;
     std::chrono::milliseconds heartbeat{500};
     std::chrono::milliseconds master_timeout{30000};  // told to workers: exit if we go silent
-    // A spawned worker's first Hello: MPI start-up takes ~0.25 s, but Open MPI 4.1.4 can leave a
-    // worker spawned right after another died stuck in PMIx_Init for good; it is then
-    // declared lost (and replaced) after this long.
-    std::chrono::milliseconds start_timeout{20000};
+    // A spawned worker's first Hello: MPI start-up takes ~0.25 s, and a spawn that hangs is
+    // retried in the background for up to 21 s (spawn_queue.hpp); a worker still silent after
+    // this long is declared lost (and replaced).
+    std::chrono::milliseconds start_timeout{30000};
 };
 
 }  // namespace ppmpi

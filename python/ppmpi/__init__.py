@@ -14,8 +14,8 @@ _launch.serve_if_worker_rank()  # worker ranks of an mpirun world never return f
 
 from . import _runtime  # noqa: E402
 from ._logging import debug  # noqa: E402
-from .errors import (DestroyedServerError, JobExit, JobTimeout, RemoteError,  # noqa: E402
-                     RemoteTraceback, ResultPicklingError, WorkerLost)
+from .errors import (DestroyedServerError, JobExit, JobTimeout, NoWorkers,  # noqa: E402
+                     RemoteError, RemoteTraceback, ResultPicklingError, WorkerLost)
 from .job import Job  # noqa: E402
 from .executor import Executor  # noqa: E402
 from .server import Server, Statistics, Template  # noqa: E402
@@ -29,4 +29,4 @@ if _runtime.world_workers() > 0:
 
 __all__ = ["Server", "Template", "Job", "Statistics", "Executor", "debug", "DestroyedServerError", "RemoteError",
            "RemoteTraceback", "JobExit", "ResultPicklingError", "WorkerLost", "JobTimeout",
-           "__version__"]
+           "NoWorkers", "__version__"]

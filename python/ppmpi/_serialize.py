@@ -21,7 +21,7 @@ def check_size(what, data):
                          f"2 GiB (one MPI message)")
 
 # Outcome codes, as in the C++ enum ppmpi::Outcome (job_table.hpp).
-OK, REMOTE_ERROR, DESTROYED, WORKER_LOST, TIMEOUT, CANCELLED = range(6)
+OK, REMOTE_ERROR, DESTROYED, WORKER_LOST, TIMEOUT, CANCELLED, NO_WORKERS = range(7)
 
 
 def describe(obj):
@@ -97,9 +97,10 @@ def rebuild_error(report, job_label):
 
 def outcome_error(code, message, job_label):
     """The exception for a job that ended without a result from its function."""
-    from .errors import JobTimeout, WorkerLost
+    from .errors import JobTimeout, NoWorkers, WorkerLost
 
-    kinds = {DESTROYED: DestroyedServerError, WORKER_LOST: WorkerLost, TIMEOUT: JobTimeout}
+    kinds = {DESTROYED: DestroyedServerError, WORKER_LOST: WorkerLost, TIMEOUT: JobTimeout,
+             NO_WORKERS: NoWorkers}
     if code == CANCELLED:
         import concurrent.futures
         return concurrent.futures.CancelledError(f"{job_label} was cancelled")

@@ -36,3 +36,8 @@ class WorkerLost(RuntimeError):
 
 class JobTimeout(RuntimeError):
     """The job ran longer than its time limit."""
+
+
+class NoWorkers(RuntimeError):
+    """The server lost every worker and could not start new ones (the message says how);
+    ``set_ncpus(n)`` starts new workers, and jobs submitted after that run."""

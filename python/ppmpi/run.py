@@ -97,6 +97,10 @@ def main(argv=None):
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    # mpirun's PMIx server on epoll can miss a new process's connection after another one
+    # ended (the fd number is reused), hanging that MPI_Comm_spawn; poll does not (README
+    # "Spawns that hang").
+    os.environ.setdefault("EVENT_NOEPOLL", "1")
     if opts.dry_run:
         print(shlex.join(build_command(opts)))
         return 0

@@ -14,22 +14,16 @@ from .job import WAIT_SLICE_S, Job
 
 log = logging.getLogger("ppmpi")
 
-CREATE_TIMEOUT_S = 60.0  # spawning workers: ~0.25 s per MPI_Comm_spawn, far less than this
+# Creating a pool or resizing it: the spawns run in the background, so this only bounds the
+# control call itself.
+CREATE_TIMEOUT_S = 60.0
 CONTROL_TIMEOUT_S = 120.0
-# Server() and set_ncpus() return once their new workers said Hello (~0.01-0.03 s after the
-# spawn), so the first jobs do not pay for start-up. Bounded: a worker stuck in MPI start-up
-# is declared lost only after start_timeout (60 s); past this the jobs simply queue for it.
+# Server() and set_ncpus() return once their new workers said Hello (~0.25 s per spawn), so
+# the first jobs do not pay for start-up. Bounded: a spawn that hangs is retried after 3 s and
+# 6 s (spawn_queue.hpp); past this the jobs simply queue for the workers still starting.
 START_WAIT_S = 10.0
 # Most jobs in flight per worker; the dispatcher pipelines only short jobs (scheduler.hpp).
 PIPELINE_MAX = 64
-
-
-def _spawn_hint():
-    return "" if _launch.under_srun() else _SPAWN_HINT
-
-
-_SPAWN_HINT = (" (if this is under mpirun after workers were killed: Open MPI's MPI_Comm_spawn "
-               "can block forever there; see README 'Dead and hung workers')")
 
 
 class Server:
@@ -91,10 +85,14 @@ class Server:
                                                        self.worker_timeout, self.max_retries,
                                                        CREATE_TIMEOUT_S)
         except RuntimeError as exc:
-            raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}{_spawn_hint()}") from exc
+            raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from exc
         _runtime.register(self)
         _serialize.warm_up()
-        self._await_started(START_WAIT_S)
+        try:
+            self._await_started(START_WAIT_S, 0)
+        except RuntimeError as exc:
+            self.destroy()
+            raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from None
         _stats.install_sigusr1(_runtime.live_servers)
 
     # -- submitting -------------------------------------------------------------------------
@@ -257,18 +255,30 @@ class Server:
             wanted = _launch.detect_ncpus()
         if self._destroyed:
             raise DestroyedServerError("Cannot set ncpus: server instance has been destroyed")
+        failed_before = self._stats()["start_failures"]
         try:
             self._pool.resize(wanted, CREATE_TIMEOUT_S)
         except RuntimeError as exc:
-            raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}{_spawn_hint()}") from exc
+            raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}") from exc
         self._ncpus = wanted
-        self._await_started(START_WAIT_S)
+        try:
+            self._await_started(START_WAIT_S, failed_before)
+        except RuntimeError as exc:
+            self._ncpus = self._pool.size(CONTROL_TIMEOUT_S)
+            raise RuntimeError(f"ppmpi could not resize to {wanted} workers: {exc}") from None
 
-    def _await_started(self, limit):
+    def _await_started(self, limit, failed_before):
         """Waits up to `limit` seconds until every worker of the pool has said Hello (or was
-        lost). Polled: starting takes tens of milliseconds and happens once."""
+        lost); raises RuntimeError naming why if a worker's launch failed meanwhile. Polled:
+        starting takes tens of milliseconds and happens once. A launch that hangs inside MPI is
+        retried in the background (the log says so); past `limit` the jobs wait for it."""
         deadline = time.monotonic() + limit
-        while self._pool.stats(CONTROL_TIMEOUT_S)["workers_starting"]:
+        while True:
+            stats = self._stats()
+            if stats["start_failures"] > failed_before:
+                raise RuntimeError(stats["start_error"])
+            if not stats["workers_starting"]:
+                return
             if time.monotonic() > deadline:
                 log.debug("ppmpi: workers still starting after %.0f s; jobs wait for them", limit)
                 return

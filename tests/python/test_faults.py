@@ -13,11 +13,8 @@ import pytest
 
 from conftest import launch_mode
 
-# Alone only: these tests expect lost workers to be replaced, and under mpirun ppmpi does not
-# spawn replacements (README "Dead and hung workers"). Under mpirun, worker loss is tested by
-# killing a world rank (test_drivers.py).
-pytestmark = pytest.mark.skipif(launch_mode() != "alone",
-                                reason="expects replacements, which ppmpi spawns only when alone")
+# In every launch mode: lost workers are replaced by spawns, world ranks included (under
+# mpirun the first servers get the world ranks, and the tests kill them too).
 
 TRIALS, JOBS = 10, 1000
 SEED = 20261124
@@ -190,6 +187,8 @@ def test_quarter_gib_argument():
 
 
 
+@pytest.mark.skipif(launch_mode() != "alone", reason="a server's first workers are world ranks "
+                    "under mpirun, and world ranks talk over MPI (no rings)")
 def test_spawned_workers_share_memory_and_survive_a_killed_one(caplog):
     """Workers spawned on the master's host send and receive frames through shared-memory
     rings (README "Shared memory"), large arrays streamed through them in parts, in order,

@@ -204,10 +204,11 @@ TEST_CASE("faults: a spawned worker that never says Hello is lost after start_ti
     CHECK(c.dispatcher.stats(p).starting == 0);  // the lost one is not waited for (Server())
 }
 
-TEST_CASE("faults: a lost world rank shrinks the pool instead of being replaced",
+TEST_CASE("faults: a lost world rank that cannot be replaced shrinks the pool",
           "[dispatcher][faults]") {
     FaultCluster c(fault_options(), 2);  // world ranks 1 and 2, played by the test
     c.final_grace = 200ms;
+    c.launcher.fail_spawn = true;  // e.g. under srun
     Puppet r1(c.hub, 1), r2(c.hub, 2);
     r1.hello();
     r2.hello();
@@ -256,11 +257,12 @@ TEST_CASE("faults: a lost world rank shrinks the pool instead of being replaced"
     }
 }
 
-TEST_CASE("faults: a replacement that cannot be spawned leaves the job queued",
-          "[dispatcher][faults]") {
+TEST_CASE("faults: a pool whose lost worker cannot be replaced fails its jobs with NoWorkers "
+          "until set_ncpus brings a worker back", "[dispatcher][faults]") {
     FaultCluster c;
     PoolId p = c.pool(1, 1, 2s);
     c.submit(p, 1, "slow", "S", "a");
+    c.submit(p, 2, "f", "F", "b");
     REQUIRE(c.in_gate(1));
     c.launcher.fail_spawn = true;
     c.cut(1);
@@ -268,16 +270,51 @@ TEST_CASE("faults: a replacement that cannot be spawned leaves the job queued",
     CHECK_NOTHROW(c.step());  // logged; the loop goes on
     REQUIRE(c.launcher.lost_peers == std::vector<PeerId>{1});
     CHECK(c.dispatcher.pool_size(p) == 0);
-    CHECK(c.dispatcher.stats(p).pending == 1);
-    c.run_for(20ms);
-    CHECK_FALSE(c.jobs->is_done(1));
+    // Queued jobs (the lost worker's job went back to the queue) fail at once, naming why.
+    for (JobId job : {1, 2}) {
+        auto o = c.jobs->take(job);
+        REQUIRE(o.has_value());
+        CHECK(o->outcome == Outcome::NoWorkers);
+        CHECK(contains(o->message, "spawn refused by the test"));
+        CHECK(contains(o->message, "set_ncpus"));
+    }
+    c.submit(p, 3, "f", "F", "c");  // so does a job submitted now
+    c.step();
+    auto late = c.jobs->take(3);
+    REQUIRE(late.has_value());
+    CHECK(late->outcome == Outcome::NoWorkers);
     c.launcher.fail_spawn = false;
     c.dispatcher.resize_pool(p, 1);  // set_ncpus brings a worker back
     c.workers->log->open_gate();
+    c.submit(p, 4, "f", "F", "d");
     REQUIRE(c.all_done());
-    auto o = c.jobs->take(1);
+    auto o = c.jobs->take(4);
     CHECK(o->outcome == Outcome::Ok);
     CHECK(o->worker == label(2));
+}
+
+TEST_CASE("faults: a lost world rank is replaced by a spawned worker", "[dispatcher][faults]") {
+    FaultCluster c(fault_options(), 2);  // world ranks 1 and 2, played by the test
+    c.final_grace = 200ms;
+    Puppet r1(c.hub, 1), r2(c.hub, 2);
+    r1.hello();
+    r2.hello();
+    PoolId p = c.pool(2, 1, 2s);
+    REQUIRE(c.await(r1, Kind::Welcome));
+    REQUIRE(c.await(r2, Kind::Welcome));
+    c.jump(2s + 1ms);
+    r2.send({{Heartbeat{}, {}}});
+    c.step();
+    REQUIRE(c.launcher.lost_peers == std::vector<PeerId>{1});
+    CHECK(c.dispatcher.pool_size(p) == 2);  // r2 and a spawned worker
+    REQUIRE(c.welcomed(p, 3));  // r1, r2 and the spawned worker 3 have stats rows
+    // r2 (a puppet) never answers its jobs; the spawned worker answers its own.
+    for (JobId job = 1; job <= 4; ++job) c.submit(p, job, "f", "F", "a");
+    REQUIRE(c.run_until([&] { return c.jobs->unfinished() < 4; }));
+    std::size_t by_spawned = 0;
+    for (JobId job = 1; job <= 4; ++job)
+        if (auto o = c.jobs->take(job)) by_spawned += o->outcome == Outcome::Ok && o->worker == label(3);
+    CHECK(by_spawned >= 1);
 }
 
 // Only a world rank that said Goodbye and waits for Release still gets Heartbeats; a lost one,

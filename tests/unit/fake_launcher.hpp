@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ppmpi/dispatcher.hpp"
@@ -245,12 +246,15 @@ class ThreadLauncher : public Launcher {
     std::string describe(PeerId peer) const override { return "w" + std::to_string(peer); }
     void lost(PeerId peer) override { lost_peers.push_back(peer); }
     bool can_end_in_order(PeerId) const override { return ordered; }
+    // What the test says background launches did (handed over once).
+    LaunchReport collect_launches() override { return std::exchange(report, {}); }
 
     bool fail_spawn = false;
     bool puppets = false;
     bool ordered = true;
     std::vector<PeerId> world;
     std::vector<PeerId> lost_peers;
+    LaunchReport report;
 
   private:
     std::shared_ptr<WorkerThreads> workers_;

@@ -1,0 +1,57 @@
+// What the dispatcher does with background launches that went wrong (Launcher::LaunchReport):
+// a launch that failed for good, and a surplus process from a retried launch.
+#include "fault_rig.hpp"
+
+using namespace ppmpi;
+using namespace ppmpi_test;
+
+TEST_CASE("launches: a worker whose launch failed leaves its pool one smaller, with the reason "
+          "in the stats",
+          "[dispatcher][launch]") {
+    FaultCluster c;
+    c.final_grace = 200ms;
+    c.launcher.puppets = true;
+    PoolId p = c.pool(2); // peers 1 and 2, launched in the background
+    CHECK(c.dispatcher.stats(p).starting == 2);
+    c.launcher.report.failed.emplace_back(2, "MPI_Comm_spawn did not return (test)");
+    c.step();
+    PoolStats stats = c.dispatcher.stats(p);
+    CHECK(stats.start_failures == 1);
+    CHECK(stats.start_error == "MPI_Comm_spawn did not return (test)");
+    CHECK(stats.starting == 1); // only peer 1 is still waited for
+    CHECK(c.dispatcher.pool_size(p) == 1);
+    CHECK(c.launcher.lost_peers.empty()); // nothing to forget: it never existed
+    Puppet w1(c.hub, 1);
+    w1.hello();
+    REQUIRE(c.await(w1, Kind::Welcome));
+    c.submit(p, 1, "f", "F", "a");
+    REQUIRE(c.await(w1, Kind::Task));
+    // Its failure is not reported again, and the pool is not refilled behind the user's back.
+    c.run_for(50ms);
+    CHECK(c.dispatcher.stats(p).start_failures == 1);
+    CHECK(c.dispatcher.pool_size(p) == 1);
+}
+
+TEST_CASE("launches: a surplus process is told to leave after its Hello and never gets a job",
+          "[dispatcher][launch]") {
+    FaultCluster c;
+    c.final_grace = 200ms;
+    c.launcher.puppets = true;
+    PoolId p = c.pool(1);
+    Puppet w1(c.hub, 1);
+    w1.hello();
+    REQUIRE(c.await(w1, Kind::Welcome));
+    PeerId extra = c.workers->reserve();
+    c.launcher.report.surplus.push_back(extra);
+    c.step();
+    Puppet surplus(c.hub, extra);
+    surplus.hello();
+    REQUIRE(c.await(surplus, Kind::Shutdown));
+    CHECK_FALSE(surplus.take(Kind::Welcome));
+    for (JobId job = 1; job <= 3; ++job)
+        c.submit(p, job, "f", "F", "a");
+    c.run_for(50ms);
+    CHECK_FALSE(surplus.take(Kind::Task));
+    CHECK(c.dispatcher.pool_size(p) == 1);
+    CHECK(c.dispatcher.stats(p).per_worker.size() == 1);
+}
