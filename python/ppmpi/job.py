@@ -5,9 +5,7 @@ import sys
 import threading
 
 from . import _serialize
-
-# Waits happen in slices so that Ctrl-C reaches the driver within one slice.
-WAIT_SLICE_S = 0.25
+from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
 
 
 class Job:
@@ -74,7 +72,6 @@ class Job:
         concurrent.futures.CancelledError."""
         if self._taken or self._server._destroyed:
             return False
-        from .server import CONTROL_TIMEOUT_S
 
         return self._server._pool.cancel(self.tid, CONTROL_TIMEOUT_S)
 
@@ -181,7 +178,6 @@ class _JobFuture(concurrent.futures.Future):
         job = self._job
         if job._taken or job._server._destroyed:
             return False
-        from .server import CONTROL_TIMEOUT_S
 
         try:
             cancelled = job._server._pool.cancel(job.tid, CONTROL_TIMEOUT_S, running_too=False)

@@ -10,14 +10,14 @@ from ._checks import (check_ncpus, check_proto, check_retries, check_seconds, ch
                       from_globals)
 from ._stats import Statistics
 from .errors import DestroyedServerError
-from .job import WAIT_SLICE_S, Job
+from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
+from .job import Job
 
 log = logging.getLogger("ppmpi")
 
 # Creating a pool or resizing it: the spawns run in the background, so this only bounds the
 # control call itself.
 CREATE_TIMEOUT_S = 60.0
-CONTROL_TIMEOUT_S = 120.0
 # Server() and set_ncpus() return once their new workers said Hello (~0.25 s per spawn), so
 # the first jobs do not pay for start-up. Bounded: a spawn that hangs is retried after 3 s and
 # 6 s (spawn_queue.hpp); past this the jobs simply queue for the workers still starting.

@@ -6,8 +6,8 @@
 // GIL discipline: the test thread does not hold the GIL (embed_main.cpp released it); the
 // executor takes it per call, and test code takes it (py::gil_scoped_acquire) only around its
 // own Python work. Every py::object lives inside such a scope.
-#include "ppmpi/errors.hpp"
-#include "ppmpi/python_executor.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/python/python_executor.hpp"
 
 #include <catch2/catch.hpp>
 #include <pybind11/embed.h>

@@ -17,10 +17,10 @@
 // spawned workers between its jobs. Then the master stops; the world ranks (ppmpi-worker under
 // MPMD) must end with status 0 after its Release, which mpiexec's exit status shows.
 // Returns the number of failed checks.
-#include "ppmpi/errors.hpp"
-#include "ppmpi/job_table.hpp"
-#include "ppmpi/master.hpp"
-#include "ppmpi/mpi_env.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/job_table.hpp"
+#include "ppmpi/master/master.hpp"
+#include "ppmpi/mpi/mpi_env.hpp"
 
 #include <chrono>
 #include <cstdio>

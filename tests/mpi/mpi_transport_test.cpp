@@ -3,8 +3,9 @@
 // A plain main that returns the number of failed checks (as Boost.MPI's tests do), so that
 // MPI_Init/MPI_Finalize stay in the hands of ppmpi::MpiSession, as in the product.
 //
-// Every wait is a loop of non-blocking calls (transport.poll(), MPI_Test, MPI_Iprobe) with a
-// deadline; a deadline that passes is a failure and aborts the whole job (MPI_Abort) instead of
+// Written with Boost.MPI, as the product. Every wait is a loop of non-blocking calls
+// (transport.poll(), request test, iprobe) with a deadline; a deadline that passes is a failure
+// and aborts the whole job (environment::abort) instead of
 // leaving the other ranks to hang until CTest's TIMEOUT.
 //
 //  1. Echo: rank 0 posts kFrames frames (several messages each, one with a multi-MB payload,
@@ -13,7 +14,8 @@
 //     messages); rank 0 checks content, buffers and per-peer order (a frame without buffers
 //     comes right after one with them, and must not overtake it).
 //  2. Forget: rank 0 forgets peer 1, then every other rank sends frames to rank 0, the last by
-//     a synchronous send (MPI_Issend on the transport's communicator and tag), so that once it
+//     a synchronous send (raw MPI_Issend on the transport's communicator and tag: Boost.MPI
+//     has none), so that once it
 //     completes, rank 0's poll() has matched every earlier frame of that rank (non-overtaking).
 //     The rank then says "done" on a side communicator. Rank 0 must have returned every frame
 //     of ranks 2.. and none of rank 1.
@@ -21,16 +23,17 @@
 //     launcher does with a spawn's intercommunicator), receives one frame from each there, then
 //     drops that communicator: poll() must no longer receive from it (the ranks' next frames
 //     stay unmatched until rank 0 takes them by hand), and posts to its peers are no-ops.
-#include "ppmpi/errors.hpp"
-#include "ppmpi/mpi_env.hpp"
-#include "ppmpi/mpi_transport.hpp"
-#include "ppmpi/protocol.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/protocol.hpp"
+#include "ppmpi/mpi/mpi_session.hpp"
+#include "ppmpi/mpi/mpi_transport.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <boost/mpi/collectives.hpp>
+#include <functional>
 #include <map>
-#include <mpi.h>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -61,7 +64,7 @@ constexpr auto kPhaseTimeout = std::chrono::seconds(40);
 [[noreturn]] void give_up(const char* what) {
     std::fprintf(stderr, "rank %d: timed out: %s\n", g_rank, what);
     std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 2);
+    bmpi::environment::abort(2);
     std::_Exit(2);
 }
 
@@ -214,19 +217,31 @@ Bytes forget_frame(int rank, int index) {
                                  pattern(index == 2 ? (1u << 20) : 64u, rank + index)}});
 }
 
-void wait_request(MPI_Request& request, const char* what) {
+void wait_request(bmpi::request& request, const char* what) {
     auto deadline = Clock::now() + kPhaseTimeout;
-    for (;;) {
-        int done = 0;
-        check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-        if (done) return;
+    while (!request.test()) {
         if (Clock::now() > deadline) give_up(what);
         nap();
     }
 }
 
+// Boost.MPI 1.74 has no synchronous send: the one raw call of this test, wrapped.
+void synchronous_send(const bmpi::communicator& comm, int dest, int tag, const Bytes& bytes) {
+    MPI_Request request;
+    check_mpi(MPI_Issend(bytes.data(), static_cast<int>(bytes.size()), MPI_CHAR, dest, tag, comm,
+                         &request),
+              "MPI_Issend");
+    auto deadline = Clock::now() + kPhaseTimeout;
+    for (int done = 0; !done;) {
+        check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (Clock::now() > deadline) give_up("a synchronous send");
+        if (!done) nap();
+    }
+}
+
 // Rank 0's side of phase 2.
-void forget_master(MpiTransport& transport, MPI_Comm dup, MPI_Comm side, int size) {
+void forget_master(MpiTransport& transport, const bmpi::communicator& dup,
+                   const bmpi::communicator& side, int size) {
     transport.forget(1);
     EXPECT(transport.unfinished_sends(1) == 0);
     // Posting to a forgotten peer is a silent no-op: nothing is sent, nothing is kept.
@@ -234,9 +249,8 @@ void forget_master(MpiTransport& transport, MPI_Comm dup, MPI_Comm side, int siz
     EXPECT(transport.unfinished_sends(1) == 0);
 
     char go = 'g';
-    std::vector<MPI_Request> gos(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
-    for (int peer = 1; peer < size; ++peer)
-        check_mpi(MPI_Isend(&go, 1, MPI_CHAR, peer, kSideTag, side, &gos[peer]), "MPI_Isend");
+    std::vector<bmpi::request> gos;
+    for (int peer = 1; peer < size; ++peer) gos.push_back(side.isend(peer, kSideTag, &go, 1));
 
     std::map<int, std::vector<Bytes>> got;
     std::vector<char> done(static_cast<std::size_t>(size), 0);
@@ -249,15 +263,11 @@ void forget_master(MpiTransport& transport, MPI_Comm dup, MPI_Comm side, int siz
             busy = true;
             got[static_cast<int>(envelope->peer)].push_back(std::move(envelope->frame));
         }
-        int flag = 0;
-        MPI_Status status;
-        check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, kSideTag, side, &flag, &status), "MPI_Iprobe");
-        if (flag) {
+        if (auto status = side.iprobe(bmpi::any_source, kSideTag)) {
             // Small message: its receive finishes at once.
-            int src = status.MPI_SOURCE;
+            int src = status->source();
             char said = 0;
-            check_mpi(MPI_Recv(&said, 1, MPI_CHAR, src, kSideTag, side, MPI_STATUS_IGNORE),
-                      "MPI_Recv");
+            side.recv(src, kSideTag, &said, 1);
             EXPECT(said == 'd');
             EXPECT(!done[src]);
             done[src] = 1;
@@ -266,8 +276,7 @@ void forget_master(MpiTransport& transport, MPI_Comm dup, MPI_Comm side, int siz
         }
         if (!busy) nap();
     }
-    for (auto& request : gos)
-        if (request != MPI_REQUEST_NULL) wait_request(request, "rank 0's go messages");
+    for (auto& request : gos) wait_request(request, "rank 0's go messages");
 
     // The forgotten peer's frames were all matched (its synchronous send completed) and none
     // came out of poll().
@@ -280,30 +289,22 @@ void forget_master(MpiTransport& transport, MPI_Comm dup, MPI_Comm side, int siz
             EXPECT(frames[i] == forget_frame(peer, i));
     }
     // Nothing is left unreceived from anyone: poll() took (and dropped) rank 1's frames too.
-    int flag = 0;
-    check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, MpiTransport::kTag, dup, &flag, MPI_STATUS_IGNORE),
-              "MPI_Iprobe");
-    EXPECT(!flag);
+    EXPECT(!dup.iprobe(bmpi::any_source, MpiTransport::kTag));
     EXPECT(!transport.poll());
 }
 
 // Ranks 1..N-1, phase 2.
-void forget_worker(MpiTransport& transport, MPI_Comm dup, MPI_Comm side) {
+void forget_worker(MpiTransport& transport, const bmpi::communicator& dup,
+                   const bmpi::communicator& side) {
     char go = 0;
-    MPI_Request request;
-    check_mpi(MPI_Irecv(&go, 1, MPI_CHAR, 0, kSideTag, side, &request), "MPI_Irecv");
+    bmpi::request request = side.irecv(0, kSideTag, &go, 1);
     wait_request(request, "a worker rank waiting for rank 0's go");
     EXPECT(go == 'g');
     for (int i = 0; i < kForgetFrames; ++i)
         transport.post(0, forget_frame(g_rank, i));
     // The last frame, synchronously: complete only once rank 0 has matched it, and so every
     // frame before it.
-    Bytes last = encode_frame({Message{Goodbye{}, {}}});
-    MPI_Request sync;
-    check_mpi(MPI_Issend(last.data(), static_cast<int>(last.size()), MPI_BYTE, 0,
-                         MpiTransport::kTag, dup, &sync),
-              "MPI_Issend");
-    wait_request(sync, "a worker rank's synchronous send");
+    synchronous_send(dup, 0, MpiTransport::kTag, encode_frame({Message{Goodbye{}, {}}}));
     auto deadline = Clock::now() + kPhaseTimeout;
     while (transport.unfinished_sends(0) > 0) {
         if (Clock::now() > deadline) give_up("a worker rank completing its sends");
@@ -311,8 +312,7 @@ void forget_worker(MpiTransport& transport, MPI_Comm dup, MPI_Comm side) {
         nap();
     }
     char done = 'd';
-    MPI_Request said;
-    check_mpi(MPI_Isend(&done, 1, MPI_CHAR, 0, kSideTag, side, &said), "MPI_Isend");
+    bmpi::request said = side.isend(0, kSideTag, &done, 1);
     wait_request(said, "a worker rank's done message");
     // Nothing reaches us from rank 0 in this phase (the forgotten rank 1 included).
     EXPECT(!transport.poll());
@@ -325,7 +325,8 @@ Bytes drop_frame(int rank, int which) {
 }
 
 // Rank 0's side of phase 3.
-void drop_master(MpiTransport& transport, MPI_Comm extra, MPI_Comm side, int size) {
+void drop_master(MpiTransport& transport, const bmpi::communicator& extra,
+                 const bmpi::communicator& side, int size) {
     for (int peer = 1; peer < size; ++peer)
         transport.add_peer(kDropBase + peer, extra, peer);
 
@@ -352,12 +353,12 @@ void drop_master(MpiTransport& transport, MPI_Comm extra, MPI_Comm side, int siz
         EXPECT(transport.unfinished_sends(kDropBase + peer) == 0);
     }
     char dropped = 'x';
-    std::vector<MPI_Request> told(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
+    std::vector<bmpi::request> told;
     for (int peer = 1; peer < size; ++peer)
-        check_mpi(MPI_Isend(&dropped, 1, MPI_CHAR, peer, kSideTag, side, &told[peer]), "MPI_Isend");
+        told.push_back(side.isend(peer, kSideTag, &dropped, 1));
 
     // Frame B from every rank must arrive on `extra` and stay there: poll() returns nothing
-    // meanwhile, and MPI_Iprobe finds B, which rank 0 then receives by hand.
+    // meanwhile, and a probe finds B, which rank 0 then receives by hand.
     std::vector<char> found(static_cast<std::size_t>(size), 0);
     int missing = size - 1;
     deadline = Clock::now() + std::chrono::seconds(10);
@@ -367,23 +368,17 @@ void drop_master(MpiTransport& transport, MPI_Comm extra, MPI_Comm side, int siz
                          static_cast<long long>(envelope->peer));
             ++g_failures;
         }
-        int flag = 0;
-        MPI_Status status;
-        check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, MpiTransport::kTag, extra, &flag, &status),
-                  "MPI_Iprobe");
-        if (!flag) {
+        auto status = extra.iprobe(bmpi::any_source, MpiTransport::kTag);
+        if (!status) {
             nap();
             continue;
         }
-        int count = 0;
-        MPI_Get_count(&status, MPI_BYTE, &count);
+        int count = status->count<char>().value_or(0), source = status->source();
         Bytes frame(static_cast<std::size_t>(count), '\0');
-        check_mpi(MPI_Recv(frame.data(), count, MPI_BYTE, status.MPI_SOURCE, MpiTransport::kTag,
-                           extra, MPI_STATUS_IGNORE),
-                  "MPI_Recv");
-        EXPECT(frame == drop_frame(status.MPI_SOURCE, 2));
-        EXPECT(!found[status.MPI_SOURCE]);
-        found[status.MPI_SOURCE] = 1;
+        extra.recv(source, MpiTransport::kTag, frame.data(), count);
+        EXPECT(frame == drop_frame(source, 2));
+        EXPECT(!found[source]);
+        found[source] = 1;
         --missing;
     }
     if (missing > 0) {
@@ -392,27 +387,21 @@ void drop_master(MpiTransport& transport, MPI_Comm extra, MPI_Comm side, int siz
         std::fprintf(stderr, "rank 0: %d frames sent after drop_comm were never found\n", missing);
         give_up("frames sent on a dropped communicator");
     }
-    for (auto& request : told)
-        if (request != MPI_REQUEST_NULL) wait_request(request, "rank 0's dropped messages");
+    for (auto& request : told) wait_request(request, "rank 0's dropped messages");
 }
 
 // Ranks 1..N-1, phase 3: frame A, wait until rank 0 dropped the comm, frame B (synchronous:
 // it completes once rank 0 has received it by hand).
-void drop_worker(MPI_Comm extra, MPI_Comm side) {
+void drop_worker(const bmpi::communicator& extra, const bmpi::communicator& side) {
     Bytes a = drop_frame(g_rank, 1), b = drop_frame(g_rank, 2);
-    MPI_Request request;
-    check_mpi(MPI_Isend(a.data(), static_cast<int>(a.size()), MPI_BYTE, 0, MpiTransport::kTag,
-                        extra, &request),
-              "MPI_Isend");
+    bmpi::request request =
+        extra.isend(0, MpiTransport::kTag, a.data(), static_cast<int>(a.size()));
     wait_request(request, "a worker rank's frame on the second comm");
     char dropped = 0;
-    check_mpi(MPI_Irecv(&dropped, 1, MPI_CHAR, 0, kSideTag, side, &request), "MPI_Irecv");
+    request = side.irecv(0, kSideTag, &dropped, 1);
     wait_request(request, "a worker rank waiting for drop_comm");
     EXPECT(dropped == 'x');
-    check_mpi(MPI_Issend(b.data(), static_cast<int>(b.size()), MPI_BYTE, 0, MpiTransport::kTag,
-                         extra, &request),
-              "MPI_Issend");
-    wait_request(request, "a worker rank's frame after drop_comm");
+    synchronous_send(extra, 0, MpiTransport::kTag, b);
 }
 
 } // namespace
@@ -427,10 +416,9 @@ int main() {
             std::fprintf(stderr, "mpi_transport_test needs at least 2 ranks\n");
             return 1;
         }
-        MPI_Comm dup = MPI_COMM_NULL, side = MPI_COMM_NULL, extra = MPI_COMM_NULL;
-        check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), "MPI_Comm_dup");
-        check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &side), "MPI_Comm_dup");
-        check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &extra), "MPI_Comm_dup");
+        const bmpi::communicator& world = session.world();
+        bmpi::communicator dup(world, bmpi::comm_duplicate), side(world, bmpi::comm_duplicate),
+            extra(world, bmpi::comm_duplicate);
         try {
             // The other ranks send in 1 MiB chunks, to test a buffer split over several.
             MpiTransport transport(g_rank == 0 ? MpiTransport::kChunkBytes : std::size_t{1} << 20);
@@ -458,14 +446,11 @@ int main() {
             ++g_failures;
         }
         // Every rank is done with the communicators before they are freed.
-        MPI_Barrier(MPI_COMM_WORLD);
-        MPI_Comm_free(&extra);
-        MPI_Comm_free(&side);
-        MPI_Comm_free(&dup);
+        world.barrier();
         int all_failures = 0;
-        MPI_Reduce(&g_failures, &all_failures, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+        bmpi::reduce(world, g_failures, all_failures, std::plus<int>(), 0);
         if (g_rank == 0)
             std::printf("mpi_transport_test: %d ranks, %d failed checks\n", size, all_failures);
-    } // MPI_Finalize
+    } // the communicators are freed, then MPI_Finalize
     return g_failures;
 }

@@ -45,6 +45,15 @@ def pid_after(seconds):
     return os.getpid()
 
 
+def pid_to_file_then_sleep(path, seconds):
+    """Says which worker runs it (its pid, in `path`) before it sleeps; returns that pid."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def sleep_and_return(seconds, value):
     time.sleep(seconds)
     return value

@@ -4,7 +4,7 @@
 #include <future>
 #include <thread>
 
-#include "ppmpi/backoff.hpp"
+#include "ppmpi/core/backoff.hpp"
 
 using namespace ppmpi;
 using std::chrono::microseconds;

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <thread>
 
-#include "ppmpi/baton.hpp"
+#include "ppmpi/core/baton.hpp"
 
 using namespace ppmpi;
 using namespace std::chrono_literals;

@@ -8,7 +8,7 @@
 #include <future>
 #include <thread>
 
-#include "ppmpi/doorbell.hpp"
+#include "ppmpi/core/doorbell.hpp"
 
 using namespace ppmpi;
 using std::chrono::milliseconds;

@@ -23,12 +23,12 @@
 #include <utility>
 #include <vector>
 
-#include "ppmpi/dispatcher.hpp"
-#include "ppmpi/errors.hpp"
-#include "ppmpi/executor.hpp"
-#include "ppmpi/launcher.hpp"
-#include "ppmpi/loopback_transport.hpp"
-#include "ppmpi/worker.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/master/dispatcher.hpp"
+#include "ppmpi/master/launcher.hpp"
+#include "ppmpi/transport/loopback_transport.hpp"
+#include "ppmpi/worker/executor.hpp"
+#include "ppmpi/worker/worker.hpp"
 
 namespace ppmpi_test {
 

@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "fake_launcher.hpp"
-#include "ppmpi/heartbeat.hpp"
+#include "ppmpi/core/heartbeat.hpp"
 
 namespace ppmpi_test {
 

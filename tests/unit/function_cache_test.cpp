@@ -1,8 +1,8 @@
 // function_cache.hpp: reference-counted bundles on the master, known keys per worker.
 #include <catch2/catch.hpp>
 
-#include "ppmpi/errors.hpp"
-#include "ppmpi/function_cache.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/function_cache.hpp"
 
 using namespace ppmpi;
 

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "ppmpi/heartbeat.hpp"
+#include "ppmpi/core/heartbeat.hpp"
 
 using namespace ppmpi;
 using namespace std::chrono_literals;

@@ -4,8 +4,8 @@
 #include <future>
 #include <thread>
 
-#include "ppmpi/errors.hpp"
-#include "ppmpi/job_table.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/job_table.hpp"
 
 using namespace ppmpi;
 using namespace std::chrono_literals;

@@ -3,7 +3,7 @@
 
 #include <thread>
 
-#include "ppmpi/log.hpp"
+#include "ppmpi/core/log.hpp"
 
 using namespace ppmpi;
 using namespace std::chrono_literals;

@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "fake_launcher.hpp"
-#include "ppmpi/master.hpp"
+#include "ppmpi/master/master.hpp"
 
 using namespace ppmpi;
 using namespace ppmpi_test;

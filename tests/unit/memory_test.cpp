@@ -1,6 +1,6 @@
 // prefault_written_memory (buffer.hpp): after a fork, the pages this process had written take
 // no page fault on their next write once it has run.
-#include "ppmpi/buffer.hpp"
+#include "ppmpi/core/buffer.hpp"
 
 #include <catch2/catch.hpp>
 #include <sys/mman.h>

@@ -5,8 +5,8 @@
 #include <limits>
 #include <thread>
 
-#include "ppmpi/errors.hpp"
-#include "ppmpi/protocol.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/protocol.hpp"
 
 using namespace ppmpi;
 

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <map>
 
-#include "ppmpi/errors.hpp"
-#include "ppmpi/scheduler.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/scheduler.hpp"
 
 using namespace ppmpi;
 

@@ -1,7 +1,7 @@
 // Shared-memory rings (shm_ring.hpp) and the transport layered on them (shm_transport.hpp),
 // here between two loopback endpoints of one process: real POSIX segments, no MPI.
-#include "ppmpi/loopback_transport.hpp"
-#include "ppmpi/shm_transport.hpp"
+#include "ppmpi/transport/loopback_transport.hpp"
+#include "ppmpi/transport/shm_transport.hpp"
 
 #include <catch2/catch.hpp>
 #include <dirent.h>

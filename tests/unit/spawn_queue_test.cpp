@@ -1,7 +1,7 @@
 // SpawnQueue (spawn_queue.hpp) with fake launches: each call of the launch function does what
 // the test's script says (return, throw, or block until the test opens its gate). Time is
 // passed in; the launches themselves run on real threads, so results are polled for.
-#include "ppmpi/spawn_queue.hpp"
+#include "ppmpi/master/spawn_queue.hpp"
 
 #include <atomic>
 #include <catch2/catch.hpp>

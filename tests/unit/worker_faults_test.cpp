@@ -5,7 +5,7 @@
 #include <future>
 
 #include "fake_launcher.hpp"
-#include "ppmpi/heartbeat.hpp"
+#include "ppmpi/core/heartbeat.hpp"
 
 using namespace ppmpi;
 using namespace ppmpi_test;

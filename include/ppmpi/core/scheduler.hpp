@@ -1,0 +1,101 @@
+// ppmpi/core/scheduler.hpp: which job goes to which worker. Pure logic: no MPI, no Python, no clock.
+//
+// Jobs wait in one FIFO queue. A worker takes up to `slots_per_worker` jobs at a time (more than
+// one keeps a worker busy across the round trip to the master). assign() fills the least loaded
+// workers first, so N jobs on N workers run one each before any worker gets a second. A
+// pipelined worker is topped up once a quarter of its slots are free, not after every result,
+// so that jobs (and then results) cross in batches, many per MPI message. And only while the
+// queue is deep (set_deep_queue; a pool sets PoolSpec::deep_queue): a job is never queued
+// behind another on a busy worker when a few jobs could be spread over the workers instead
+// (the one ahead may be long).
+// The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
+// front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "ppmpi/core/protocol.hpp"
+
+namespace ppmpi {
+
+using WorkerId = std::int64_t;
+
+// How many jobs to keep in flight per worker, given how long recent jobs ran (negative: no
+// job has finished yet). Jobs are pipelined so that a worker never waits a round trip (up to
+// the master's longest poll sleep, 2 ms) for its next job: short ones as many as it runs in
+// about kPipelineBudget, long ones one queued behind the running one (all only while the
+// queue is deep, as above).
+constexpr double kPipelineBudgetSeconds = 0.005;
+std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth);
+
+class Scheduler {
+  public:
+    struct Assignment {
+        JobId job;
+        WorkerId worker;
+    };
+
+    explicit Scheduler(std::size_t slots_per_worker = 1);
+
+    void add_worker(WorkerId worker);
+    // Forgets the worker; its in-flight jobs are requeued at the front (oldest first) and
+    // returned.
+    std::vector<JobId> remove_worker(WorkerId worker);
+    // The worker gets no new jobs; it stays known until remove_worker.
+    void retire_worker(WorkerId worker);
+    bool has_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
+
+    void enqueue(JobId job);
+    // The job was on a worker that died: it runs alone from now on (on an idle worker, which
+    // gets nothing else meanwhile), so that if it is the one killing workers, it alone is
+    // blamed. Pipelining otherwise puts innocent jobs next to it.
+    void run_alone(JobId job) { alone_.insert(job); }
+    // Removes a job that has not started yet; false if it is running or unknown.
+    bool cancel_pending(JobId job);
+
+    // Hands out as many queued jobs as there are free slots on active workers.
+    std::vector<Assignment> assign();
+
+    // The job finished on that worker. False if the scheduler does not have it there
+    // (a late result from a worker the job was taken away from).
+    bool complete(WorkerId worker, JobId job);
+
+    std::optional<WorkerId> worker_of(JobId job) const;
+    std::vector<JobId> in_flight(WorkerId worker) const;
+    std::vector<WorkerId> idle_retiring_workers() const;
+
+    std::size_t pending() const { return queue_.size(); }
+    std::size_t running() const { return running_.size(); }
+    std::size_t active_workers() const;
+    void set_slots_per_worker(std::size_t slots) { slots_ = slots == 0 ? 1 : slots; }
+    // Pipeline only while at least this many jobs per active worker wait (0: always).
+    void set_deep_queue(std::size_t jobs_per_worker) { deep_queue_ = jobs_per_worker; }
+
+  private:
+    struct WorkerSlots {
+        std::set<JobId> jobs;  // ordered: the oldest job is requeued first
+        bool retiring = false;
+        bool filling = false;  // topped up in this assign(): may take jobs up to slots
+        bool alone = false;    // runs a run_alone job: gets nothing else until it is done
+    };
+    using WorkerMap = std::map<WorkerId, WorkerSlots>;
+    WorkerMap::iterator least_loaded_free_worker();
+    WorkerMap::iterator idle_worker();
+
+    std::size_t slots_;
+    std::size_t deep_queue_ = 0;
+    std::size_t limit_ = 1;  // jobs per worker in this assign(): slots_ if the queue is deep
+    std::deque<JobId> queue_;
+    WorkerMap workers_;
+    std::unordered_map<JobId, WorkerId> running_;
+    std::set<JobId> alone_;
+};
+
+}  // namespace ppmpi

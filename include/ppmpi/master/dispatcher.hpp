@@ -1,0 +1,150 @@
+// ppmpi/master/dispatcher.hpp: the master's comm-loop logic (rank 0).
+//
+// One thread drives a Dispatcher (master.hpp), the only caller of the transport and launcher.
+// Each Python Server is a *pool*: its own workers, job queue (Scheduler), job table and stats.
+// step() is one turn of the loop: receive frames, hand queued jobs to free worker slots (each
+// function bundle sent once per worker), send heartbeats, post one frame per worker. Nothing
+// here waits on a peer, so a silent worker cannot stall the loop.
+//
+// Worker phases: Waiting (spawned or a world rank; no Hello yet, or no pool yet) → Active (gets
+// jobs) → Retiring (finishes its jobs) → Leaving (Shutdown) → Gone (Goodbye, lost, no launch).
+//
+// Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
+// worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is never
+// spoken to again (killed by pid if on this host); its in-flight jobs go back to the front of the
+// queue, the one it ran charged with the loss (a job charged max_retries times fails with
+// WorkerLost). Lost workers are replaced by spawns (if none is possible the pool shrinks, and
+// with no worker left its jobs fail with NoWorkers). A job past its timeout (or cancelled while
+// running) ends; its worker is stopped and replaced. Lost workers' results are dropped.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/heartbeat.hpp"
+#include "ppmpi/core/job_table.hpp"
+#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/master/launcher.hpp"
+#include "ppmpi/master/pool_types.hpp"
+#include "ppmpi/master/queued_job.hpp"
+#include "ppmpi/transport/transport.hpp"
+
+namespace ppmpi {
+
+class Dispatcher {
+  public:
+    Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options);
+
+    PoolId create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs);
+    void resize_pool(PoolId pool, std::size_t ncpus);
+    // timeout: the job fails with Timeout past it (zero: no limit).
+    void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args,
+                Clock::duration timeout = Clock::duration::zero(), Buffers arg_buffers = {});
+    // Cancels an unfinished job (a running one if `running_too`: its worker is replaced).
+    bool cancel(PoolId pool, JobId job, bool running_too = true);
+    // Fails the pool's unfinished jobs with Destroyed and sends its workers Shutdown.
+    void destroy_pool(PoolId pool);
+    PoolStats stats(PoolId pool) const;
+    std::size_t pool_size(PoolId pool) const;
+
+    // One turn of the loop; true if anything was received or sent.
+    bool step(Clock::time_point now);
+    // Whether a result is likely within `window`, so worth polling for without sleeping.
+    bool results_within(std::chrono::microseconds window) const;
+    // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
+    bool plan_doze(Doze& plan) const;
+    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world
+    // workers, kills the silent on this host. True if none was lost and all ended in order.
+    bool shutdown(Clock::duration grace);
+    std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
+    bool any_worker_lost() const { return workers_lost_ > 0; }
+  private:
+    enum class Phase { Waiting, Active, Retiring, Leaving, Gone };
+    struct WorkerRecord {
+        PeerId peer = -1;
+        std::optional<PoolId> pool;
+        Phase phase = Phase::Waiting;
+        bool hello = false, goodbye = false;
+        bool settled = false;  // Gone, and its process's end was waited for before a spawn
+        ProcessIdentity process;
+        std::string label;
+    };
+    struct Pool {
+        PoolSpec spec;
+        std::shared_ptr<JobTable> jobs;
+        Scheduler scheduler;
+        std::unordered_map<JobId, QueuedJob> queued;
+        FunctionStore functions;
+        std::map<WorkerId, WorkerStats> stats;
+        std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
+        std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0;
+        std::string start_error;     // why the last launch that failed failed
+        std::string no_workers;      // why it has no worker left (its jobs fail with NoWorkers)
+        bool replace_lost = false;   // spawn replacements for lost workers this turn
+        std::size_t timed_jobs = 0;  // queued jobs with a time-out (none: no deadline checks)
+        double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)
+        bool destroyed = false;
+    };
+
+    Pool& pool_at(PoolId pool);
+    const Pool& pool_at(PoolId pool) const;
+    std::size_t members(PoolId pool) const;  // Waiting or Active
+    void add_workers(PoolId pool, std::size_t count);
+    void settle_departures();
+    void collect_launches();
+    void remove_workers(PoolId pool, std::size_t count);
+    void welcome(WorkerRecord& worker);
+    void say_shutdown(WorkerRecord& worker);
+    void end_job(Pool& pool, JobId job, JobOutcome outcome);
+
+    // dispatcher_faults.cpp
+    void check_liveness(Clock::time_point now);
+    void check_deadlines(Clock::time_point now);
+    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool& pool, Clock::time_point now,
+                                                          Clock::time_point& next) const;
+    void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
+    void stop_worker(WorkerRecord& worker, const std::string& reason);
+    // `charged`: the job that was running when its worker was lost (the others only waited).
+    void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
+                 std::optional<JobId> charged);
+    std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
+    void start_head(Pool& pool, WorkerId worker);
+    void learn_job_time(Pool& pool, double seconds);
+    void replace_lost_workers();
+    void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
+    void fail_without_workers();
+    void kill_unanswering_workers();
+
+    void handle_frame(Envelope envelope);
+    void handle(WorkerRecord& worker, Message& message);
+    void on_hello(WorkerRecord& worker, const Hello& hello);
+    void on_result(WorkerRecord& worker, const Result& result, Message& message);
+    void on_goodbye(WorkerRecord& worker);
+    bool dispatch_jobs(Pool& pool);
+    bool dispatch_all();
+    void retire_idle_workers(Pool& pool);
+    void send_heartbeats(Clock::time_point now);
+    void queue_message(PeerId peer, Message message);
+    bool flush_outbox();
+
+    Transport& transport_;
+    Launcher& launcher_;
+    DispatcherOptions options_;
+    std::map<PoolId, Pool> pools_;
+    PoolId next_pool_ = 1;
+    std::map<PeerId, WorkerRecord> workers_;
+    KnownFunctions known_;
+    std::map<PeerId, std::vector<Message>> outbox_;
+    HeartbeatMonitor monitor_;
+    Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
+    std::uint64_t workers_lost_ = 0, send_order_ = 0, jobs_ended_ = 0;
+    std::string host_ = this_host_name();
+    std::size_t cores_ = usable_cores(), local_workers_ = 0;  // the latter counted every 100 ms
+};
+
+}  // namespace ppmpi

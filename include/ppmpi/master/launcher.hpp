@@ -1,0 +1,49 @@
+// ppmpi/master/launcher.hpp: how the master gets worker processes and lets them go.
+//
+// The MPI implementation (mpi_launcher.hpp) spawns ppmpi-worker with MPI_Comm_spawn and knows
+// the ranks of an mpirun world; tests use a fake that starts worker loops as threads.
+// All calls come from the thread that owns the transport.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "ppmpi/transport/transport.hpp"
+
+namespace ppmpi {
+
+class Launcher {
+  public:
+    virtual ~Launcher() = default;
+    // Worker ranks that exist from the start (ranks 1..N-1 of an mpirun world).
+    virtual std::vector<PeerId> static_peers() = 0;
+    // Starts `count` new worker processes and returns their peers. May return before they
+    // exist (MPI: the spawns run in the background, spawn_queue.hpp); a peer's Hello says it
+    // is there. Throws PpmpiError naming what failed if no launch is possible at all.
+    virtual std::vector<PeerId> spawn(std::size_t count) = 0;
+    // Background launches that ended badly since the last call: peers that will never start
+    // (with why), and peers of processes started twice (a retried launch whose first attempt
+    // came back late) that nobody asked for: tell them to leave once they said Hello.
+    struct LaunchReport {
+        std::vector<std::pair<PeerId, std::string>> failed;
+        std::vector<PeerId> surplus;
+    };
+    virtual LaunchReport collect_launches() { return {}; }
+    // Whether this peer lives in the master's MPI world: it must then be released at the end
+    // (M→W Release) rather than disconnected.
+    virtual bool in_world(PeerId peer) const = 0;
+    // The peer said Goodbye: release what connects us to it once it is safe (for MPI: an
+    // MPI_Comm_disconnect once every process of that spawn said Goodbye).
+    virtual void said_goodbye(PeerId peer) = 0;
+    // A short name for logs and statistics, e.g. the MPI rank.
+    virtual std::string describe(PeerId peer) const = 0;
+    // The peer was declared lost: never talk to it again, and never wait for anything that
+    // needs it (for MPI: its spawn's disconnect, or the world's finalize).
+    virtual void lost(PeerId peer) = 0;
+    // Whether the peer can still end in order (Goodbye, then disconnect or finalize), i.e. no
+    // process it shares MPI collectives with was lost.
+    virtual bool can_end_in_order(PeerId peer) const = 0;
+};
+
+}  // namespace ppmpi

@@ -1,0 +1,120 @@
+// ppmpi/worker/worker.hpp: a worker process (ranks 1..N), seen from its two threads.
+//
+//  - The comm thread owns the transport (and so MPI: it initialises and finalises it). It
+//    answers the master (protocol.hpp, steps 1-7), queues tasks for the executor, sends
+//    results and heartbeats, and watches the master: a master that goes silent for
+//    master_timeout, or whose process is gone (same host), ends the worker.
+//  - The executor thread is the thread that calls serve() (the main thread, which holds the
+//    Python interpreter). It runs configure/define/run in arrival order. Between two jobs it
+//    borrows the comm loop (baton.hpp) for a short window: its result leaves and the next task
+//    reaches it with no thread hand-off.
+// Because the comm thread owns the loop while a job runs, a long job does not make the worker
+// look dead.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "ppmpi/core/backoff.hpp"
+#include "ppmpi/core/baton.hpp"
+#include "ppmpi/transport/transport.hpp"
+#include "ppmpi/worker/executor.hpp"
+
+namespace ppmpi {
+
+constexpr int kStuckStartStatus = 4; // the process status of a worker whose MPI never started
+
+struct WorkerEnvironment {
+    std::shared_ptr<void> session;  // destroyed last, on the comm thread (MPI_Finalize)
+    std::unique_ptr<Transport> transport;
+    PeerId master = 0;
+    bool in_world = false;  // in the master's MPI world: wait for Release before finalizing
+    bool borrowable = true;  // the transport may be driven by any thread, one at a time
+    // Called before the session closes, with whether the master let us go in order (for MPI:
+    // disconnect from the parent). Without a clean end the session must not finalize either.
+    std::function<void(bool clean)> before_close;
+};
+
+using WorkerEnvironmentFactory = std::function<WorkerEnvironment()>;
+
+struct WorkerOptions {
+    std::chrono::milliseconds first_contact_timeout{120000};  // until the master's first word
+    // (and until MPI has started: past it, a worker stuck in MPI_Init exits kStuckStartStatus)
+    std::chrono::milliseconds exit_grace{2000};  // a job still running at the end gets this long
+};
+
+class WorkerHost {
+  public:
+    WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options = {});
+
+    // Serves the master until it lets this worker go or is gone. Runs jobs on the calling
+    // thread. Returns the process exit status (0 after an orderly shutdown).
+    int serve(Executor& executor);
+
+  private:
+    // What one turn of the comm thread found: whether anything moved, and whether to end
+    // (with whether the master let this worker go in order).
+    struct Verdict {
+        bool active = false;
+        std::optional<bool> end;
+    };
+
+    void comm_main();
+    bool serve_master(Transport& transport, PeerId master);
+    void close(WorkerEnvironment& env, bool clean);
+    Verdict owner_turn(Transport& transport, PeerId master);
+    bool comm_turn(Transport& transport, PeerId master, Clock::time_point now);
+    bool send_outbox(Transport& transport, PeerId master, Clock::time_point now);
+    bool receive(Transport& transport, PeerId master, Clock::time_point now);
+    std::optional<Message> next_work();
+    void exit_if_start_is_stuck();
+    void drive_while_idle();
+    bool executor_quiet();
+    bool idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay);
+    void on_message(Message& message);
+    bool master_alive(Clock::time_point now) const;
+    void execute_loop(Executor& executor);
+    void wait_for_result_sends();
+    void stop_executor();
+
+    WorkerEnvironmentFactory factory_;
+    WorkerOptions options_;
+
+    // whoever holds the baton (the comm thread, or the executor between jobs)
+    Welcome welcome_;
+    bool welcomed_ = false, shutdown_ = false, released_ = false, in_world_ = false;
+    bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
+    Clock::time_point last_from_master_{}, next_heartbeat_{};
+    std::uint64_t jobs_done_ = 0;
+    std::vector<Message> outbox_;
+
+    // executor thread only: owners of the last result's buffers, while they are being sent
+    std::vector<std::weak_ptr<void>> results_in_flight_;
+
+    // shared between the threads
+    std::mutex mutex_;
+    std::condition_variable work_ready_;
+    std::deque<Message> work_;
+    std::deque<Message> results_;
+    Clock::time_point job_started_{};  // of the job the executor runs (if executor_busy_)
+    bool executor_waiting_ = false;     // the executor sleeps until work comes
+    std::atomic<bool> executor_stop_{false};
+    std::atomic<bool> executor_busy_{false};
+    std::atomic<bool> executor_failed_{false};
+    std::atomic<bool> comm_dozing_{false};  // the comm thread sleeps on doorbells (idle_wait)
+    std::atomic<int> exit_status_{0};
+    Wakeup comm_wakeup_;
+    Baton baton_{comm_wakeup_};
+    std::atomic<Transport*> transport_{nullptr};  // set once the session is up, for borrowers
+    Clock::time_point serve_started_{};
+    std::atomic<bool> mpi_started_{false}; // the environment (MPI) came up; never reset
+    PeerId master_ = 0;                            // written before transport_
+    bool borrowable_ = false;                      // written before transport_
+};
+
+}  // namespace ppmpi

@@ -1,0 +1,278 @@
+// Dispatcher, message side: one loop turn, the worker handshake, results and shutdown.
+#include "ppmpi/master/dispatcher.hpp"
+
+#include <algorithm>
+#include <thread>
+
+#include "ppmpi/core/backoff.hpp"
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/log.hpp"
+
+namespace ppmpi {
+namespace {
+constexpr int kMaxFramesPerStep = 64;  // keep sending while a flood of results arrives
+}
+
+void Dispatcher::queue_message(PeerId peer, Message message) {
+    outbox_[peer].push_back(std::move(message));
+}
+
+// A spawned worker that has not said Hello may not be attached to the transport yet (its
+// launch runs in the background): what it is owed (a Shutdown) waits for its Hello.
+bool Dispatcher::flush_outbox() {
+    bool sent = false;
+    for (auto& [peer, messages] : outbox_) {
+        if (messages.empty()) continue;
+        auto worker = workers_.find(peer);
+        if (worker != workers_.end() && !worker->second.hello && !launcher_.in_world(peer))
+            continue;
+        for (Frame& frame : encode_frames(messages)) transport_.post(peer, std::move(frame));
+        messages.clear();
+        sent = true;
+    }
+    return sent;
+}
+
+bool Dispatcher::dispatch_all() {
+    bool active = false;
+    for (auto& [id, pool] : pools_)
+        if (!pool.destroyed) active |= dispatch_jobs(pool);
+    return active;
+}
+
+// Jobs submitted since the last turn leave before anything is read, and reading stops after a
+// frame that ended a job: a thread waiting for one result (Master::drive_until) then pays no
+// extra poll (a system call over TCP) on either side of its round trip.
+bool Dispatcher::step(Clock::time_point now) {
+    now_ = now;
+    bool active = dispatch_all();
+    if (active) flush_outbox();
+    std::uint64_t ended_before = jobs_ended_;
+    for (int i = 0; i < kMaxFramesPerStep && jobs_ended_ == ended_before; ++i) {
+        auto envelope = transport_.poll();
+        if (!envelope) break;
+        handle_frame(std::move(*envelope));
+        active = true;
+    }
+    check_liveness(now);
+    check_deadlines(now);
+    collect_launches();
+    replace_lost_workers();
+    fail_without_workers();
+    active |= dispatch_all();
+    for (auto& [id, pool] : pools_)
+        if (!pool.destroyed) retire_idle_workers(pool);
+    send_heartbeats(now);
+    active |= flush_outbox();
+    return active || transport_.transferring(now);
+}
+
+// Spinning pays when the master is the bottleneck: jobs so short that their results come
+// back as fast as it can hand them out (or not timed yet). For longer jobs, only while a result
+// is due within `window` and a core is spare: with one worker per core, a spinning thread takes
+// its time from a worker (measured: the master at ~50 % of a core with 0.5 ms jobs on 2 workers,
+// 2 cores) while the workers' pipelines cover a sleep.
+bool Dispatcher::results_within(std::chrono::microseconds window) const {
+    constexpr double kMasterBoundJobSeconds = 50e-6;
+    double seconds = std::chrono::duration<double>(window).count();
+    bool due = false;
+    for (const auto& [id, pool] : pools_) {
+        std::size_t in_flight = pool.scheduler.running();
+        if (in_flight == 0) continue;
+        if (pool.mean_job_seconds < kMasterBoundJobSeconds) return true;  // also: not known yet
+        std::size_t running = std::max<std::size_t>(1, std::min(in_flight, pool.spec.ncpus));
+        due |= pool.mean_job_seconds / static_cast<double>(running) < seconds;
+    }
+    return due && local_workers_ < cores_;
+}
+
+bool Dispatcher::plan_doze(Doze& plan) const {
+    std::vector<PeerId> peers;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.phase != Phase::Gone) peers.push_back(peer);
+    if (!transport_.plan_doze(peers, plan)) return false;
+    plan.until = std::min(next_heartbeat_, next_liveness_check_);
+    for (const auto& [id, pool] : pools_) past_deadline(pool, Clock::time_point::min(), plan.until);
+    return true;
+}
+
+void Dispatcher::handle_frame(Envelope envelope) {
+    auto it = workers_.find(envelope.peer);
+    if (it == workers_.end() || it->second.phase == Phase::Gone) return;
+    monitor_.heard(envelope.peer, now_);
+    std::vector<Message> messages;
+    try {
+        messages = decode_frame(envelope.frame, std::move(envelope.buffers));
+    } catch (const ProtocolError& e) {
+        log_warning("dropping a malformed frame from worker " + it->second.label + ": " +
+                    e.what());
+        return;
+    }
+    for (Message& message : messages) handle(it->second, message);
+}
+
+void Dispatcher::handle(WorkerRecord& worker, Message& message) {
+    switch (kind_of(message.header)) {
+        case Kind::Hello: on_hello(worker, std::get<Hello>(message.header)); break;
+        case Kind::Result:
+            on_result(worker, std::get<Result>(message.header), message);
+            break;
+        case Kind::Goodbye: on_goodbye(worker); break;
+        case Kind::Heartbeat: break;  // liveness is tracked from every message (issue 4)
+        default:
+            log_warning(std::string("unexpected ") + kind_name(kind_of(message.header)) +
+                        " from worker " + worker.label);
+    }
+}
+
+void Dispatcher::on_hello(WorkerRecord& worker, const Hello& hello) {
+    worker.hello = true;
+    worker.process = ProcessIdentity{hello.pid, hello.start_ticks, hello.host};
+    worker.label = hello.host + ":" + launcher_.describe(worker.peer);
+    if (worker.pool && worker.phase == Phase::Waiting) welcome(worker);
+    if (!worker.pool && !launcher_.in_world(worker.peer)) say_shutdown(worker);  // a surplus
+}
+
+void Dispatcher::welcome(WorkerRecord& worker) {
+    Pool& pool = pool_at(*worker.pool);
+    if (pool.destroyed) {
+        say_shutdown(worker);
+        return;
+    }
+    Welcome w;
+    w.worker_id = worker.peer;
+    w.master_pid = options_.master_pid;
+    w.master_host = options_.master_host;
+    w.sys_path = pool.spec.sys_path;
+    w.cwd = pool.spec.cwd;
+    w.heartbeat_ms = static_cast<std::int32_t>(options_.heartbeat.count());
+    w.master_timeout_ms = static_cast<std::int32_t>(options_.master_timeout.count());
+    queue_message(worker.peer, Message{std::move(w), {}});
+    worker.phase = Phase::Active;
+    monitor_.watch(worker.peer, pool.spec.worker_timeout, now_);
+    pool.scheduler.add_worker(worker.peer);
+    pool.stats[worker.peer].label = worker.label;
+    log_debug("worker " + worker.label + " (pid " + std::to_string(worker.process.pid) +
+              ") joined pool " + std::to_string(*worker.pool));
+}
+
+void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& message) {
+    if (!worker.pool) return;
+    Pool& pool = pool_at(*worker.pool);
+    // Not (or no longer) its job: timed out, cancelled, or taken back from a worker declared
+    // lost. Dropping it keeps every job's outcome recorded exactly once.
+    if (pool.scheduler.worker_of(result.job_id) != worker.peer) return;
+    WorkerStats& stats = pool.stats[worker.peer];
+    stats.label = worker.label;
+    ++stats.jobs;
+    stats.seconds += result.seconds;
+    JobOutcome outcome;
+    outcome.outcome = result.status == ResultStatus::Ok ? Outcome::Ok : Outcome::RemoteError;
+    outcome.payload = std::move(message.payload);
+    outcome.buffers = std::move(message.buffers);
+    outcome.worker = worker.label;
+    outcome.seconds = result.seconds;
+    if (log_enabled(LogLevel::Debug))
+        log_debug("job " + std::to_string(result.job_id) + " done on worker " + worker.label +
+                  " in " + std::to_string(result.seconds) + " s");
+    end_job(pool, result.job_id, std::move(outcome));
+    learn_job_time(pool, result.seconds);
+    start_head(pool, worker.peer);
+}
+
+// The job's one outcome: it leaves the scheduler, the queue and the function store.
+void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
+    if (auto worker = pool.scheduler.worker_of(job)) {
+        pool.scheduler.complete(*worker, job);
+    } else {
+        pool.scheduler.cancel_pending(job);
+    }
+    auto queued = pool.queued.find(job);
+    if (queued != pool.queued.end()) {
+        if (queued->second.timeout > Clock::duration::zero()) --pool.timed_jobs;
+        pool.functions.release(queued->second.key);
+        pool.queued.erase(queued);
+    }
+    pool.jobs->finish(job, std::move(outcome));
+    ++jobs_ended_;
+}
+
+void Dispatcher::say_shutdown(WorkerRecord& worker) {
+    if (worker.phase == Phase::Leaving || worker.phase == Phase::Gone) return;
+    if (worker.pool) {
+        auto it = pools_.find(*worker.pool);
+        if (it != pools_.end()) it->second.scheduler.remove_worker(worker.peer);
+    }
+    // A worker that cannot end in order leaves at once and says nothing more.
+    bool immediate = !launcher_.can_end_in_order(worker.peer);
+    log_debug("worker " + worker.label + " told to leave" + (immediate ? " at once" : ""));
+    queue_message(worker.peer, Message{Shutdown{immediate}, {}});
+    worker.phase = immediate ? Phase::Gone : Phase::Leaving;
+    if (immediate) monitor_.forget(worker.peer);
+}
+
+void Dispatcher::on_goodbye(WorkerRecord& worker) {
+    worker.phase = Phase::Gone;
+    worker.goodbye = true;
+    monitor_.forget(worker.peer);
+    known_.forget_worker(worker.peer);
+    launcher_.said_goodbye(worker.peer);
+}
+
+void Dispatcher::send_heartbeats(Clock::time_point now) {
+    if (now < next_heartbeat_) return;
+    next_heartbeat_ = now + options_.heartbeat;
+    // World workers that said Goodbye still wait for Release: keep them sure we are alive.
+    // Nobody else who is Gone (lost, or told to leave at once) hears from us again.
+    for (auto& [peer, worker] : workers_) {
+        bool awaits_release = worker.goodbye && launcher_.in_world(peer);
+        if (worker.hello && (worker.phase != Phase::Gone || awaits_release))
+            queue_message(peer, Message{Heartbeat{}, {}});
+    }
+}
+
+std::size_t Dispatcher::live_workers() const {
+    std::size_t count = 0;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.phase != Phase::Gone) ++count;
+    return count;
+}
+
+bool Dispatcher::shutdown(Clock::duration grace) {
+    for (auto& [id, pool] : pools_) destroy_pool(id);
+    for (auto& [peer, worker] : workers_) say_shutdown(worker);
+    auto deadline = Clock::now() + grace;
+    Backoff backoff;
+    while (live_workers() > 0 && Clock::now() < deadline) {
+        if (step(Clock::now())) {
+            backoff.reset();
+        } else {
+            std::this_thread::sleep_for(backoff.next_delay(Clock::now()));
+        }
+    }
+    bool clean = live_workers() == 0 && workers_lost_ == 0;
+    std::vector<PeerId> released;
+    for (auto& [peer, worker] : workers_) {
+        if (launcher_.in_world(peer) && worker.goodbye) {
+            queue_message(peer, Message{Release{launcher_.can_end_in_order(peer)}, {}});
+            released.push_back(peer);
+        }
+    }
+    flush_outbox();
+    // MPI_Finalize comes next: the Releases must have left by then (bounded: a rank that
+    // stopped reading never completes them).
+    auto release_deadline = Clock::now() + std::chrono::seconds(2);
+    auto unsent = [&] {
+        std::size_t n = 0;
+        for (PeerId peer : released) n += transport_.unfinished_sends(peer);
+        return n;
+    };
+    while (unsent() > 0 && Clock::now() < release_deadline) {
+        transport_.poll();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    kill_unanswering_workers();
+    return clean && unsent() == 0;
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,184 @@
+// Dispatcher, fault side: lost workers, job time-outs, replacing workers (see dispatcher.hpp).
+#include <algorithm>
+#include <cstdio>
+
+#include "ppmpi/core/log.hpp"
+#include "ppmpi/master/dispatcher.hpp"
+
+namespace ppmpi {
+namespace {
+
+// How often liveness is checked: process checks read /proc, so not on every loop turn.
+constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
+
+std::string seconds_text(Clock::duration d) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%g s", std::chrono::duration<double>(d).count());
+    return text;
+}
+
+std::string join(const std::vector<std::string>& parts) {
+    std::string out;
+    for (const std::string& part : parts) out += (out.empty() ? "" : ", ") + part;
+    return out;
+}
+
+}  // namespace
+
+void Dispatcher::check_liveness(Clock::time_point now) {
+    if (now < next_liveness_check_) return;
+    next_liveness_check_ = now + kLivenessPeriod;
+    for (WorkerId id : monitor_.silent(now)) {
+        WorkerRecord& worker = workers_.at(id);
+        lose_worker(worker,
+                    worker.hello ? "silent for longer than its worker_timeout (hung or unreachable)"
+                                 : "it never started (no Hello)",
+                    true);
+    }
+    local_workers_ = 0;
+    for (auto& [peer, worker] : workers_) {
+        if (!worker.hello || worker.phase == Phase::Gone) continue;
+        if (!process_alive(worker.process)) {
+            lose_worker(worker, "its process exited", true);
+        } else if (worker.process.host == host_) {
+            ++local_workers_;
+        }
+    }
+}
+
+void Dispatcher::check_deadlines(Clock::time_point now) {
+    for (auto& [id, pool] : pools_) {
+        Clock::time_point next = Clock::time_point::max();
+        for (const auto& [job, peer] : past_deadline(pool, now, next)) {
+            WorkerRecord& worker = workers_.at(peer);
+            std::string message = "ran longer than its timeout of " +
+                                  seconds_text(pool.queued.at(job).timeout) + " on worker " +
+                                  worker.label + "; the worker was stopped and replaced";
+            end_job(pool, job, JobOutcome{Outcome::Timeout, {}, message, worker.label, 0.0});
+            stop_worker(worker, "its job timed out");
+        }
+    }
+}
+
+// The pool's running jobs whose deadline is at or before `now`, with their workers; `next`
+// comes down to the earliest deadline of the others.
+std::vector<std::pair<JobId, WorkerId>>
+Dispatcher::past_deadline(const Pool& pool, Clock::time_point now, Clock::time_point& next) const {
+    std::vector<std::pair<JobId, WorkerId>> past;
+    if (pool.destroyed || pool.timed_jobs == 0 || pool.scheduler.running() == 0) return past;
+    for (const auto& [peer, worker] : workers_) {
+        for (JobId job : pool.scheduler.in_flight(peer)) {  // none for another pool's worker
+            Clock::time_point deadline = pool.queued.at(job).deadline;
+            if (deadline <= now) {
+                past.emplace_back(job, peer);
+            } else {
+                next = std::min(next, deadline);
+            }
+        }
+    }
+    return past;
+}
+
+// A worker that still runs but must go (its job timed out or was cancelled): told to leave at
+// once (it may be on another host), killed if on this one, and replaced. Its other jobs are
+// requeued without being charged: the worker did not fail.
+void Dispatcher::stop_worker(WorkerRecord& worker, const std::string& reason) {
+    if (worker.phase == Phase::Gone) return;
+    transport_.post(worker.peer, encode_frame({Message{Shutdown{true}, {}}}));
+    lose_worker(worker, reason, false);
+}
+
+void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs) {
+    if (worker.phase == Phase::Gone) return;
+    bool was_serving = worker.phase == Phase::Active || worker.phase == Phase::Waiting;
+    worker.phase = Phase::Gone;
+    ++workers_lost_;
+    monitor_.forget(worker.peer);
+    known_.forget_worker(worker.peer);
+    outbox_.erase(worker.peer);
+    kill_process(worker.process);  // on this host: no orphan, and no word from it again
+    launcher_.lost(worker.peer);
+    log_warning("worker " + worker.label + " lost: " + reason);
+    if (!worker.pool) return;
+    auto it = pools_.find(*worker.pool);
+    if (it == pools_.end() || it->second.destroyed) return;
+    Pool& pool = it->second;
+    ++pool.workers_lost;
+    std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
+    requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
+    if (was_serving) pool.replace_lost = true;  // spawned later in this turn (below)
+}
+
+// remove_worker already put the jobs back at the front of the queue; here the one that was
+// running is charged with the loss, and one charged max_retries times fails instead of taking
+// down more workers.
+void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
+                         const std::string& label, std::optional<JobId> charged) {
+    for (JobId job : jobs) {
+        QueuedJob& queued = pool.queued.at(job);
+        queued.deadline = Clock::time_point::max();
+        queued.started = false;
+        if (charged) pool.scheduler.run_alone(job);  // a worker died with it in flight
+        if (charged == job) queued.lost_on.push_back(label);
+        if (queued.lost_on.size() >= pool.spec.max_retries) {
+            std::string message = "it was running on " + join(queued.lost_on) +
+                                  " when each of them was lost (max_retries=" +
+                                  std::to_string(pool.spec.max_retries) + ")";
+            end_job(pool, job, JobOutcome{Outcome::WorkerLost, {}, message, label, 0.0});
+        } else {
+            ++pool.jobs_requeued;
+        }
+    }
+}
+
+// Lost workers are replaced by spawns in every launch mode (a lost world rank too: it cannot
+// come back, a spawned process takes its place), once every dead worker of this turn has been
+// noticed (a spawn while Open MPI is still handling a death can hang; see settle_departures).
+// Where nothing can be spawned (srun), the pool shrinks instead, saying why.
+void Dispatcher::replace_lost_workers() {
+    for (auto& [id, pool] : pools_) {
+        if (!pool.replace_lost || pool.destroyed) continue;
+        pool.replace_lost = false;
+        std::size_t have = members(id);
+        if (have >= pool.spec.ncpus) continue;
+        try {
+            add_workers(id, pool.spec.ncpus - have);
+        } catch (const std::exception& e) {
+            shrink_to_members(id, pool, std::string("a lost worker could not be replaced: ") +
+                                            e.what());
+        }
+    }
+}
+
+// The pool keeps the workers it has. With none left, its jobs would wait for ever: they fail
+// with NoWorkers instead (fail_without_workers) until set_ncpus starts new ones.
+void Dispatcher::shrink_to_members(PoolId id, Pool& pool, const std::string& why) {
+    pool.spec.ncpus = std::min(pool.spec.ncpus, members(id));
+    std::string now = "the server now has " + std::to_string(pool.spec.ncpus) + " workers";
+    if (pool.spec.ncpus == 0) {
+        pool.no_workers = why;
+        now += ": its jobs fail with NoWorkers until set_ncpus(n) starts new workers";
+    }
+    log_warning(why + "; " + now);
+}
+
+void Dispatcher::fail_without_workers() {
+    for (auto& [id, pool] : pools_) {
+        if (pool.no_workers.empty() || pool.destroyed || pool.queued.empty()) continue;
+        std::vector<JobId> jobs;
+        for (const auto& [job, queued] : pool.queued) jobs.push_back(job);
+        std::string message = "the server has no workers left (" + pool.no_workers +
+                              "); set_ncpus(n) starts new ones";
+        for (JobId job : jobs)
+            end_job(pool, job, JobOutcome{Outcome::NoWorkers, {}, message, {}, 0.0});
+    }
+}
+
+// At the very end: whatever did not say Goodbye (hung, told to leave at once, or lost) and
+// still runs on this host is killed, so no worker outlives the master.
+void Dispatcher::kill_unanswering_workers() {
+    for (auto& [peer, worker] : workers_)
+        if (worker.hello && !worker.goodbye) kill_process(worker.process);
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,324 @@
+// Dispatcher, pool side: creating and sizing pools, queueing and handing out jobs.
+#include "ppmpi/master/dispatcher.hpp"
+
+#include <set>
+#include <thread>
+
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/log.hpp"
+
+namespace ppmpi {
+namespace {
+constexpr auto kSettleTimeout = std::chrono::seconds(5);
+}
+
+Dispatcher::Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options)
+    : transport_(transport), launcher_(launcher), options_(std::move(options)), now_(Clock::now()) {
+    for (PeerId peer : launcher_.static_peers()) {
+        WorkerRecord record;
+        record.peer = peer;
+        record.label = launcher_.describe(peer);
+        workers_.emplace(peer, std::move(record));
+    }
+}
+
+Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) {
+    auto it = pools_.find(pool);
+    if (it == pools_.end()) throw PpmpiError("unknown pool " + std::to_string(pool));
+    return it->second;
+}
+
+const Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) const {
+    return const_cast<Dispatcher*>(this)->pool_at(pool);
+}
+
+std::size_t Dispatcher::members(PoolId pool) const {
+    std::size_t count = 0;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.pool == pool && (worker.phase == Phase::Waiting || worker.phase == Phase::Active))
+            ++count;
+    return count;
+}
+
+PoolId Dispatcher::create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs) {
+    PoolId id = next_pool_++;
+    Pool pool;
+    pool.spec = spec;
+    pool.jobs = std::move(jobs);
+    pool.scheduler.set_slots_per_worker(pipeline_depth(-1.0, spec.slots_per_worker));
+    pool.scheduler.set_deep_queue(spec.deep_queue);
+    pools_.emplace(id, std::move(pool));
+    try {
+        add_workers(id, spec.ncpus);
+    } catch (...) {
+        destroy_pool(id);
+        throw;
+    }
+    return id;
+}
+
+void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
+    std::size_t now = members(pool);
+    if (ncpus > now) add_workers(pool, ncpus - now);
+    if (ncpus < now) remove_workers(pool, now - ncpus);
+    pool_at(pool).spec.ncpus = ncpus;
+    if (ncpus > 0) pool_at(pool).no_workers.clear();
+}
+
+// Unclaimed world ranks first (they already run), then as many spawned workers as needed.
+void Dispatcher::add_workers(PoolId pool, std::size_t count) {
+    for (auto& [peer, worker] : workers_) {
+        if (count == 0) return;
+        if (worker.pool || worker.phase != Phase::Waiting) continue;
+        worker.pool = pool;
+        --count;
+        if (worker.hello) welcome(worker);
+    }
+    if (count == 0) return;
+    settle_departures();
+    log_debug("spawning " + std::to_string(count) + " worker(s) for pool " + std::to_string(pool));
+    for (PeerId peer : launcher_.spawn(count)) {
+        WorkerRecord record;
+        record.peer = peer;
+        record.pool = pool;
+        record.label = launcher_.describe(peer);
+        workers_.emplace(peer, std::move(record));
+        monitor_.watch(peer, options_.start_timeout, now_);  // until its Hello
+    }
+}
+
+// Background launches (launcher.hpp): a peer that will never start leaves its pool one worker
+// smaller, with the reason logged and kept for the Server (which raises it while it waits for
+// its workers); a surplus process is told to leave once it said Hello (on_hello).
+void Dispatcher::collect_launches() {
+    Launcher::LaunchReport report = launcher_.collect_launches();
+    for (PeerId peer : report.surplus) {
+        WorkerRecord record;
+        record.peer = peer;
+        record.label = launcher_.describe(peer);
+        workers_.emplace(peer, std::move(record));
+        monitor_.watch(peer, options_.start_timeout, now_);
+    }
+    for (auto& [peer, why] : report.failed) {
+        auto it = workers_.find(peer);
+        if (it == workers_.end() || it->second.phase == Phase::Gone) continue;
+        WorkerRecord& worker = it->second;
+        worker.phase = Phase::Gone;
+        worker.settled = true;
+        monitor_.forget(peer);
+        if (!worker.pool) continue;
+        auto pool = pools_.find(*worker.pool);
+        if (pool == pools_.end() || pool->second.destroyed) continue;
+        Pool& p = pool->second;
+        p.start_error = why;
+        ++p.start_failures;
+        shrink_to_members(*worker.pool, p, "a worker could not be started (" + why + ")");
+    }
+}
+
+// Spawned workers told to leave disconnect right after their Goodbye, and that disconnect is
+// a collective the master completes when it reads the last Goodbye of their spawn. A spawn
+// started before then deadlocks under mpirun (measured: the new workers' MPI_Init waited behind
+// the old workers' disconnect fence, and the master in MPI_Comm_spawn for them). So pending
+// departures are finished first; bounded, because a worker may die instead of saying Goodbye.
+//
+// Then every departed process on this host must be gone: a spawn racing the runtime daemon's
+// handling of a process that ends (a lost worker it has not reaped yet, or one that said
+// Goodbye and is still in MPI_Finalize) hung inside Open MPI (new worker stuck in PMIx_Init,
+// master in PMIx_Lookup). That includes a worker that died but is not declared lost yet
+// (killed together with the one being replaced). Each departure is waited for once.
+void Dispatcher::settle_departures() {
+    auto leaving = [&] {
+        for (const auto& [peer, worker] : workers_)
+            if (worker.phase == Phase::Leaving && worker.hello && !launcher_.in_world(peer))
+                return true;
+        return false;
+    };
+    auto ending = [&](PeerId peer, const WorkerRecord& worker) {
+        if (worker.settled) return false;
+        bool ended = worker.phase == Phase::Gone
+                         ? !(worker.goodbye && launcher_.in_world(peer))  // it awaits Release
+                         : worker.hello && !process_alive(worker.process);
+        return ended && process_exists(worker.process);
+    };
+    auto unreaped = [&] {
+        for (const auto& [peer, worker] : workers_)
+            if (ending(peer, worker)) return true;
+        return false;
+    };
+    auto deadline = Clock::now() + kSettleTimeout;
+    while (leaving() && Clock::now() < deadline) {
+        if (auto envelope = transport_.poll()) {
+            handle_frame(std::move(*envelope));
+        } else {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    }
+    while (unreaped() && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    for (auto& [peer, worker] : workers_)
+        if (worker.phase == Phase::Gone) worker.settled = true;
+}
+
+void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
+    Pool& p = pool_at(pool);
+    for (auto& [peer, worker] : workers_) {
+        if (count == 0) return;
+        if (worker.pool != pool || worker.phase != Phase::Waiting) continue;
+        --count;
+        if (launcher_.in_world(peer)) {
+            worker.pool.reset();  // a world rank goes back to the unclaimed ones
+        } else {
+            say_shutdown(worker);  // a spawned one is told to leave (after its Hello)
+        }
+    }
+    for (int pass = 0; pass < 2 && count > 0; ++pass) {
+        for (auto& [peer, worker] : workers_) {
+            if (count == 0) break;
+            if (worker.pool != pool || worker.phase != Phase::Active) continue;
+            if (pass == 0 && !p.scheduler.in_flight(peer).empty()) continue;
+            p.scheduler.retire_worker(peer);
+            worker.phase = Phase::Retiring;
+            --count;
+        }
+    }
+}
+
+void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bundle,
+                        Bytes args, Clock::duration timeout, Buffers arg_buffers) {
+    Pool& p = pool_at(pool);
+    if (p.destroyed) throw DestroyedError("the server was destroyed");
+    p.functions.acquire(key, std::move(bundle));
+    QueuedJob queued;
+    queued.key = key;
+    queued.args = std::move(args);
+    queued.arg_buffers = std::move(arg_buffers);
+    queued.timeout = timeout;
+    if (timeout > Clock::duration::zero()) ++p.timed_jobs;
+    p.queued.emplace(job, std::move(queued));
+    p.scheduler.enqueue(job);
+}
+
+bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
+    Pool& p = pool_at(pool);
+    if (p.destroyed || p.queued.count(job) == 0) return false;  // over, or never here
+    auto worker = p.scheduler.worker_of(job);
+    if (worker && !p.queued.at(job).started) {
+        // Sent, but waiting behind the worker's running job: cancelled like a queued one (the
+        // worker still runs it; its result is dropped).
+        end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
+        return true;
+    }
+    if (worker && !running_too) return false;
+    end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
+    if (worker) stop_worker(workers_.at(*worker), "its job was cancelled");
+    return true;
+}
+
+void Dispatcher::destroy_pool(PoolId pool) {
+    Pool& p = pool_at(pool);
+    if (p.destroyed) return;
+    p.destroyed = true;
+    p.jobs->fail_unfinished(Outcome::Destroyed, "Server was destroyed before the job completion");
+    for (auto& [peer, worker] : workers_)
+        if (worker.pool == pool) say_shutdown(worker);
+    p.queued.clear();
+    p.timed_jobs = 0;
+    p.jobs->wake_all();
+}
+
+PoolStats Dispatcher::stats(PoolId pool) const {
+    const Pool& p = pool_at(pool);
+    PoolStats out;
+    out.workers = members(pool);
+    for (const auto& [peer, worker] : workers_)
+        out.starting += worker.pool == pool && !worker.hello && worker.phase != Phase::Gone;
+    out.pending = p.scheduler.pending();
+    out.running = p.scheduler.running();
+    for (const auto& [id, s] : p.stats) out.per_worker.push_back(s);
+    for (const auto& [job, queued] : p.queued) {
+        auto worker = p.scheduler.worker_of(job);
+        if (!worker || !queued.started) continue;
+        double seconds = std::chrono::duration<double>(now_ - queued.started_at).count();
+        out.running_jobs.push_back(RunningJob{job, workers_.at(*worker).label, seconds});
+    }
+    out.tasks_sent = p.tasks_sent;
+    out.function_defs_sent = p.function_defs_sent;
+    out.function_bytes_sent = p.function_bytes_sent;
+    out.workers_lost = p.workers_lost;
+    out.jobs_requeued = p.jobs_requeued;
+    out.start_failures = p.start_failures;
+    out.start_error = p.start_error;
+    return out;
+}
+
+std::size_t Dispatcher::pool_size(PoolId pool) const { return members(pool); }
+
+bool Dispatcher::dispatch_jobs(Pool& pool) {
+    if (pool.scheduler.pending() == 0) return false;
+    auto assignments = pool.scheduler.assign();
+    for (const auto& [job, worker] : assignments) {
+        QueuedJob& queued = pool.queued.at(job);
+        if (!known_.knows(worker, queued.key)) {
+            const Bytes& bundle = pool.functions.bundle(queued.key);
+            queue_message(worker, Message{FunctionDef{queued.key}, bundle});
+            known_.learn(worker, queued.key);
+            ++pool.function_defs_sent;
+            pool.function_bytes_sent += bundle.size();
+        }
+        // The args stay here until the result is in, so the job can be sent again if needed.
+        queue_message(worker, Message{Task{job, queued.key}, queued.args, queued.arg_buffers});
+        queued.send_order = ++send_order_;
+        if (log_enabled(LogLevel::Debug))
+            log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
+        ++pool.tasks_sent;
+    }
+    // After all of them have their send order: only each worker's oldest job starts now.
+    std::set<WorkerId> topped_up;
+    for (const auto& [job, worker] : assignments)
+        if (topped_up.insert(worker).second) start_head(pool, worker);
+    return !assignments.empty();
+}
+
+std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {
+    std::optional<JobId> head;
+    std::uint64_t first = 0;
+    for (JobId job : pool.scheduler.in_flight(worker)) {
+        std::uint64_t order = pool.queued.at(job).send_order;
+        if (!head || order < first) {
+            head = job;
+            first = order;
+        }
+    }
+    return head;
+}
+
+// The worker's oldest job is running from now on (if it was not already).
+void Dispatcher::start_head(Pool& pool, WorkerId worker) {
+    auto head = head_job(pool, worker);
+    if (!head) return;
+    QueuedJob& queued = pool.queued.at(*head);
+    if (queued.started) return;
+    queued.started = true;
+    queued.started_at = now_;
+    if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
+}
+
+void Dispatcher::learn_job_time(Pool& pool, double seconds) {
+    // A moving average over roughly the last 16 jobs: quick to follow a new workload.
+    constexpr double kWeight = 1.0 / 16.0;
+    pool.mean_job_seconds = pool.mean_job_seconds < 0.0
+                                ? seconds
+                                : pool.mean_job_seconds + kWeight * (seconds - pool.mean_job_seconds);
+    pool.scheduler.set_slots_per_worker(
+        pipeline_depth(pool.mean_job_seconds, pool.spec.slots_per_worker));
+}
+
+void Dispatcher::retire_idle_workers(Pool& pool) {
+    for (WorkerId id : pool.scheduler.idle_retiring_workers()) {
+        pool.scheduler.remove_worker(id);
+        say_shutdown(workers_.at(id));
+    }
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,156 @@
+#include "ppmpi/mpi/mpi_env.hpp"
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "ppmpi/core/log.hpp"
+#include "ppmpi/master/mpirun_watch.hpp"
+#include "ppmpi/mpi/mpi_launcher.hpp"
+#include "ppmpi/mpi/mpi_transport.hpp"
+#include "ppmpi/transport/shm_transport.hpp"
+
+namespace ppmpi {
+
+namespace {
+// Shared-memory rings between the master and its spawned workers (shm_transport.hpp), unless
+// PPMPI_SHM=0 (then everything goes over MPI, e.g. to compare).
+bool shm_wanted() {
+    const char* setting = std::getenv("PPMPI_SHM");
+    return !setting || std::string(setting) != "0";
+}
+
+// After a lost world rank, mpirun may never end by itself (mpirun_watch.hpp).
+void end_mpirun_if_it_hangs() {
+    constexpr std::chrono::seconds kGrace{5};
+    std::string why;
+    if (watch_mpirun_after_exit(kGrace, why)) {
+        log_debug("a world rank was lost: mpirun gets SIGTERM if it still runs 5 s after this "
+                  "process ends (Open MPI 4.1 does not end it after a rank on another host died)");
+    } else {
+        log_debug("no mpirun watch: " + why);
+    }
+}
+
+// A spawned worker's MPI_Init that never returns (spawn_queue.hpp) would leave this process
+// behind for good: past the bound it ends itself. Other workers (mpirun's ranks) wait as long
+// as MPI does: their start is a collective of the whole job, which mpirun itself supervises.
+std::shared_ptr<MpiSession> start_worker_session() {
+    const char* attempt = std::getenv(kSpawnAttemptVariable);
+    if (!attempt) return std::make_shared<MpiSession>();
+    std::string name = attempt;
+    ::unsetenv(kSpawnAttemptVariable);  // not for the jobs' own child processes
+    std::mutex mutex;
+    std::condition_variable started_cv;
+    bool started = false;
+    std::thread watchdog([&] {
+        std::unique_lock<std::mutex> lock(mutex);
+        if (started_cv.wait_for(lock, kSpawnedStartBound, [&] { return started; })) return;
+        std::fprintf(stderr,
+                     "ppmpi-worker: MPI start-up (spawn attempt %s) did not finish in %lld s; "
+                     "exiting (the master has started another worker)\n",
+                     name.c_str(), static_cast<long long>(kSpawnedStartBound.count()));
+        std::_Exit(3);
+    });
+    auto finish = [&] {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            started = true;
+        }
+        started_cv.notify_one();
+        watchdog.join();
+    };
+    try {
+        auto session = std::make_shared<MpiSession>();
+        finish();
+        return session;
+    } catch (...) {
+        finish();
+        throw;
+    }
+}
+
+// ppmpi's own copy of MPI_COMM_WORLD (freed when its last holder lets go), so no user MPI
+// traffic meets ours.
+bmpi::communicator duplicate_world() {
+    return translate_mpi_errors(
+        [] { return bmpi::communicator(MPI_COMM_WORLD, bmpi::comm_duplicate); });
+}
+}  // namespace
+
+EnvironmentFactory mpi_master_environment(std::string worker_path,
+                                          std::vector<std::string> worker_args) {
+    return [worker_path, worker_args]() {
+        apply_product_mpi_settings();
+        auto session = std::make_shared<MpiSession>(bmpi::threading::multiple);
+        if (session->world_rank() != 0)
+            throw MpiError("the ppmpi master must be rank 0 (this is rank " +
+                           std::to_string(session->world_rank()) + ")");
+        bmpi::communicator world(MPI_COMM_NULL, bmpi::comm_attach);  // empty
+        if (session->world_size() > 1) world = duplicate_world();
+        auto mpi = std::make_unique<MpiTransport>();
+        MpiTransport& mpi_view = *mpi;
+        auto transport = std::make_unique<ShmTransport>(std::move(mpi), shm_wanted());
+        auto launcher = std::make_unique<MpiLauncher>(mpi_view, *transport, worker_path, world,
+                                                      session->world_size(), worker_args,
+                                                      session->multiple());
+        MpiLauncher* launcher_view = launcher.get();
+        MasterEnvironment env;
+        env.session = session;
+        env.transport = std::move(transport);
+        env.launcher = std::move(launcher);
+        env.borrowable = session->serialized();
+        env.before_close = [session, launcher_view](bool all_gone) {
+            if (!all_gone || !launcher_view->finalize_is_safe()) session->skip_finalize();
+            if (launcher_view->world_rank_lost()) end_mpirun_if_it_hangs();
+        };
+        return env;
+    };
+}
+
+WorkerEnvironmentFactory mpi_worker_environment() {
+    return []() {
+        apply_product_mpi_settings();
+        auto session = start_worker_session();
+        auto transport = std::make_unique<MpiTransport>();
+        WorkerEnvironment env;
+        env.in_world = session->parent() == MPI_COMM_NULL;
+        bmpi::communicator link;
+        if (env.in_world) {
+            if (session->world_rank() == 0)
+                throw MpiError("ppmpi-worker was started as rank 0; rank 0 must be the driver "
+                               "(mpirun -np 1 python3 driver.py : -np N ppmpi-worker)");
+            // Collective with the master's duplicate, made when rank 0 imports ppmpi. Not
+            // bounded: MPI offers no timed collective. A driver that never imports ppmpi leaves
+            // these ranks here until mpirun ends the job (README "Launch modes").
+            link = duplicate_world();
+        } else {
+            link = bmpi::intercommunicator(session->parent(), bmpi::comm_attach);
+        }
+        transport->add_peer(0, link, 0);
+        env.session = session;
+        env.transport = std::move(transport);
+        if (!env.in_world && shm_wanted()) {  // a spawned worker offers the master a ring
+            auto rings = std::make_unique<ShmTransport>(std::move(env.transport));
+            std::string why;
+            if (!rings->offer(0, why)) log_debug("no shared memory with the master: " + why);
+            env.transport = std::move(rings);
+        }
+        env.master = 0;
+        env.borrowable = session->serialized();
+        bool spawned = !env.in_world;
+        env.before_close = [session, spawned](bool clean) {
+            if (!clean) {
+                session->skip_finalize();
+            } else if (spawned) {  // protocol step 6: the master disconnects its end as well
+                MPI_Comm parent = session->parent();
+                disconnect(parent);
+            }  // the world duplicate is freed with the transport's last copy of it
+        };
+        return env;
+    };
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,71 @@
+#include "ppmpi/mpi/mpi_session.hpp"
+
+#include <cstdlib>
+
+namespace ppmpi {
+
+void apply_product_mpi_settings() {
+    const int keep_user_value = 0;
+    ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", keep_user_value);
+    // No sched_yield inside MPI calls: our loops poll and sleep with their own backoff, and a
+    // yield inside a turn gives the core away while that thread holds the baton (round trip
+    // to a spawned worker: 64 µs with yields, 34 µs without; README "Performance").
+    ::setenv("OMPI_MCA_mpi_yield_when_idle", "0", keep_user_value);
+    ::setenv("OMPI_MCA_orte_enable_recovery", "1", keep_user_value);
+    // The root cause of the spawn hang (spawn_queue.hpp): PMIx 4.2's server closes a finished
+    // client's socket without removing its libevent read event, so with epoll the next
+    // client that gets the same fd number is never read (it waits in PMIx_Init for good;
+    // openpmix PR 4279). libevent's poll backend has no such state. Inherited by the
+    // singleton's orted, which is started inside MPI_Init.
+    ::setenv("EVENT_NOEPOLL", "1", keep_user_value);
+    // Poll TCP on every progress call. Open MPI otherwise falls back to polling it every
+    // ~10 ms once a TCP peer has failed (measured: each later round trip took ~12 ms instead
+    // of ~0.3 ms after a worker died with a message on its way to it).
+    ::setenv("OMPI_MCA_mpi_event_tick_rate", "1", keep_user_value);
+    // Large messages over TCP (a singleton's spawned workers have no shared memory) move in
+    // pipelined fragments of 1 MiB instead of one 2 GiB fragment, so the sender's and the
+    // receiver's copies overlap. Measured, 64 MiB echo to one spawned worker: 3.6 GiB/s each
+    // way by default; fragments of 256 KiB 3.7, 512 KiB 4.8-5.1, 1 MiB 5.6-5.9, 2 MiB 5.2,
+    // 8 MiB 4.3-4.6.
+    ::setenv("OMPI_MCA_btl_tcp_rdma_pipeline_frag_size", "1048576", keep_user_value);
+}
+
+void check_mpi(int rc, const char* call) {
+    if (rc != MPI_SUCCESS) throw MpiError(bmpi::exception(call, rc).what());
+}
+
+void return_errors(MPI_Comm comm) {
+    check_mpi(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+}
+
+MPI_Comm parent_comm() {
+    MPI_Comm parent = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_get_parent(&parent), "MPI_Comm_get_parent");
+    return parent;
+}
+
+void disconnect(MPI_Comm& comm) { check_mpi(MPI_Comm_disconnect(&comm), "MPI_Comm_disconnect"); }
+
+MpiSession::MpiSession(bmpi::threading::level level) {
+    if (bmpi::environment::initialized())
+        throw MpiError("MPI is already initialised in this process by someone else");
+    // A throwing destructor must not abort the whole job: abort_on_exception = false.
+    environment_ = translate_mpi_errors(
+        [&] { return std::make_unique<bmpi::environment>(level, false); });
+    provided_ = bmpi::environment::thread_level();
+    // Errors come back as codes (turned into exceptions), never as an abort of the whole job.
+    return_errors(MPI_COMM_WORLD);
+    return_errors(MPI_COMM_SELF);  // MPI_Comm_spawn reports on the communicator it spawns from
+    world_rank_ = world_.rank();
+    world_size_ = world_.size();
+    parent_ = parent_comm();
+    if (parent_ != MPI_COMM_NULL) return_errors(parent_);
+}
+
+MpiSession::~MpiSession() {
+    // Boost.MPI's environment finalizes when it is destroyed; skipping finalize means never
+    // destroying it (the process is about to exit anyway).
+    if (!finalize_) (void)environment_.release();
+}
+
+}  // namespace ppmpi

@@ -1,0 +1,293 @@
+// _core: the compiled half of the ppmpi package. Thin on purpose: it turns Python calls into
+// Master commands and JobTable waits (GIL released), and C++ errors into Python exceptions.
+// The pp-compatible API and all argument checking live in python/ppmpi.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <unistd.h>
+
+
+#include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/heartbeat.hpp"
+#include "ppmpi/core/log.hpp"
+#include "ppmpi/master/master.hpp"
+#include "ppmpi/mpi/mpi_env.hpp"
+#include "ppmpi/python/py_buffers.hpp"
+#include "ppmpi/python/python_executor.hpp"
+#include "ppmpi/worker/worker.hpp"
+
+namespace py = pybind11;
+using namespace ppmpi;
+
+namespace {
+
+// Runs f() with the GIL released. Not pybind11's gil_scoped_release: when the interpreter is
+// finalizing, CPython ends a daemon thread that retakes the GIL with pthread_exit, and that
+// forced unwind must not start inside a (noexcept) destructor, which would abort the process.
+template <class F> auto without_gil(F&& f) -> decltype(f()) {
+    PyThreadState* state = PyEval_SaveThread();
+    try {
+        if constexpr (std::is_void_v<decltype(f())>) {
+            f();
+            PyEval_RestoreThread(state);
+        } else {
+            auto result = f();
+            PyEval_RestoreThread(state);
+            return result;
+        }
+    } catch (...) {
+        PyEval_RestoreThread(state);
+        throw;
+    }
+}
+
+// One Python Server: its pool id in the dispatcher and its job table.
+class PoolHandle {
+  public:
+    PoolHandle(std::shared_ptr<Master> master, PoolId id, std::shared_ptr<JobTable> jobs)
+        : master_(std::move(master)), id_(id), jobs_(std::move(jobs)) {}
+
+    JobId submit(std::string key, py::bytes bundle, py::bytes args, py::list arg_buffers,
+                 int group, bool notify, double timeout) {
+        release_python_buffers();
+        Buffers buffers = buffers_from_python(arg_buffers);
+        JobId job = master_->next_job_id();
+        jobs_->create(job, group, notify);
+        std::string bundle_bytes = bundle, args_bytes = args;
+        PoolId pool = id_;
+        auto jobs = jobs_;
+        auto limit = std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(timeout > 0 ? timeout : 0.0));
+        master_->post([=, bundle = std::move(bundle_bytes), args = std::move(args_bytes),
+                       buffers = std::move(buffers)](Dispatcher& d) mutable {
+            try {
+                d.submit(pool, job, key, std::move(bundle), std::move(args), limit,
+                         std::move(buffers));
+            } catch (const std::exception& e) {
+                jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
+            }
+        });
+        master_->help_if_stalled(/*lone=*/jobs_->unfinished() == 1);
+        return job;
+    }
+
+    py::object take(JobId job) {
+        release_python_buffers();
+        auto outcome = jobs_->take(job);
+        if (!outcome) return py::none();
+        return py::make_tuple(static_cast<int>(outcome->outcome), py::bytes(outcome->payload),
+                              outcome->message, outcome->worker, outcome->seconds,
+                              buffers_to_python(std::move(outcome->buffers)));
+    }
+
+    // Waits up to `timeout` s for done(), GIL released: first by driving the dispatcher on this
+    // thread (a reply that is microseconds away then needs no thread hand-off), then on the job
+    // table. `wait` is the job table's own wait, given the time left.
+    template <class Done, class Wait> bool wait_until(Done done, Wait wait, double timeout) {
+        return without_gil([&] {
+            auto start = std::chrono::steady_clock::now();
+            if (master_->drive_until(done, Master::Duration(timeout))) return true;
+            Master::Duration spent = std::chrono::steady_clock::now() - start;
+            return wait(JobTable::Duration(std::max(0.0, timeout - spent.count())));
+        });
+    }
+
+    bool wait_job(JobId job, double timeout) {
+        if (jobs_->is_done(job)) return true;  // taken as it came: no GIL round trip
+        return wait_until([&] { return jobs_->is_done(job); },
+                          [&](JobTable::Duration left) { return jobs_->wait(job, left); }, timeout);
+    }
+
+    template <class R, class F> R on_dispatcher(F command, double timeout) {
+        PoolId pool = id_;
+        return without_gil([&] {
+            return master_->call([pool, command](Dispatcher& d) { return command(d, pool); },
+                                 Master::Duration(timeout));
+        });
+    }
+
+    std::shared_ptr<Master> master_;
+    PoolId id_;
+    std::shared_ptr<JobTable> jobs_;
+};
+
+py::dict stats_to_dict(const PoolStats& s) {
+    py::list workers;
+    for (const WorkerStats& w : s.per_worker)
+        workers.append(py::make_tuple(w.label, w.jobs, w.seconds));
+    py::list running;
+    for (const RunningJob& r : s.running_jobs)
+        running.append(py::make_tuple(r.job, r.worker, r.seconds));
+    py::dict d;
+    d["running_jobs"] = running;
+    d["workers"] = s.workers;
+    d["workers_starting"] = s.starting;
+    d["pending"] = s.pending;
+    d["running"] = s.running;
+    d["per_worker"] = workers;
+    d["tasks_sent"] = s.tasks_sent;
+    d["function_defs_sent"] = s.function_defs_sent;
+    d["function_bytes_sent"] = s.function_bytes_sent;
+    d["workers_lost"] = s.workers_lost;
+    d["start_failures"] = s.start_failures;
+    d["start_error"] = s.start_error;
+    d["jobs_requeued"] = s.jobs_requeued;
+    return d;
+}
+
+std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbeat_ms,
+                                     int master_timeout_ms, double start_timeout,
+                                     std::vector<std::string> worker_args) {
+    DispatcherOptions options;
+    options.master_pid = ::getpid();
+    options.master_host = this_host_name();
+    options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+    options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
+    auto master = without_gil([&] {
+        return std::make_shared<Master>(mpi_master_environment(worker_path, worker_args), options,
+                                        Master::Duration(start_timeout));
+    });
+    prefault_written_memory(); // after MPI's fork: the first jobs take no page faults (buffer.hpp)
+    return master;
+}
+
+int serve_worker() {
+    PythonExecutor executor;
+    WorkerHost host(mpi_worker_environment());
+    return without_gil([&] { return host.serve(executor); });
+}
+
+// C++ messages of this process, on their way to Python's logging (see log.hpp).
+LogQueue& python_log_queue() {
+    static LogQueue queue;
+    return queue;
+}
+
+void bind_logging(py::module_& m) {
+    m.def("capture_logs", [](bool on) {
+        if (on) {
+            set_log_sink([](LogLevel level, const std::string& text) {
+                python_log_queue().push(level, text);
+            });
+        } else {
+            set_log_sink(nullptr);
+            python_log_queue().wake();
+        }
+    });
+    m.def("set_log_level", [](int level) { set_log_level(static_cast<LogLevel>(level)); });
+    m.def("next_log_records", [](double timeout) {
+        auto records = without_gil(
+            [&] { return python_log_queue().pop_all(std::chrono::duration<double>(timeout)); });
+        py::list out;
+        for (auto& r : records) out.append(py::make_tuple(static_cast<int>(r.level), r.text));
+        return out;
+    });
+}
+
+void bind_master(py::module_& m) {
+    py::class_<Master, std::shared_ptr<Master>>(m, "Master")
+        .def(py::init(&start_master), py::arg("worker_path"), py::arg("heartbeat_ms") = 500,
+             py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0,
+             py::arg("worker_args") = std::vector<std::string>{})
+        .def("create_pool",
+             [](std::shared_ptr<Master> self, std::size_t ncpus, std::size_t slots,
+                std::vector<std::string> sys_path, std::string cwd, double worker_timeout,
+                std::size_t max_retries, double timeout) {
+                 auto jobs = std::make_shared<JobTable>();
+                 PoolSpec spec;
+                 spec.ncpus = ncpus;
+                 spec.slots_per_worker = slots;
+                 spec.sys_path = std::move(sys_path);
+                 spec.cwd = std::move(cwd);
+                 spec.worker_timeout =
+                     std::chrono::milliseconds(static_cast<std::int64_t>(worker_timeout * 1000.0));
+                 spec.max_retries = max_retries;
+                 PoolId id = without_gil([&] {
+                     return self->call(
+                         [spec, jobs](Dispatcher& d) { return d.create_pool(spec, jobs); },
+                         Master::Duration(timeout));
+                 });
+                 return PoolHandle(self, id, jobs);
+             })
+        .def("stop",
+             [](Master& self, double grace) {
+                 return without_gil([&] { return self.stop(Master::Duration(grace)); });
+             },
+             py::arg("grace") = 5.0)
+        .def_property_readonly("running", &Master::running);
+}
+
+void bind_pool(py::module_& m) {
+    py::class_<PoolHandle>(m, "Pool")
+        .def("submit", &PoolHandle::submit)
+        .def("take", &PoolHandle::take)
+        .def("wait", &PoolHandle::wait_job)
+        .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
+        .def("take_when_done",
+             [](PoolHandle& p, JobId job, double timeout) {
+                 bool done = p.wait_job(job, timeout);
+                 return done ? p.take(job) : py::object(py::none());
+             })
+        .def("cancel",
+             [](PoolHandle& p, JobId job, double timeout, bool running_too) {
+                 return p.on_dispatcher<bool>(
+                     [job, running_too](Dispatcher& d, PoolId id) {
+                         return d.cancel(id, job, running_too);
+                     },
+                     timeout);
+             },
+             py::arg("job"), py::arg("timeout"), py::arg("running_too") = true)
+        .def("watch", [](PoolHandle& p, JobId job) { return p.jobs_->watch(job); })
+        .def("forget", [](PoolHandle& p, JobId job) { p.jobs_->forget(job); })
+        .def("next_notifications",
+             [](PoolHandle& p, double timeout) {
+                 return without_gil(
+                     [&] { return p.jobs_->next_notifications(JobTable::Duration(timeout)); });
+             })
+        .def("mark_notified", [](PoolHandle& p, JobId job) { p.jobs_->mark_notified(job); })
+        .def("wait_group",
+             [](PoolHandle& p, int group, double timeout) {
+                 return p.wait_until(
+                     [&] { return p.jobs_->unfinished(group) == 0; },
+                     [&](JobTable::Duration left) { return p.jobs_->wait_group(group, left); },
+                     timeout);
+             })
+        .def("unfinished", [](PoolHandle& p, int group) { return p.jobs_->unfinished(group); })
+        .def("resize",
+             [](PoolHandle& p, std::size_t ncpus, double timeout) {
+                 p.on_dispatcher<void>([ncpus](Dispatcher& d, PoolId id) { d.resize_pool(id, ncpus); },
+                                       timeout);
+             })
+        .def("size",
+             [](PoolHandle& p, double timeout) {
+                 return p.on_dispatcher<std::size_t>(
+                     [](Dispatcher& d, PoolId id) { return d.pool_size(id); }, timeout);
+             })
+        .def("stats",
+             [](PoolHandle& p, double timeout) {
+                 auto s = p.on_dispatcher<PoolStats>(
+                     [](Dispatcher& d, PoolId id) { return d.stats(id); }, timeout);
+                 return stats_to_dict(s);
+             })
+        .def("destroy", [](PoolHandle& p, double timeout) {
+            p.on_dispatcher<void>([](Dispatcher& d, PoolId id) { d.destroy_pool(id); }, timeout);
+        });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    keep_freed_memory_for_reuse();
+    m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
+    auto base = py::register_exception<PpmpiError>(m, "PpmpiError", PyExc_RuntimeError);
+    py::register_exception<MpiError>(m, "MpiError", base.ptr());
+    py::register_exception<DestroyedError>(m, "DestroyedError", base.ptr());
+    py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
+    py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
+    bind_logging(m);
+    bind_master(m);
+    bind_pool(m);
+    m.def("serve_worker", &serve_worker,
+          "Serve as a worker rank in this process until the master lets it go; returns the "
+          "exit status.");
+    m.def("apply_product_mpi_settings", &apply_product_mpi_settings);
+}
