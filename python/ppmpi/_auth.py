@@ -1,0 +1,184 @@
+"""The authenticated link between a client and a ppmpi-server: handshake and frames.
+
+pp authenticates one way (the server sends a challenge, the client answers SHA-1 of it with the
+secret) and then unpickles whatever arrives. Here both sides prove the secret before anything
+else moves, and every later frame carries a MAC, so nothing is unpickled from a peer that has
+not proved it knows the secret (README "Remote servers").
+
+Handshake, in order (every read bounded by ``timeout``):
+  1. both send HELLO = MAGIC (8 bytes, names the protocol version) + a fresh 32-byte nonce;
+  2. both read the other's HELLO; another MAGIC is a VersionError naming what arrived;
+  3. the client sends its proof HMAC-SHA256(secret, b"client" + client nonce + server nonce);
+  4. the server checks it in constant time; a wrong one gets REFUSED and the connection closes
+     (AuthError on both sides); a right one gets ACCEPTED + the server's proof
+     HMAC-SHA256(secret, b"server" + server nonce + client nonce);
+  5. the client checks the server's proof the same way (a server that does not know the
+     secret is refused by the client).
+Both sides then derive the session key HMAC-SHA256(secret, b"session" + client nonce + server
+nonce). A frame is [u8 kind][u32 length][payload][32-byte HMAC(session key, direction + u64
+sequence number + kind + length + payload)]; a length above the reader's bound is refused
+before anything is allocated, and a MAC that does not match ends the link.
+"""
+import hashlib
+import hmac
+import os
+import socket
+import struct
+import time
+
+MAGIC = b"PPMPIR01"
+NONCE_BYTES = 32
+MAC_BYTES = 32
+ACCEPTED, REFUSED = b"Y", b"N"
+HANDSHAKE_TIMEOUT_S = 10.0
+_HEADER = struct.Struct(">BI")
+_SEQUENCE = struct.Struct(">Q")
+
+
+class LinkError(ConnectionError):
+    """The link to a peer broke or the peer broke the protocol."""
+
+
+class AuthError(LinkError):
+    """The peer does not know the secret (or we do not know its)."""
+
+
+class VersionError(LinkError):
+    """The peer speaks another protocol (or is not ppmpi at all)."""
+
+
+def _proof(secret, label, first, second):
+    return hmac.new(secret, label + first + second, hashlib.sha256).digest()
+
+
+def read_exactly(sock, count, deadline, what):
+    """Reads `count` bytes by `deadline` (time.monotonic()), or raises LinkError naming `what`."""
+    data = bytearray(count)
+    view, got = memoryview(data), 0
+    while got < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LinkError(f"timed out waiting for {what}")
+        sock.settimeout(left)
+        try:
+            n = sock.recv_into(view[got:])
+        except socket.timeout:
+            raise LinkError(f"timed out waiting for {what}") from None
+        except OSError as e:
+            raise LinkError(f"connection lost while reading {what}: {e}") from None
+        if n == 0:
+            raise LinkError(f"the peer closed the connection before {what}")
+        got += n
+    return bytes(data)
+
+
+class Link:
+    """One authenticated connection. Not thread-safe: one reader and one writer at a time."""
+
+    def __init__(self, sock, key, is_client):
+        self.sock = sock
+        self._key = key
+        self._out_label = b"c>s" if is_client else b"s>c"
+        self._in_label = b"s>c" if is_client else b"c>s"
+        self._sent = 0
+        self._received = 0
+
+    def _mac(self, label, sequence, header, payload):
+        mac = hmac.new(self._key, label + _SEQUENCE.pack(sequence) + header, hashlib.sha256)
+        mac.update(payload)
+        return mac.digest()
+
+    def send(self, kind, payload=b""):
+        header = _HEADER.pack(kind, len(payload))
+        mac = self._mac(self._out_label, self._sent, header, payload)
+        self._sent += 1
+        self.sock.settimeout(None)
+        self.sock.sendall(header)
+        self.sock.sendall(payload)
+        self.sock.sendall(mac)
+
+    def receive(self, max_bytes, timeout):
+        """(kind, payload) of the next frame; LinkError if it is late, too big or forged."""
+        deadline = time.monotonic() + timeout
+        header = read_exactly(self.sock, _HEADER.size, deadline, "a frame header")
+        kind, length = _HEADER.unpack(header)
+        if length > max_bytes:
+            raise LinkError(f"a frame of {length} bytes exceeds the bound of {max_bytes}")
+        # The payload may be large: its own bound grows with it (at least 1 s per 64 MiB).
+        deadline = max(deadline, time.monotonic() + length / (64 << 20))
+        payload = read_exactly(self.sock, length, deadline, "a frame") if length else b""
+        mac = read_exactly(self.sock, MAC_BYTES, deadline, "a frame's MAC")
+        expected = self._mac(self._in_label, self._received, header, payload)
+        if not hmac.compare_digest(mac, expected):
+            raise AuthError("a frame failed its MAC check (forged, corrupted or replayed)")
+        self._received += 1
+        return kind, payload
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _hello(sock, deadline):
+    nonce = os.urandom(NONCE_BYTES)
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    sock.sendall(MAGIC + nonce)
+    hello = read_exactly(sock, len(MAGIC) + NONCE_BYTES, deadline, "the peer's hello")
+    if hello[:len(MAGIC)] != MAGIC:
+        raise VersionError(f"the peer is not a ppmpi-server/client of this version "
+                           f"(it sent {hello[:len(MAGIC)]!r}, expected {MAGIC!r})")
+    return nonce, hello[len(MAGIC):]
+
+
+def _session_key(secret, client_nonce, server_nonce):
+    return _proof(secret, b"session", client_nonce, server_nonce)
+
+
+def client_handshake(sock, secret, timeout=HANDSHAKE_TIMEOUT_S):
+    """Steps 1-5 as the client; returns the Link or raises AuthError/VersionError/LinkError."""
+    secret = _as_bytes(secret)
+    deadline = time.monotonic() + timeout
+    try:
+        mine, theirs = _hello(sock, deadline)
+        sock.sendall(_proof(secret, b"client", mine, theirs))
+        verdict = read_exactly(sock, 1, deadline, "the server's verdict")
+        if verdict == REFUSED:
+            raise AuthError("the server refused the secret (wrong secret)")
+        if verdict != ACCEPTED:
+            raise VersionError(f"the server answered the proof with {verdict!r}")
+        proof = read_exactly(sock, MAC_BYTES, deadline, "the server's proof")
+        if not hmac.compare_digest(proof, _proof(secret, b"server", theirs, mine)):
+            raise AuthError("the server could not prove it knows the secret (wrong secret)")
+    except LinkError:
+        raise
+    except OSError as e:  # LinkError is one too, hence the clause above
+        raise LinkError(f"handshake failed: {e}") from None
+    return Link(sock, _session_key(secret, mine, theirs), is_client=True)
+
+
+def server_handshake(sock, secret, timeout=HANDSHAKE_TIMEOUT_S):
+    """Steps 1-4 as the server; returns the Link or raises AuthError/VersionError/LinkError."""
+    secret = _as_bytes(secret)
+    deadline = time.monotonic() + timeout
+    try:
+        mine, theirs = _hello(sock, deadline)
+        proof = read_exactly(sock, MAC_BYTES, deadline, "the client's proof")
+        if not hmac.compare_digest(proof, _proof(secret, b"client", theirs, mine)):
+            sock.sendall(REFUSED)
+            raise AuthError("the client sent a wrong secret")
+        sock.sendall(ACCEPTED + _proof(secret, b"server", mine, theirs))
+    except LinkError:
+        raise
+    except OSError as e:  # LinkError is one too, hence the clause above
+        raise LinkError(f"handshake failed: {e}") from None
+    return Link(sock, _session_key(secret, theirs, mine), is_client=False)
+
+
+def _as_bytes(secret):
+    if isinstance(secret, str):
+        return secret.encode()
+    if isinstance(secret, (bytes, bytearray)):
+        return bytes(secret)
+    raise TypeError(f"secret must be str or bytes, not {type(secret).__name__}")
