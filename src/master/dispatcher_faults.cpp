@@ -99,6 +99,7 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     kill_process(worker.process);  // on this host: no orphan, and no word from it again
     launcher_.lost(worker.peer);
     log_warning("worker " + worker.label + " lost: " + reason);
+    note_host_loss(worker);
     if (!worker.pool) return;
     auto it = pools_.find(*worker.pool);
     if (it == pools_.end() || it->second.destroyed) return;
@@ -107,6 +108,24 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
     requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
     if (was_serving) pool.replace_lost = true;  // spawned later in this turn (below)
+}
+
+// Under mpirun, a host whose every rank was lost may have lost its Open MPI daemon too, and then
+// any spawn makes mpirun end the whole job: the launch is relayed through every daemon, and one
+// that is gone gives "grpcomm:direct:send_relay ... NOT ALIVE" and FORCE-TERMINATE (seen in
+// tests/cluster far-host-lost). From then on no worker is spawned; pools shrink, saying why.
+void Dispatcher::note_host_loss(const WorkerRecord& lost) {
+    const std::string& host = lost.process.host;
+    if (!spawns_blocked_.empty() || !launcher_.in_world(lost.peer) || host.empty() ||
+        host == host_)
+        return;
+    for (const auto& [peer, worker] : workers_)
+        if (launcher_.in_world(peer) && worker.process.host == host && worker.phase != Phase::Gone)
+            return;
+    spawns_blocked_ = "every worker rank on " + host +
+                      " was lost, so its Open MPI daemon may be gone as well, and a spawn would "
+                      "then make mpirun end the whole job";
+    log_warning(spawns_blocked_ + "; no more workers are started in this run");
 }
 
 // remove_worker already put the jobs back at the front of the queue; here the one that was

@@ -75,6 +75,7 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
         if (worker.hello) welcome(worker);
     }
     if (count == 0) return;
+    if (!spawns_blocked_.empty()) throw PpmpiError("cannot start workers: " + spawns_blocked_);
     settle_departures();
     log_debug("spawning " + std::to_string(count) + " worker(s) for pool " + std::to_string(pool));
     for (PeerId peer : launcher_.spawn(count)) {

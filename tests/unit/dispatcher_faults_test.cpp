@@ -317,6 +317,29 @@ TEST_CASE("faults: a lost world rank is replaced by a spawned worker", "[dispatc
     CHECK(by_spawned >= 1);
 }
 
+// A host whose every world rank is lost may have lost mpirun's daemon too; a spawn would then
+// end the whole job, so none is made: the pool shrinks, and growing it is refused saying why.
+// (Losing a rank of this host, or one of a host that keeps another, is replaced as usual.)
+TEST_CASE("faults: no spawn after every world rank of another host is lost",
+          "[dispatcher][faults]") {
+    FaultCluster c(fault_options(), 3);  // world ranks 1, 2 on "far-host", 3 on this host
+    c.final_grace = 200ms;
+    Puppet r1(c.hub, 1), r2(c.hub, 2), r3(c.hub, 3);
+    r1.hello_from("far-host");
+    r2.hello_from("far-host");
+    r3.hello();
+    PoolId p = c.pool(3, 1, 2s);
+    for (Puppet* r : {&r1, &r2, &r3}) REQUIRE(c.await(*r, Kind::Welcome));
+    c.jump(2s + 1ms);
+    r3.send({{Heartbeat{}, {}}});
+    c.step();
+    REQUIRE(c.launcher.lost_peers.size() == 2);  // ranks 1 and 2: far-host has none left
+    CHECK(c.dispatcher.pool_size(p) == 1);
+    CHECK(c.workers->started() == 3);  // the three ranks; nothing spawned
+    CHECK_THROWS_WITH(c.dispatcher.resize_pool(p, 3),
+                      Catch::Contains("every worker rank on far-host"));
+}
+
 // Only a world rank that said Goodbye and waits for Release still gets Heartbeats; a lost one,
 // or one told Shutdown{immediate}, never hears from the master again.
 TEST_CASE("faults: a Gone world rank gets no more Heartbeats", "[dispatcher][faults]") {

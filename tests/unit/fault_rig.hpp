@@ -28,9 +28,11 @@ class Puppet {
     Puppet(const std::shared_ptr<LoopbackHub>& hub, PeerId peer)
         : peer(peer), transport_(hub->endpoint(peer)) {}
     void send(std::vector<Message> messages) { transport_->post(0, encode_frame(messages)); }
-    void hello() {
+    void hello() { hello_from(this_process().host); }
+    // As a process on `host` (a world rank on another host: never killed, never probed).
+    void hello_from(const std::string& host) {
         ProcessIdentity self = this_process();  // never killed: kill_process spares us
-        send({{Hello{self.pid, self.start_ticks, self.host}, {}}});
+        send({{Hello{self.pid, self.start_ticks, host}, {}}});
     }
     // Takes in what arrived; returns how many messages (Heartbeats included) that was.
     std::size_t poll() {

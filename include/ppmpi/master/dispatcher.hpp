@@ -58,8 +58,8 @@ class Dispatcher {
     bool results_within(std::chrono::microseconds window) const;
     // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
     bool plan_doze(Doze& plan) const;
-    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world
-    // workers, kills the silent on this host. True if none was lost and all ended in order.
+    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,
+    // kills the silent on this host. True if none was lost and all ended in order.
     bool shutdown(Clock::duration grace);
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
@@ -105,9 +105,10 @@ class Dispatcher {
     // dispatcher_faults.cpp
     void check_liveness(Clock::time_point now);
     void check_deadlines(Clock::time_point now);
-    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool& pool, Clock::time_point now,
+    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool&, Clock::time_point now,
                                                           Clock::time_point& next) const;
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
+    void note_host_loss(const WorkerRecord& lost);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
     // `charged`: the job that was running when its worker was lost (the others only waited).
     void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
@@ -119,7 +120,6 @@ class Dispatcher {
     void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
     void fail_without_workers();
     void kill_unanswering_workers();
-
     void handle_frame(Envelope envelope);
     void handle(WorkerRecord& worker, Message& message);
     void on_hello(WorkerRecord& worker, const Hello& hello);
@@ -143,7 +143,7 @@ class Dispatcher {
     HeartbeatMonitor monitor_;
     Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
     std::uint64_t workers_lost_ = 0, send_order_ = 0, jobs_ended_ = 0;
-    std::string host_ = this_host_name();
+    std::string host_ = this_host_name(), spawns_blocked_;  // the latter: why no more spawns
     std::size_t cores_ = usable_cores(), local_workers_ = 0;  // the latter counted every 100 ms
 };
 
