@@ -101,6 +101,23 @@ def bw_gib(nbytes, rtt):
 
 
 # ---------------------------------------------------------------- option A: MPI children
+def attach_cycles(res, cycles, wd, names, attach, ping_once, detach):
+    """`cycles` x (attach, one 8-byte ping-pong, detach), each step timed into `res`;
+    `names` = (attach step, detach step) for the watchdog's report."""
+    res["cycles_completed"] = 0
+    for c in range(cycles):
+        wd.progress(f"cycle {c}: {names[0]}")
+        t = time.perf_counter()
+        link = attach()
+        res["connect_s"].append(time.perf_counter() - t)
+        res["cycle_rtt_s"].append(ping_once(link, c))
+        wd.progress(f"cycle {c}: {names[1]}")
+        t = time.perf_counter()
+        detach(link)
+        res["disconnect_s"].append(time.perf_counter() - t)
+        res["cycles_completed"] = c + 1
+
+
 def mpi_init():
     import mpi4py
     mpi4py.rc.thread_level = "funneled"  # the watchdog thread never calls MPI
@@ -173,24 +190,15 @@ def mpi_client(args):
             times.append(time.perf_counter() - t)
         return times
 
-    completed = 0
-    for c in range(args.cycles):
-        wd.progress(f"cycle {c}: MPI_Comm_connect")
-        t = time.perf_counter()
-        inter = MPI.COMM_SELF.Connect(port, root=0)
-        t_conn = time.perf_counter() - t
+    def ping_once(inter, c):
         command(inter, OP_PING, 8, 1)
         rtt = pingpong(inter, small, small, 1, f"cycle {c}: 8 B ping-pong")[0]
         command(inter, OP_END)
-        wd.progress(f"cycle {c}: MPI_Comm_disconnect")
-        t = time.perf_counter()
-        inter.Disconnect()
-        t_disc = time.perf_counter() - t
-        res["connect_s"].append(t_conn)
-        res["disconnect_s"].append(t_disc)
-        res["cycle_rtt_s"].append(rtt)
-        completed += 1
-    res["cycles_completed"] = completed
+        return rtt
+
+    attach_cycles(res, args.cycles, wd, ("MPI_Comm_connect", "MPI_Comm_disconnect"),
+                  lambda: MPI.COMM_SELF.Connect(port, root=0), ping_once,
+                  lambda inter: inter.Disconnect())
 
     wd.progress("measurement connection: MPI_Comm_connect")
     inter = MPI.COMM_SELF.Connect(port, root=0)
@@ -286,23 +294,13 @@ def tcp_client(args):
             times.append(time.perf_counter() - t)
         return times
 
-    completed = 0
-    for c in range(args.cycles):
-        wd.progress(f"cycle {c}: connect")
-        t = time.perf_counter()
-        sock = connect()
-        t_conn = time.perf_counter() - t
+    def ping_once(sock, c):
         sock.sendall(HDR.pack(OP_PING, 8, 1))
-        rtt = pingpong(sock, small, small, 1, f"cycle {c}: 8 B ping-pong")[0]
-        wd.progress(f"cycle {c}: close")
-        t = time.perf_counter()
-        sock.close()  # the server sees EOF and goes back to accept
-        t_disc = time.perf_counter() - t
-        res["connect_s"].append(t_conn)
-        res["disconnect_s"].append(t_disc)
-        res["cycle_rtt_s"].append(rtt)
-        completed += 1
-    res["cycles_completed"] = completed
+        return pingpong(sock, small, small, 1, f"cycle {c}: 8 B ping-pong")[0]
+
+    # close: the server sees EOF and goes back to accept
+    attach_cycles(res, args.cycles, wd, ("connect", "close"), connect, ping_once,
+                  lambda sock: sock.close())
 
     wd.progress("measurement connection: connect")
     sock = connect()

@@ -33,6 +33,7 @@ ACCEPTED, REFUSED = b"Y", b"N"
 HANDSHAKE_TIMEOUT_S = 10.0
 _HEADER = struct.Struct(">BI")
 _SEQUENCE = struct.Struct(">Q")
+_JOIN_BELOW = 64 * 1024
 
 
 class LinkError(ConnectionError):
@@ -69,7 +70,7 @@ def read_exactly(sock, count, deadline, what):
         if n == 0:
             raise LinkError(f"the peer closed the connection before {what}")
         got += n
-    return bytes(data)
+    return data  # a bytearray, not copied again
 
 
 class Link:
@@ -93,9 +94,12 @@ class Link:
         mac = self._mac(self._out_label, self._sent, header, payload)
         self._sent += 1
         self.sock.settimeout(None)
-        self.sock.sendall(header)
-        self.sock.sendall(payload)
-        self.sock.sendall(mac)
+        if len(payload) < _JOIN_BELOW:  # one system call (and one TCP segment) for small frames
+            self.sock.sendall(header + payload + mac)
+        else:  # no copy of a large payload
+            self.sock.sendall(header)
+            self.sock.sendall(payload)
+            self.sock.sendall(mac)
 
     def receive(self, max_bytes, timeout):
         """(kind, payload) of the next frame; LinkError if it is late, too big or forged."""

@@ -35,19 +35,30 @@ def run_both(client_fn, server_fn):
     return results["client"], results["server"]
 
 
-def linked(secret_client="s3cret", secret_server="s3cret"):
-    return run_both(lambda s: _auth.client_handshake(s, secret_client, timeout=5),
-                    lambda s: _auth.server_handshake(s, secret_server, timeout=5))
-
-
-def test_the_right_secret_links_both_sides_and_frames_round_trip():
+def link_pair():
+    """(client Link, server Link, client socket) after a handshake with the same secret."""
     a, b = socket.socketpair()
     out = {}
     t = threading.Thread(target=lambda: out.update(server=_auth.server_handshake(b, "k")))
     t.start()
     client = _auth.client_handshake(a, "k")
     t.join(10)
-    server = out["server"]
+    assert "server" in out, "the server side of the handshake did not finish"
+    return client, out["server"], a
+
+
+def close_pair(client_socket, server):
+    client_socket.close()
+    server.close()
+
+
+def linked(secret_client="s3cret", secret_server="s3cret"):
+    return run_both(lambda s: _auth.client_handshake(s, secret_client, timeout=5),
+                    lambda s: _auth.server_handshake(s, secret_server, timeout=5))
+
+
+def test_the_right_secret_links_both_sides_and_frames_round_trip():
+    client, server, a = link_pair()
     client.send(1, b"hello")
     big = os.urandom(1 << 20)  # more than the socket holds: sent while the server reads
     sender = threading.Thread(target=client.send, args=(2, big))
@@ -57,8 +68,7 @@ def test_the_right_secret_links_both_sides_and_frames_round_trip():
     sender.join(10)
     server.send(3, b"back")
     assert client.receive(100, 5) == (3, b"back")
-    a.close()
-    b.close()
+    close_pair(a, server)
 
 
 def test_a_wrong_secret_is_a_clear_error_on_both_sides():
@@ -97,28 +107,16 @@ def test_a_peer_that_never_speaks_times_out_within_the_bound():
 
 
 def test_a_huge_length_prefix_is_refused_before_anything_is_read():
-    a, b = socket.socketpair()
-    out = {}
-    t = threading.Thread(target=lambda: out.update(server=_auth.server_handshake(b, "k")))
-    t.start()
-    _auth.client_handshake(a, "k")
-    t.join(10)
+    _, server, a = link_pair()
     a.sendall(struct.pack(">BI", 1, 0xFFFFFFFF))
     with pytest.raises(_auth.LinkError, match="exceeds the bound"):
-        out["server"].receive(1 << 20, 5)
-    a.close()
-    b.close()
+        server.receive(1 << 20, 5)
+    close_pair(a, server)
 
 
 @pytest.mark.parametrize("attack", ["tamper", "replay"])
 def test_a_forged_or_replayed_frame_fails_its_mac(attack):
-    a, b = socket.socketpair()
-    out = {}
-    t = threading.Thread(target=lambda: out.update(server=_auth.server_handshake(b, "k")))
-    t.start()
-    client = _auth.client_handshake(a, "k")
-    t.join(10)
-    server = out["server"]
+    client, server, a = link_pair()
     sent = []
 
     class Recorder:  # the client's socket, keeping a copy of what it sends
@@ -138,5 +136,4 @@ def test_a_forged_or_replayed_frame_fails_its_mac(attack):
     a.sendall(frame)
     with pytest.raises(_auth.AuthError, match="MAC"):
         server.receive(100, 5)
-    a.close()
-    b.close()
+    close_pair(a, server)
