@@ -22,6 +22,7 @@ before anything is allocated, and a MAC that does not match ends the link.
 import hashlib
 import hmac
 import os
+import select
 import socket
 import struct
 import time
@@ -31,6 +32,7 @@ NONCE_BYTES = 32
 MAC_BYTES = 32
 ACCEPTED, REFUSED = b"Y", b"N"
 HANDSHAKE_TIMEOUT_S = 10.0
+SEND_TIMEOUT_S = 30.0
 _HEADER = struct.Struct(">BI")
 _SEQUENCE = struct.Struct(">Q")
 _JOIN_BELOW = 64 * 1024
@@ -52,25 +54,55 @@ def _proof(secret, label, first, second):
     return hmac.new(secret, label + first + second, hashlib.sha256).digest()
 
 
+def _wait_ready(sock, events, deadline, what):
+    """Polls until `sock` is ready for `events` or `deadline` passes (LinkError naming what)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise LinkError(f"timed out {what}")
+    poller = select.poll()
+    poller.register(sock.fileno(), events | select.POLLERR | select.POLLHUP)
+    if not poller.poll(left * 1000.0):
+        raise LinkError(f"timed out {what}")
+
+
 def read_exactly(sock, count, deadline, what):
-    """Reads `count` bytes by `deadline` (time.monotonic()), or raises LinkError naming `what`."""
+    """Reads `count` bytes by `deadline` (time.monotonic()), or raises LinkError naming `what`.
+    The socket stays non-blocking and every wait is a poll() with the time left: a reader and a
+    writer thread on one socket then never change each other's timeouts."""
     data = bytearray(count)
     view, got = memoryview(data), 0
+    sock.setblocking(False)
     while got < count:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise LinkError(f"timed out waiting for {what}")
-        sock.settimeout(left)
         try:
             n = sock.recv_into(view[got:])
-        except socket.timeout:
-            raise LinkError(f"timed out waiting for {what}") from None
+        except (BlockingIOError, InterruptedError):
+            _wait_ready(sock, select.POLLIN, deadline, f"waiting for {what}")
+            continue
         except OSError as e:
             raise LinkError(f"connection lost while reading {what}: {e}") from None
         if n == 0:
             raise LinkError(f"the peer closed the connection before {what}")
         got += n
     return data  # a bytearray, not copied again
+
+
+def write_all(sock, data, deadline, what="sending"):
+    """Sends all of `data` by `deadline`, or raises LinkError (a peer that stopped reading
+    cannot block a sender for longer)."""
+    view, sent = memoryview(data).cast("B"), 0
+    sock.setblocking(False)
+    while sent < len(view):
+        try:
+            sent += sock.send(view[sent:])
+        except (BlockingIOError, InterruptedError):
+            _wait_ready(sock, select.POLLOUT, deadline, what)
+        except OSError as e:
+            raise LinkError(f"connection lost while {what}: {e}") from None
+
+
+def transfer_deadline(nbytes, base):
+    """A bound that grows with the size (at least 1 s per 64 MiB on top of `base`)."""
+    return time.monotonic() + base + nbytes / (64 << 20)
 
 
 class Link:
@@ -89,17 +121,18 @@ class Link:
         mac.update(payload)
         return mac.digest()
 
-    def send(self, kind, payload=b""):
+    def send(self, kind, payload=b"", timeout=SEND_TIMEOUT_S):
+        """Sends one frame; LinkError if the peer does not take it within `timeout` s (plus
+        the time its size needs)."""
         header = _HEADER.pack(kind, len(payload))
         mac = self._mac(self._out_label, self._sent, header, payload)
         self._sent += 1
-        self.sock.settimeout(None)
+        deadline = transfer_deadline(len(payload), timeout)
         if len(payload) < _JOIN_BELOW:  # one system call (and one TCP segment) for small frames
-            self.sock.sendall(header + payload + mac)
+            write_all(self.sock, header + payload + mac, deadline)
         else:  # no copy of a large payload
-            self.sock.sendall(header)
-            self.sock.sendall(payload)
-            self.sock.sendall(mac)
+            for part in (header, payload, mac):
+                write_all(self.sock, part, deadline)
 
     def receive(self, max_bytes, timeout):
         """(kind, payload) of the next frame; LinkError if it is late, too big or forged."""
@@ -108,8 +141,8 @@ class Link:
         kind, length = _HEADER.unpack(header)
         if length > max_bytes:
             raise LinkError(f"a frame of {length} bytes exceeds the bound of {max_bytes}")
-        # The payload may be large: its own bound grows with it (at least 1 s per 64 MiB).
-        deadline = max(deadline, time.monotonic() + length / (64 << 20))
+        # The payload may be large: its own bound grows with it.
+        deadline = max(deadline, transfer_deadline(length, 0.0))
         payload = read_exactly(self.sock, length, deadline, "a frame") if length else b""
         mac = read_exactly(self.sock, MAC_BYTES, deadline, "a frame's MAC")
         expected = self._mac(self._in_label, self._received, header, payload)
@@ -119,6 +152,12 @@ class Link:
         return kind, payload
 
     def close(self):
+        """Closes the link; a thread blocked reading it wakes at once (shutdown first: a plain
+        close does not end another thread's poll())."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -127,8 +166,7 @@ class Link:
 
 def _hello(sock, deadline):
     nonce = os.urandom(NONCE_BYTES)
-    sock.settimeout(max(0.001, deadline - time.monotonic()))
-    sock.sendall(MAGIC + nonce)
+    write_all(sock, MAGIC + nonce, deadline, "sending the hello")
     hello = read_exactly(sock, len(MAGIC) + NONCE_BYTES, deadline, "the peer's hello")
     if hello[:len(MAGIC)] != MAGIC:
         raise VersionError(f"the peer is not a ppmpi-server/client of this version "
@@ -146,7 +184,7 @@ def client_handshake(sock, secret, timeout=HANDSHAKE_TIMEOUT_S):
     deadline = time.monotonic() + timeout
     try:
         mine, theirs = _hello(sock, deadline)
-        sock.sendall(_proof(secret, b"client", mine, theirs))
+        write_all(sock, _proof(secret, b"client", mine, theirs), deadline, "sending the proof")
         verdict = read_exactly(sock, 1, deadline, "the server's verdict")
         if verdict == REFUSED:
             raise AuthError("the server refused the secret (wrong secret)")
@@ -170,9 +208,10 @@ def server_handshake(sock, secret, timeout=HANDSHAKE_TIMEOUT_S):
         mine, theirs = _hello(sock, deadline)
         proof = read_exactly(sock, MAC_BYTES, deadline, "the client's proof")
         if not hmac.compare_digest(proof, _proof(secret, b"client", theirs, mine)):
-            sock.sendall(REFUSED)
+            write_all(sock, REFUSED, deadline, "refusing")
             raise AuthError("the client sent a wrong secret")
-        sock.sendall(ACCEPTED + _proof(secret, b"server", mine, theirs))
+        write_all(sock, ACCEPTED + _proof(secret, b"server", mine, theirs), deadline,
+                  "accepting")
     except LinkError:
         raise
     except OSError as e:  # LinkError is one too, hence the clause above

@@ -19,15 +19,19 @@ class Statistics:
         return f"Statistics(ncpus={self.ncpus}, njobs={self.njobs}, time={self.time:.6f})"
 
 
-def rows(raw):
-    """{"host:rank": Statistics} from the dispatcher's stats."""
-    return {label: Statistics(1, jobs, seconds) for label, jobs, seconds in raw["per_worker"]}
+def rows(raw, remote=()):
+    """{"host:rank": Statistics} from the dispatcher's stats, and {"host:port":
+    Statistics(workers, ...)} for each remote server in `remote` [(name, workers, jobs, s)]."""
+    out = {label: Statistics(1, jobs, seconds) for label, jobs, seconds in raw["per_worker"]}
+    for name, workers, jobs, seconds in remote:
+        out[name] = Statistics(workers, jobs, seconds)
+    return out
 
 
-def table(raw, created, cores, out=None):
+def table(raw, created, cores, remote=(), out=None):
     """pp's table (same columns and formats), then the jobs running now and on which rank."""
     out = out or sys.stdout
-    stats = rows(raw)
+    stats = rows(raw, remote)
     total = sum(s.njobs for s in stats.values())
     lines = ["Job execution statistics:",
              " job count | % of all jobs | job time sum | time per job | job server"]
@@ -35,6 +39,11 @@ def table(raw, created, cores, out=None):
         if s.njobs:
             lines.append("    %6i |        %6.2f |     %8.4f |  %11.6f | %s"
                          % (s.njobs, 100.0 * s.njobs / total, s.time, s.time / s.njobs, label))
+    for name, workers, jobs, _seconds in remote:
+        if not jobs:
+            lines.append(f"         0 |          0.00 |       0.0000 |     0.000000 | {name}")
+    for name, workers, _jobs, _seconds in remote:
+        lines.append(f"Remote server {name}: {workers} workers")
     lines.append(f"Time elapsed since server creation {time.time() - created}")
     lines.append(f"{raw['pending'] + raw['running']} active tasks, {cores} cores")
     running = sorted(raw.get("running_jobs", ()))

@@ -5,7 +5,7 @@ import sys
 import threading
 
 from . import _serialize
-from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
+from ._bounds import WAIT_SLICE_S
 
 
 class Job:
@@ -73,7 +73,7 @@ class Job:
         if self._taken or self._server._destroyed:
             return False
 
-        return self._server._pool.cancel(self.tid, CONTROL_TIMEOUT_S)
+        return self._server._cancel(self.tid)
 
     @property
     def future(self):
@@ -180,7 +180,7 @@ class _JobFuture(concurrent.futures.Future):
             return False
 
         try:
-            cancelled = job._server._pool.cancel(job.tid, CONTROL_TIMEOUT_S, running_too=False)
+            cancelled = job._server._cancel(job.tid, running_too=False)
         except Exception:
             return False
         if cancelled:

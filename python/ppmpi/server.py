@@ -5,7 +5,8 @@ import sys
 import threading
 import time
 
-from . import _launch, _progress, _runtime, _serialize, _stats
+from . import _launch, _progress, _remote, _runtime, _serialize, _stats
+from ._ppservers import Balancer
 from ._checks import (check_ncpus, check_proto, check_retries, check_seconds, check_tuple,
                       from_globals)
 from ._stats import Statistics
@@ -48,21 +49,15 @@ class Server:
     each job (submit's timeout= overrides); an over-time job fails with JobTimeout and its
     worker is replaced."""
 
-    default_port = 60000
-    default_secret = "epo20pdosl;dksldkmm"
+    default_port = _remote.DEFAULT_PORT  # pp has a public default secret too; ppmpi has none
 
     def __init__(self, ncpus="autodetect", ppservers=(), secret=None, restart=False, proto=None,
                  socket_timeout=3600, *, worker_timeout=5.0, max_retries=3, job_timeout=None):
         check_tuple("ppservers", ppservers)
-        if ppservers:
-            raise NotImplementedError(
-                "ppservers (remote pp nodes) are not supported yet; start workers on other "
-                "hosts with mpirun --hostfile instead (README 'Launch modes')")
-        if secret is not None:
-            if not isinstance(secret, str):
-                raise TypeError(f"secret must be a str, not {type(secret).__name__}")
-            raise NotImplementedError("secret= (pp's network authentication) is not supported "
-                                      "yet: ppmpi has no network servers to authenticate")
+        for entry in ppservers:
+            _remote.parse_address(entry)  # a bad entry is a ValueError naming it, now
+        if secret is not None and not isinstance(secret, (str, bytes)):
+            raise TypeError(f"secret must be a str, not {type(secret).__name__}")
         wanted = check_ncpus(ncpus)
         self.worker_timeout = check_seconds("worker_timeout", worker_timeout, False)
         self.max_retries = check_retries(max_retries)
@@ -88,12 +83,35 @@ class Server:
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from exc
         _runtime.register(self)
         _serialize.warm_up()
+        self._balancer = None
         try:
             self._await_started(START_WAIT_S, 0)
         except RuntimeError as exc:
             self.destroy()
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from None
+        if ppservers:
+            self._start_balancer(ppservers, secret)
         _stats.install_sigusr1(_runtime.live_servers)
+
+    def _start_balancer(self, ppservers, secret):
+        """Local and remote workers as one (_ppservers); with ncpus=0 a usable server is
+        required now (bounded wait), not found out by a job that never runs."""
+        self._balancer = Balancer(self._pool, lambda: self._ncpus, ppservers,
+                                  b"" if secret is None else secret, self.max_retries)
+        self._notify_me_start()
+        if self._ncpus == 0:
+            try:
+                self._balancer.require_a_server()
+            except Exception:
+                self.destroy()
+                raise
+
+    def _notify_me_start(self):
+        with self._lock:
+            if self._notifier is None:
+                self._notifier = threading.Thread(target=self._run_notifier,
+                                                  name="ppmpi-callbacks", daemon=True)
+                self._notifier.start()
 
     # -- submitting -------------------------------------------------------------------------
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
@@ -134,7 +152,7 @@ class Server:
         init: (key, initializer, initargs) run once per worker before its first such job."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        if self._ncpus == 0:
+        if self._ncpus == 0 and self._balancer is None:
             log.warning("ppmpi: this server has no workers (ncpus=0); the job waits until "
                         "set_ncpus(n) with n > 0")
         key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto,
@@ -148,14 +166,15 @@ class Server:
         if group_id is None:
             group_id = self._group_id(group)
         limit = timeout or self.job_timeout or 0.0
+        place = self._pool.submit if self._balancer is None else self._balancer.submit
         if callback is None:
-            job_id = self._pool.submit(key, bundle, data, buffers, group_id, False, limit)
+            job_id = place(key, bundle, data, buffers, group_id, False, limit)
             return Job(self, job_id, func, group, callback, callbackargs)
         # Submitted and registered under the lock the notifier thread takes to look a finished
         # job up: a job that finishes before it is registered would otherwise be dropped by the
         # notifier, its callback never run and wait() never return.
         with self._lock:
-            job_id = self._pool.submit(key, bundle, data, buffers, group_id, True, limit)
+            job_id = place(key, bundle, data, buffers, group_id, True, limit)
             job = Job(self, job_id, func, group, callback, callbackargs)
             self._register_locked(job)
         return job
@@ -176,6 +195,12 @@ class Server:
             self._notifier = threading.Thread(target=self._run_notifier,
                                               name="ppmpi-callbacks", daemon=True)
             self._notifier.start()
+
+    def _cancel(self, tid, running_too=True):
+        """Job.cancel and its future's cancel: the node running the job cancels it."""
+        if self._balancer is not None:
+            return self._balancer.cancel(tid, CONTROL_TIMEOUT_S, running_too)
+        return self._pool.cancel(tid, CONTROL_TIMEOUT_S, running_too=running_too)
 
     def _watch(self, job):
         """job.future was asked for: complete it when the job is done."""
@@ -296,18 +321,27 @@ class Server:
             nodes[key] = nodes.get(key, 0) + 1
         if nodes["local"] == 0 and len(nodes) == 1:
             nodes["local"] = self.get_ncpus()
+        if self._balancer is not None:
+            nodes.update(self._balancer.nodes())  # "host:port": that server's workers
         return nodes
 
     def _stats(self):
         return self._pool.stats(CONTROL_TIMEOUT_S)
 
     def get_stats(self):
-        """{"host:rank": Statistics} for every worker that ran jobs for this server."""
-        return _stats.rows(self._stats())
+        """{"host:rank": Statistics} for every worker that ran jobs for this server, and
+        {"host:port": Statistics(its workers, ...)} for each remote server."""
+        return _stats.rows(self._stats(), self._remote_rows())
 
     def print_stats(self):
-        """pp's job statistics table, one row per worker, then the jobs running now."""
-        _stats.table(self._stats(), self._created, self.get_ncpus())
+        """pp's job statistics table, one row per local worker and per remote server, then
+        the jobs running now."""
+        remote = self._remote_rows()
+        _stats.table(self._stats(), self._created,
+                     self.get_ncpus() + sum(row[1] for row in remote), remote)
+
+    def _remote_rows(self):
+        return self._balancer.rows() if self._balancer is not None else []
 
     def destroy(self):
         """Stops the workers; unfinished jobs fail with DestroyedServerError."""
@@ -315,6 +349,8 @@ class Server:
             if self._destroyed:
                 return
             self._destroyed = True
+        if self._balancer is not None:
+            self._balancer.close()  # bounded: each node thread within its own bounds
         try:
             self._pool.destroy(CONTROL_TIMEOUT_S)
         except Exception as exc:

@@ -48,10 +48,24 @@ class PoolHandle {
 
     JobId submit(std::string key, py::bytes bundle, py::bytes args, py::list arg_buffers,
                  int group, bool notify, double timeout) {
-        release_python_buffers();
-        Buffers buffers = buffers_from_python(arg_buffers);
+        JobId job = create(group, notify);
+        dispatch(job, std::move(key), bundle, args, arg_buffers, timeout);
+        return job;
+    }
+
+    // A job in this server's table that the dispatcher does not know yet: a job the Python
+    // balancer places later, on the local workers (dispatch) or on a remote server (its
+    // outcome then comes back through finish).
+    JobId create(int group, bool notify) {
         JobId job = master_->next_job_id();
         jobs_->create(job, group, notify);
+        return job;
+    }
+
+    void dispatch(JobId job, std::string key, py::bytes bundle, py::bytes args,
+                  py::list arg_buffers, double timeout) {
+        release_python_buffers();
+        Buffers buffers = buffers_from_python(arg_buffers);
         std::string bundle_bytes = bundle, args_bytes = args;
         PoolId pool = id_;
         auto jobs = jobs_;
@@ -67,7 +81,17 @@ class PoolHandle {
             }
         });
         master_->help_if_stalled(/*lone=*/jobs_->unfinished() == 1);
-        return job;
+    }
+
+    // The outcome of a job that ran elsewhere (a remote server); false if it was over already.
+    bool finish(JobId job, int code, py::bytes payload, std::string message, std::string worker,
+                double seconds, py::list result_buffers) {
+        PPMPI_ENFORCE(code >= 0 && code <= static_cast<int>(Outcome::NoWorkers),
+                      "unknown outcome code ", code);
+        release_python_buffers();
+        JobOutcome outcome{static_cast<Outcome>(code), std::string(payload), std::move(message),
+                           std::move(worker), seconds, buffers_from_python(result_buffers)};
+        return jobs_->finish(job, std::move(outcome));
     }
 
     py::object take(JobId job) {
@@ -219,6 +243,9 @@ void bind_master(py::module_& m) {
 void bind_pool(py::module_& m) {
     py::class_<PoolHandle>(m, "Pool")
         .def("submit", &PoolHandle::submit)
+        .def("create", &PoolHandle::create)
+        .def("dispatch", &PoolHandle::dispatch)
+        .def("finish", &PoolHandle::finish)
         .def("take", &PoolHandle::take)
         .def("wait", &PoolHandle::wait_job)
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })

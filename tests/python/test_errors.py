@@ -94,15 +94,16 @@ def test_bad_ncpus(ncpus, error):
         ppmpi.Server(ncpus)
 
 
-def test_ppservers_and_secret_are_not_silently_ignored():
+def test_bad_ppservers_and_secret_are_named():
     with pytest.raises(TypeError, match="ppservers"):
         ppmpi.Server(1, ppservers=["host:1"])
-    with pytest.raises(NotImplementedError, match="ppservers"):
-        ppmpi.Server(1, ppservers=("host:35000",))
-    with pytest.raises(NotImplementedError, match="secret"):
-        ppmpi.Server(1, secret="s3cret")
+    with pytest.raises(ValueError, match="host:port.*port must be a number"):
+        ppmpi.Server(1, ppservers=("host:port",))
+    with pytest.raises(ValueError, match="ppservers entries"):
+        ppmpi.Server(1, ppservers=(35000,))
     with pytest.raises(TypeError, match="secret"):
         ppmpi.Server(1, secret=42)
+    assert not hasattr(ppmpi.Server, "default_secret")  # pp's public default secret is gone
 
 
 def test_submit_after_destroy(fresh_server):

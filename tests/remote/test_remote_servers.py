@@ -1,0 +1,238 @@
+"""Server(ppservers=..., secret=...) against ppmpi-server processes on 127.0.0.1."""
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+import struct
+import time
+
+import numpy as np
+import ppmpi
+import pytest
+
+import remote_jobs
+from conftest import descendants, free_port, run_client
+
+SEED = '''
+import ppmpi as pp
+from concurrent.futures import ThreadPoolExecutor, as_completed
+import os, sys
+
+def square(n):
+    return n * n, os.getpid()
+
+job_server = pp.Server(ppservers=("{address}",), secret="mys", ncpus={ncpus})
+def run(n):
+    job = job_server.submit(square, (n,))
+    return job()
+with ThreadPoolExecutor(max_workers=8) as pool:
+    futures = [pool.submit(run, n) for n in range(60)]
+    results = [f.result() for f in as_completed(futures)]
+assert sorted(r[0] for r in results) == [n * n for n in range(60)], results
+print("PIDS", sorted({{r[1] for r in results}}))
+print("NODES", job_server.get_active_nodes())
+job_server.print_stats()
+job_server.destroy()
+'''
+
+
+def test_the_seeds_example_runs_unchanged_and_ncpus0_runs_only_on_the_server(start_server):
+    remote = start_server(workers=2)
+    out = run_client(SEED.format(address=remote.address, ncpus=0))
+    assert out.returncode == 0, out.stdout + out.stderr
+    pids = eval(out.stdout.split("PIDS", 1)[1].splitlines()[0])
+    tree = set(descendants(remote.proc.pid))
+    assert pids and set(pids) <= tree, (pids, tree)  # every job ran below the server
+    assert f"'{remote.address}': 2" in out.stdout
+    assert remote.address in out.stdout.split("Job execution statistics:")[1]
+
+
+def test_local_and_remote_workers_share_the_load(start_server):
+    remote = start_server(workers=1)
+    with ppmpi.Server(1, ppservers=(remote.address,), secret="mys") as server:
+        wait_connected(server, remote.address)
+        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.1,)) for _ in range(20)]
+        pids = [job() for job in jobs]
+        tree = set(descendants(remote.proc.pid))
+        on_remote = sum(pid in tree for pid in pids)
+        # Equal workers, equal jobs: pp's "local first" would have sent (nearly) all locally.
+        assert 6 <= on_remote <= 14, on_remote
+        stats = server.get_stats()
+        assert stats[remote.address].njobs == on_remote and stats[remote.address].ncpus == 1
+
+
+def wait_connected(server, address, bound=15.0):
+    deadline = time.monotonic() + bound
+    while address not in server.get_active_nodes():
+        assert time.monotonic() < deadline, f"{address} never connected"
+        time.sleep(0.02)
+
+
+def test_results_errors_output_and_large_arrays_come_back(start_server, capsys):
+    remote = start_server(workers=1)
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        data = np.arange(4 << 20, dtype=np.float64)  # 32 MiB, out-of-band both ways
+        back = server.submit(remote_jobs.echo, (data,))()
+        assert np.array_equal(back, data)
+        assert server.submit(lambda x: x + 1, (41,))() == 42  # by value, defined here
+        with pytest.raises(ValueError, match="remote failure: boom") as info:
+            server.submit(remote_jobs.shout_and_fail, ("boom",))()
+        assert "Traceback" in str(info.value.__cause__)
+        assert "about to fail: boom" in capsys.readouterr().out
+        done = []
+        job = server.submit(remote_jobs.echo, (7,), callback=done.append)
+        server.wait()
+        assert done == [7] and job() == 7
+        future = server.submit(remote_jobs.echo, (8,)).future
+        assert future.result(30) == 8
+
+
+def test_a_remote_job_is_cancelled_and_times_out_on_its_server(start_server):
+    remote = start_server("-k", "1", workers=1)
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        slow = server.submit(remote_jobs.sleep_then_pid, (30,))
+        time.sleep(0.5)
+        assert slow.cancel()
+        with pytest.raises(concurrent.futures.CancelledError):
+            slow()
+        with pytest.raises(ppmpi.JobTimeout):
+            server.submit(remote_jobs.sleep_then_pid, (5,))()  # -k 1 on the server
+        assert server.submit(remote_jobs.echo, (1,))() == 1  # its worker was replaced
+
+
+def test_a_remote_worker_killed_by_pid_mid_run_costs_no_job(start_server, tmp_path):
+    remote = start_server(workers=2)
+    marker = str(tmp_path / "pid")
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        victim_job = server.submit(remote_jobs.pid_to_file_then_sleep, (marker, 2.0))
+        others = [server.submit(remote_jobs.sleep_then_pid, (0.2,)) for _ in range(10)]
+        deadline = time.monotonic() + 20
+        while not os.path.exists(marker):
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.02)
+        victim = int(open(marker).read())
+        assert victim in descendants(remote.proc.pid)  # ours to kill
+        os.kill(victim, signal.SIGKILL)
+        assert victim_job() != victim  # re-ran on another (or a replacement) worker
+        assert len([job() for job in others]) == 10
+
+
+def test_a_wrong_secret_is_a_clear_error_on_both_sides(start_server, caplog):
+    remote = start_server(workers=1)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="ppmpi"):
+        with pytest.raises(ppmpi.NoWorkers, match=rf"{remote.address}.*wrong secret"):
+            ppmpi.Server(0, ppservers=(remote.address,), secret="not-mys")
+    assert time.monotonic() - started < 10
+    assert any(remote.address in r.getMessage() and "secret" in r.getMessage()
+               for r in caplog.records)
+    remote.wait_for("refused .*wrong secret", 10)
+
+
+def test_no_usable_server_with_ncpus0_raises_within_a_bound():
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(ppmpi.NoWorkers, match=rf"127.0.0.1:{port}.*(refused|Connection)"):
+        ppmpi.Server(0, ppservers=(f"127.0.0.1:{port}",), secret="x")
+    assert time.monotonic() - started < 20
+
+
+def test_garbage_silence_huge_lengths_and_floods_leave_the_server_serving(start_server):
+    remote = start_server(workers=1)
+    held = []
+    for _ in range(40):  # a flood, each held open and silent
+        s = socket.create_connection(("127.0.0.1", remote.port))
+        held.append(s)
+    with socket.create_connection(("127.0.0.1", remote.port)) as s:
+        s.sendall(os.urandom(4096))
+    with socket.create_connection(("127.0.0.1", remote.port)) as s:
+        s.sendall(b"PPMPIR01" + os.urandom(32) + struct.pack(">I", 0xFFFFFFFF) * 8)
+    from ppmpi import _auth
+    with socket.create_connection(("127.0.0.1", remote.port)) as s:  # authenticated, then a lie
+        link = _auth.client_handshake(s, "mys")
+        s.sendall(struct.pack(">BI", 2, 0xFFFFFFF0))
+        time.sleep(0.2)
+    remote.wait_for("exceeds the bound", 10)
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        assert server.submit(remote_jobs.echo, (5,))() == 5
+    for s in held:
+        s.close()
+    assert remote.proc.poll() is None
+    del link
+
+
+def test_a_client_killed_mid_run_frees_the_servers_workers(start_server, tmp_path):
+    remote = start_server(workers=1)
+    marker = tmp_path / "pid"
+    code = f'''
+import sys, time
+sys.path.insert(0, {str(os.path.dirname(remote_jobs.__file__))!r})
+import ppmpi, remote_jobs
+s = ppmpi.Server(0, ppservers=("{remote.address}",), secret="mys")
+j = s.submit(remote_jobs.pid_to_file_then_sleep, ({str(marker)!r}, 600))
+time.sleep(600)
+'''
+    import subprocess
+    import sys
+    from conftest import server_env
+    client = subprocess.Popen([sys.executable, "-c", code], env=server_env())
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the client's job never started"
+            time.sleep(0.05)
+    finally:
+        client.kill()
+        client.wait(10)
+    remote.wait_for(r"left .*1 of its jobs cancelled", 20)
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        assert server.submit(remote_jobs.echo, (3,))() == 3  # its worker is free again
+
+
+def test_a_server_that_dies_mid_run_has_its_jobs_run_elsewhere_and_comes_back(start_server):
+    port = free_port()
+    first = start_server(workers=1, port=port)
+    with ppmpi.Server(1, ppservers=(first.address,), secret="mys") as server:
+        wait_connected(server, first.address)
+        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.5,)) for _ in range(8)]
+        time.sleep(0.3)
+        first.stop(signal.SIGKILL)  # and everything below it, by pid
+        assert len([job() for job in jobs]) == 8  # ran locally instead
+        assert first.address not in server.get_active_nodes()
+        again = start_server(workers=1, port=port)
+        wait_connected(server, again.address, bound=20)
+        tree = set(descendants(again.proc.pid))
+        pids = [server.submit(remote_jobs.sleep_then_pid, (0.1,))() for _ in range(12)]
+        assert any(pid in tree for pid in pids)
+
+
+def test_idle_exit_pidfile_and_loopback_without_secret(start_server, tmp_path):
+    pidfile = tmp_path / "server.pid"
+    remote = start_server("-t", "2", "-P", str(pidfile), secret=None, workers=1)
+    assert int(pidfile.read_text()) == remote.proc.pid
+    with ppmpi.Server(0, ppservers=(remote.address,)) as server:  # loopback: no secret
+        assert server.submit(remote_jobs.echo, (9,))() == 9
+    assert remote.proc.wait(15) == 0
+    assert not pidfile.exists()
+    assert "no client for 2 s" in remote.log()
+
+
+def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_server):
+    import subprocess
+    from conftest import SERVER_BIN, server_env
+    refused = subprocess.run([str(SERVER_BIN), "-i", "0.0.0.0", "-p", str(free_port())],
+                             capture_output=True, text=True, timeout=30, env=server_env())
+    assert refused.returncode == 2 and "without a secret" in refused.stderr
+    busy = start_server(workers=1)
+    clash = subprocess.run([str(SERVER_BIN), "-i", "127.0.0.1", "-p", str(busy.port), "-s", "x"],
+                           capture_output=True, text=True, timeout=30, env=server_env())
+    assert clash.returncode == 1 and "Address already in use" in clash.stderr
+    bad = subprocess.run([str(SERVER_BIN), "-w", "many"], capture_output=True, text=True,
+                         timeout=30, env=server_env())
+    assert bad.returncode == 2 and "-w" in bad.stderr
+    helped = subprocess.run([str(SERVER_BIN), "--help"], capture_output=True, text=True,
+                            timeout=30, env=server_env())
+    assert helped.returncode == 0
+    for option in ("-p", "-i", "-s", "-w", "-t", "-k", "-P", "-d", "-a", "-b"):
+        assert f"  {option} " in helped.stdout or f"  {option}," in helped.stdout, option
