@@ -10,7 +10,7 @@ import time
 
 from . import _auth, _serialize
 from ._balance import Entry, LocalNode, Pending
-from ._remote import CONNECT_TIMEOUT_S, DEFAULT_PORT, RemoteNode, parse_address
+from ._remote import CONNECT_TIMEOUT_S, RemoteNode, parse_address
 from .errors import NoWorkers
 
 log = logging.getLogger("ppmpi")
@@ -23,13 +23,12 @@ DISCOVERY_WAIT_S = 5.0  # Server(ncpus=0, ppservers=("*",)) waits this long for 
 
 
 def discovery_addresses(entry):
-    """pp's "*" entries: (bind address, broadcast address, port). "*" is every interface and
-    the global broadcast; "10.1.2.*:35000" binds the segment's listeners and broadcasts to
-    10.1.2.255 on port 35000."""
+    """pp's "*" entries: (broadcast address, port). "*" is the global broadcast on port 60000;
+    "10.1.2.*:35000" broadcasts to 10.1.2.255 on port 35000. Answers are heard on every
+    interface (a socket bound to one address does not receive broadcasts)."""
     host, port = parse_address(entry)
     pattern = host if host.count(".") == 3 else "*.*.*.*"
-    broadcast = pattern.replace("*", "255")
-    return ("" if pattern == "*.*.*.*" else "0.0.0.0"), broadcast, port
+    return pattern.replace("*", "255"), port
 
 
 class Balancer:
@@ -132,12 +131,12 @@ class Discovery:
     announcements while the Server lives. A found server is connected like a named one (and
     must know the secret: an announcement proves nothing)."""
 
-    def __init__(self, balancer, bind, broadcast, port):
+    def __init__(self, balancer, broadcast, port):
         self._balancer, self._broadcast, self._port = balancer, broadcast, port
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        self._sock.bind((bind, port))
+        self._sock.bind(("", port))
         self._sock.settimeout(1.0)
         self.thread = threading.Thread(target=self._run, name="ppmpi-discovery", daemon=True)
 

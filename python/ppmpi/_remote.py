@@ -36,6 +36,17 @@ def parse_address(entry):
     return host.strip("[]"), int(port)
 
 
+def check_ppservers(ppservers, secret):
+    """Server()'s checks: a bad entry or secret is an exception naming it, before anything
+    starts."""
+    if not isinstance(ppservers, tuple):
+        raise TypeError(f"ppservers must be a tuple, not {type(ppservers).__name__}")
+    for entry in ppservers:
+        parse_address(entry)
+    if secret is not None and not isinstance(secret, (str, bytes)):
+        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
+
+
 class KnownBundles:
     """The bundle keys a server has seen on this connection, evicted in LRU order; the server
     keeps the same set (_remote_server.Session) so a known key travels without its bytes."""

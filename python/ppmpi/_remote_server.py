@@ -17,7 +17,6 @@ import threading
 import time
 
 import ppmpi
-from . import _auth, _wire
 from ._ppservers import ANNOUNCE, ANNOUNCE_ASK, ANNOUNCE_INTERVAL_S
 from ._server_sessions import Hub
 from ._remote import DEFAULT_PORT

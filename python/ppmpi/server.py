@@ -47,17 +47,20 @@ class Server:
     max_retries: a job running on a worker when it was lost this many times fails with
     WorkerLost instead of taking down more workers. job_timeout: default limit in seconds for
     each job (submit's timeout= overrides); an over-time job fails with JobTimeout and its
-    worker is replaced."""
+    worker is replaced.
+    ppservers: ppmpi-server processes ("host:port", "host" for port 60000, or pp's "*" /
+    "10.1.2.*:port" for auto-discovery), used next to the ncpus local workers (ncpus=0: only
+    them), balanced by load. secret: what they were started with (-s); none is needed only
+    for a server listening on a loopback address. A server that cannot be used is logged as a
+    warning at once, naming it and why; with ncpus=0 and none usable, Server() raises
+    NoWorkers (within ~16 s). A lost server's jobs run elsewhere; it is reconnected when it
+    comes back (README "Remote servers")."""
 
     default_port = _remote.DEFAULT_PORT  # pp has a public default secret too; ppmpi has none
 
     def __init__(self, ncpus="autodetect", ppservers=(), secret=None, restart=False, proto=None,
                  socket_timeout=3600, *, worker_timeout=5.0, max_retries=3, job_timeout=None):
-        check_tuple("ppservers", ppservers)
-        for entry in ppservers:
-            _remote.parse_address(entry)  # a bad entry is a ValueError naming it, now
-        if secret is not None and not isinstance(secret, (str, bytes)):
-            raise TypeError(f"secret must be a str, not {type(secret).__name__}")
+        _remote.check_ppservers(ppservers, secret)
         wanted = check_ncpus(ncpus)
         self.worker_timeout = check_seconds("worker_timeout", worker_timeout, False)
         self.max_retries = check_retries(max_retries)

@@ -236,3 +236,18 @@ def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_s
     assert helped.returncode == 0
     for option in ("-p", "-i", "-s", "-w", "-t", "-k", "-P", "-d", "-a", "-b"):
         assert f"  {option} " in helped.stdout or f"  {option}," in helped.stdout, option
+
+
+def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, monkeypatch):
+    from ppmpi import _balance
+    monkeypatch.setattr(_balance, "NO_NODE_LIMIT_S", 2.0)
+    remote = start_server(workers=1)
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        assert server.submit(remote_jobs.echo, (1,))() == 1
+        remote.stop(signal.SIGKILL)
+        started = time.monotonic()
+        job = server.submit(remote_jobs.echo, (2,))
+        with pytest.raises(ppmpi.NoWorkers, match="no worker, local or remote"):
+            job()
+        assert time.monotonic() - started < 30  # the lost server is noticed, then 2 s
+        server.wait()  # returns: nothing is left waiting
