@@ -94,7 +94,8 @@ class Balancer:
                 return
             if all(n.refused() for n in nodes) and time.monotonic() > discovery_until:
                 break  # every server said no for good (secret, version, nothing listening)
-            time.sleep(0.01)
+            with self.pending.cond:  # a node that connects notifies it
+                self.pending.cond.wait(0.05)
         with self._lock:
             nodes = list(self.remotes.values())
         reasons = "; ".join(f"{n.name}: {n.reason or 'no answer within %.0f s' % bound}"

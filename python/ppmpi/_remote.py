@@ -124,6 +124,7 @@ class RemoteNode(Node):
             log.warning("ppmpi: cannot use the server %s: %s (retrying every %.0f s)",
                         self.name, reason, RECONNECT_MAX_S)
         self.reason = reason
+        self._pending.changed()  # Server() may be waiting to hear
 
     # -- one connection ---------------------------------------------------------------------
     def _serve(self, link, info):

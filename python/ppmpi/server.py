@@ -101,20 +101,12 @@ class Server:
         required now (bounded wait), not found out by a job that never runs."""
         self._balancer = Balancer(self._pool, lambda: self._ncpus, ppservers,
                                   b"" if secret is None else secret, self.max_retries)
-        self._notify_me_start()
         if self._ncpus == 0:
             try:
                 self._balancer.require_a_server()
             except Exception:
                 self.destroy()
                 raise
-
-    def _notify_me_start(self):
-        with self._lock:
-            if self._notifier is None:
-                self._notifier = threading.Thread(target=self._run_notifier,
-                                                  name="ppmpi-callbacks", daemon=True)
-                self._notifier.start()
 
     # -- submitting -------------------------------------------------------------------------
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
