@@ -36,6 +36,8 @@ SEND_TIMEOUT_S = 30.0
 _HEADER = struct.Struct(">BI")
 _SEQUENCE = struct.Struct(">Q")
 _JOIN_BELOW = 64 * 1024
+_CHUNK = 1 << 20  # a large payload is hashed and sent 1 MiB at a time
+_UNFILLED_FROM = 1 << 20
 
 
 class LinkError(ConnectionError):
@@ -65,11 +67,22 @@ def _wait_ready(sock, events, deadline, what):
         raise LinkError(f"timed out {what}")
 
 
-def read_exactly(sock, count, deadline, what):
-    """Reads `count` bytes by `deadline` (time.monotonic()), or raises LinkError naming `what`.
+def _new_buffer(count):
+    """Room for `count` received bytes: a bytearray, or for large ones a memoryview of memory
+    that is not zero-filled first (a 64 MiB bytearray costs a memset the receive overwrites)."""
+    if count < _UNFILLED_FROM:
+        return bytearray(count)
+    import numpy
+
+    return memoryview(numpy.empty(count, dtype=numpy.uint8))
+
+
+def read_exactly(sock, count, deadline, what, mac=None):
+    """Reads `count` bytes by `deadline` (time.monotonic()), or raises LinkError naming `what`;
+    each chunk goes into `mac` as it arrives (the hash then runs while the peer still sends).
     The socket stays non-blocking and every wait is a poll() with the time left: a reader and a
     writer thread on one socket then never change each other's timeouts."""
-    data = bytearray(count)
+    data = _new_buffer(count)
     view, got = memoryview(data), 0
     sock.setblocking(False)
     while got < count:
@@ -82,8 +95,10 @@ def read_exactly(sock, count, deadline, what):
             raise LinkError(f"connection lost while reading {what}: {e}") from None
         if n == 0:
             raise LinkError(f"the peer closed the connection before {what}")
+        if mac is not None:
+            mac.update(view[got:got + n])
         got += n
-    return data  # a bytearray, not copied again
+    return data  # not copied again
 
 
 def write_all(sock, data, deadline, what="sending"):
@@ -116,26 +131,34 @@ class Link:
         self._sent = 0
         self._received = 0
 
-    def _mac(self, label, sequence, header, payload):
-        mac = hmac.new(self._key, label + _SEQUENCE.pack(sequence) + header, hashlib.sha256)
-        mac.update(payload)
-        return mac.digest()
+    def _mac(self, label, sequence, header):
+        """The frame's MAC so far (its payload goes in with update())."""
+        return hmac.new(self._key, label + _SEQUENCE.pack(sequence) + header, hashlib.sha256)
 
     def send(self, kind, payload=b"", timeout=SEND_TIMEOUT_S):
         """Sends one frame; LinkError if the peer does not take it within `timeout` s (plus
         the time its size needs)."""
         header = _HEADER.pack(kind, len(payload))
-        mac = self._mac(self._out_label, self._sent, header, payload)
+        mac = self._mac(self._out_label, self._sent, header)
         self._sent += 1
         deadline = transfer_deadline(len(payload), timeout)
         if len(payload) < _JOIN_BELOW:  # one system call (and one TCP segment) for small frames
-            write_all(self.sock, header + payload + mac, deadline)
-        else:  # no copy of a large payload
-            for part in (header, payload, mac):
-                write_all(self.sock, part, deadline)
+            mac.update(payload)
+            write_all(self.sock, header + payload + mac.digest(), deadline)
+            return
+        # No copy of a large payload, and each chunk is hashed just before it goes: the peer
+        # receives (and hashes) the first while this side hashes the next.
+        write_all(self.sock, header, deadline)
+        view = memoryview(payload).cast("B")
+        for start in range(0, len(view), _CHUNK):
+            chunk = view[start:start + _CHUNK]
+            mac.update(chunk)
+            write_all(self.sock, chunk, deadline)
+        write_all(self.sock, mac.digest(), deadline)
 
     def receive(self, max_bytes, timeout):
-        """(kind, payload) of the next frame; LinkError if it is late, too big or forged."""
+        """(kind, payload) of the next frame, payload bytes-like (a bytearray or memoryview);
+        LinkError if it is late, too big or forged."""
         deadline = time.monotonic() + timeout
         header = read_exactly(self.sock, _HEADER.size, deadline, "a frame header")
         kind, length = _HEADER.unpack(header)
@@ -143,10 +166,11 @@ class Link:
             raise LinkError(f"a frame of {length} bytes exceeds the bound of {max_bytes}")
         # The payload may be large: its own bound grows with it.
         deadline = max(deadline, transfer_deadline(length, 0.0))
-        payload = read_exactly(self.sock, length, deadline, "a frame") if length else b""
+        expected = self._mac(self._in_label, self._received, header)
+        payload = (read_exactly(self.sock, length, deadline, "a frame", expected) if length
+                   else b"")
         mac = read_exactly(self.sock, MAC_BYTES, deadline, "a frame's MAC")
-        expected = self._mac(self._in_label, self._received, header, payload)
-        if not hmac.compare_digest(mac, expected):
+        if not hmac.compare_digest(bytes(mac), expected.digest()):
             raise AuthError("a frame failed its MAC check (forged, corrupted or replayed)")
         self._received += 1
         return kind, payload
