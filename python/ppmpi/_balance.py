@@ -126,7 +126,7 @@ class Pending:
                     again.append(entry)
             self.queue.extendleft(reversed(again))
             self.cond.notify_all()
-        if again:
+        if again and not self.closed:
             log.warning("ppmpi: %d job(s) of the lost server %s run elsewhere", len(again),
                         node.name)
 

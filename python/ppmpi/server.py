@@ -73,6 +73,7 @@ class Server:
             wanted = _runtime.world_workers() or _launch.detect_ncpus()
         self._created = time.time()
         self._destroyed = False
+        self._balancer = None  # with ppservers: where each job runs (_ppservers.Balancer)
         self._lock = threading.Lock()
         self._groups = {}
         self._notified = {}  # job id -> Job whose completion the notifier thread handles
@@ -86,7 +87,6 @@ class Server:
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from exc
         _runtime.register(self)
         _serialize.warm_up()
-        self._balancer = None
         try:
             self._await_started(START_WAIT_S, 0)
         except RuntimeError as exc:

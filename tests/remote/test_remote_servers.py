@@ -251,3 +251,22 @@ def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, 
             job()
         assert time.monotonic() - started < 30  # the lost server is noticed, then 2 s
         server.wait()  # returns: nothing is left waiting
+
+
+def test_several_clients_at_once_and_one_after_another(start_server):
+    import subprocess
+    import sys
+    from conftest import server_env
+    remote = start_server(workers=2)
+    seed = SEED.format(address=remote.address, ncpus=0)
+    others = [subprocess.Popen([sys.executable, "-c", seed], env=server_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.05,)) for _ in range(20)]
+        assert len([job() for job in jobs]) == 20
+    for proc in others:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "PIDS" in out, out
+    assert run_client(seed).returncode == 0  # and one more after them
+    assert remote.log().count("connected (") == 4
