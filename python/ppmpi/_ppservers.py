@@ -39,13 +39,19 @@ class Balancer:
         self._lock = threading.Lock()
         self.remotes = {}
         self._discoveries = []
+        try:  # first what can fail (a UDP port in use), before any thread starts
+            for entry in ppservers:
+                if "*" in entry:
+                    self._discoveries.append(Discovery(self, *discovery_addresses(entry)))
+        except OSError:
+            for discovery in self._discoveries:
+                discovery.close()
+            raise
         self.local = LocalNode(self.pending, pool, ncpus)
         self.pending.add_node(self.local)
         self.local.thread.start()
         for entry in ppservers:
-            if "*" in entry:
-                self._discoveries.append(Discovery(self, *discovery_addresses(entry)))
-            else:
+            if "*" not in entry:
                 self.add_server(*parse_address(entry))
         for discovery in self._discoveries:
             discovery.thread.start()
@@ -137,7 +143,12 @@ class Discovery:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        self._sock.bind(("", port))
+        try:
+            self._sock.bind(("", port))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(f"auto-discovery cannot listen on UDP port {port}: "
+                          f"{exc.strerror or exc}") from None
         self._sock.settimeout(1.0)
         self.thread = threading.Thread(target=self._run, name="ppmpi-discovery", daemon=True)
 
@@ -159,5 +170,6 @@ class Discovery:
                 self._balancer.add_server(host, int(data[len(ANNOUNCE):]))
 
     def close(self):
-        self.thread.join(2.0)
+        if self.thread.is_alive():
+            self.thread.join(2.0)
         self._sock.close()

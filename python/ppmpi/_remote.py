@@ -129,7 +129,7 @@ class RemoteNode(Node):
     # -- one connection ---------------------------------------------------------------------
     def _serve(self, link, info):
         """Runs the connection until it breaks; returns why."""
-        self._link, self._known, self._broken = link, KnownBundles(), None
+        self._known, self._broken = KnownBundles(), None
         with self._pending.cond:
             self.workers = int(info.get("workers", 0))
             self.usable = True

@@ -99,14 +99,14 @@ class Server:
     def _start_balancer(self, ppservers, secret):
         """Local and remote workers as one (_ppservers); with ncpus=0 a usable server is
         required now (bounded wait), not found out by a job that never runs."""
-        self._balancer = Balancer(self._pool, lambda: self._ncpus, ppservers,
-                                  b"" if secret is None else secret, self.max_retries)
-        if self._ncpus == 0:
-            try:
+        try:
+            self._balancer = Balancer(self._pool, lambda: self._ncpus, ppservers,
+                                      b"" if secret is None else secret, self.max_retries)
+            if self._ncpus == 0:
                 self._balancer.require_a_server()
-            except Exception:
-                self.destroy()
-                raise
+        except Exception:
+            self.destroy()  # its workers do not outlive the failed Server()
+            raise
 
     # -- submitting -------------------------------------------------------------------------
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
