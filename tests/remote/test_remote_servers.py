@@ -12,7 +12,7 @@ import ppmpi
 import pytest
 
 import remote_jobs
-from conftest import descendants, free_port, run_client
+from servers import descendants, free_port, run_client
 
 SEED = '''
 import ppmpi as pp
@@ -175,7 +175,7 @@ time.sleep(600)
 '''
     import subprocess
     import sys
-    from conftest import server_env
+    from servers import server_env
     client = subprocess.Popen([sys.executable, "-c", code], env=server_env())
     try:
         deadline = time.monotonic() + 30
@@ -220,7 +220,7 @@ def test_idle_exit_pidfile_and_loopback_without_secret(start_server, tmp_path):
 
 def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_server):
     import subprocess
-    from conftest import SERVER_BIN, server_env
+    from servers import SERVER_BIN, server_env
     refused = subprocess.run([str(SERVER_BIN), "-i", "0.0.0.0", "-p", str(free_port())],
                              capture_output=True, text=True, timeout=30, env=server_env())
     assert refused.returncode == 2 and "without a secret" in refused.stderr
@@ -256,7 +256,7 @@ def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, 
 def test_several_clients_at_once_and_one_after_another(start_server):
     import subprocess
     import sys
-    from conftest import server_env
+    from servers import server_env
     remote = start_server(workers=2)
     seed = SEED.format(address=remote.address, ncpus=0)
     others = [subprocess.Popen([sys.executable, "-c", seed], env=server_env(),
