@@ -143,7 +143,7 @@ class RemoteNode(Node):
         reader.start()
         try:
             self._write(link)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # whatever breaks it, the link ends (and its jobs move)
             self._break(f"{type(exc).__name__}: {exc}")
         if self._pending.closed:
             self._say_bye(link)
@@ -194,7 +194,7 @@ class RemoteNode(Node):
                     self._on_ping(payload)
                 else:
                     raise _wire.WireError(f"unexpected frame kind {kind} from the server")
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # whatever breaks it, the link ends (and its jobs move)
             self._break(f"{type(exc).__name__}: {exc}")
 
     def _on_result(self, link, payload):

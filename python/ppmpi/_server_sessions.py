@@ -2,10 +2,10 @@
 
 Every wait is bounded: accept polls every ACCEPT_SLICE_S; a connection gets
 _auth.HANDSHAKE_TIMEOUT_S to prove the secret, and at most MAX_HANDSHAKES prove at once (the
-oldest is closed to make room: a flood cannot lock a real client out); a client's every read waits at most
-_wire.SILENCE_LIMIT_S (clients ping every second) and every send has a bound. A client that
-goes away, however it goes, has its jobs cancelled, which frees (replaces) the workers
-running them."""
+oldest is closed to make room: a flood cannot lock a real client out); a client's every
+read waits at most _wire.SILENCE_LIMIT_S (clients ping every second) and every send has a
+bound. A client that goes away, however it goes, has its jobs cancelled, which frees
+(replaces) the workers running them."""
 import collections
 import logging
 import queue
@@ -211,7 +211,7 @@ class Session:
                     break
                 elif kind != _wire.PING:
                     raise _wire.WireError(f"unexpected frame kind {kind}")
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # whatever breaks it: the session ends, its jobs are cancelled
             reason = f"{type(exc).__name__}: {exc}"
         self.close()
         self.hub.ended(self, reason)
@@ -243,7 +243,7 @@ class Session:
                     continue
                 if item is not None:
                     self._send_result(*item)
-        except OSError as exc:
+        except Exception as exc:
             log.debug("sending to %s failed: %s", self.where, exc)
         self.close()
 
