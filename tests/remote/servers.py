@@ -57,7 +57,9 @@ class RemoteServer:
                  prefix=(), env=None):
         self.port = port or free_port()
         self.log_path = tmp_path / f"server-{self.port}.log"
-        argv = [str(SERVER_BIN), "-p", str(self.port), "-w", str(workers)]
+        argv = [str(SERVER_BIN), "-p", str(self.port)]
+        if workers is not None:  # None: the server's own default
+            argv += ["-w", str(workers)]
         if "-i" not in args:
             argv += ["-i", "127.0.0.1"]
         if secret is not None:

@@ -270,3 +270,57 @@ def test_several_clients_at_once_and_one_after_another(start_server):
         assert proc.returncode == 0 and "PIDS" in out, out
     assert run_client(seed).returncode == 0  # and one more after them
     assert remote.log().count("connected (") == 4
+
+
+def test_a_silent_client_is_dropped_and_its_jobs_cancelled(start_server, tmp_path):
+    import subprocess
+    import sys
+    from servers import server_env
+    remote = start_server(workers=1)
+    marker = tmp_path / "pid"
+    code = f'''
+import sys, time
+sys.path.insert(0, {str(os.path.dirname(remote_jobs.__file__))!r})
+import ppmpi, remote_jobs
+s = ppmpi.Server(0, ppservers=("{remote.address}",), secret="mys")
+j = s.submit(remote_jobs.pid_to_file_then_sleep, ({str(marker)!r}, 600))
+time.sleep(600)
+'''
+    client = subprocess.Popen([sys.executable, "-c", code], env=server_env())
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the client's job never started"
+            time.sleep(0.05)
+        os.kill(client.pid, signal.SIGSTOP)  # as a network cut: the connection stays, silent
+        remote.wait_for(r"left \(LinkError: timed out.*1 of its jobs cancelled", 30)
+    finally:
+        client.kill()
+        client.wait(10)
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        assert server.submit(remote_jobs.echo, (4,))() == 4
+
+
+def test_a_hung_server_is_left_and_its_jobs_run_elsewhere(start_server):
+    remote = start_server(workers=1)
+    with ppmpi.Server(1, ppservers=(remote.address,), secret="mys") as server:
+        wait_connected(server, remote.address)
+        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.3,)) for _ in range(6)]
+        time.sleep(0.2)
+        os.kill(remote.proc.pid, signal.SIGSTOP)
+        try:
+            assert len([job() for job in jobs]) == 6  # the silent server's jobs ran locally
+            assert remote.address not in server.get_active_nodes()
+        finally:
+            os.kill(remote.proc.pid, signal.SIGCONT)
+
+
+def test_a_server_under_mpirun_serves_with_its_world_ranks(start_server):
+    import shutil
+    remote = start_server(workers=None, prefix=[shutil.which("mpirun"), "--enable-recovery",
+                                                "--oversubscribe", "-np", "3"])
+    with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
+        assert server.get_active_nodes()[remote.address] == 2  # -w defaults to world ranks
+        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.3,)) for _ in range(6)]
+        pids = {job() for job in jobs}
+    assert len(pids) == 2 and pids <= set(descendants(remote.proc.pid))  # its ranks 1 and 2
