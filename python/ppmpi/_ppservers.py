@@ -123,6 +123,7 @@ class Balancer:
         """Stops every node thread (each within its bounds); unfinished jobs are then failed
         by the pool's destroy."""
         self.closing.set()
+        self.local.stopping.set()
         self.pending.close()
         with self._lock:
             nodes = list(self.remotes.values())
