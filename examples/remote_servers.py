@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 
@@ -41,10 +42,17 @@ def start_local_server(secret):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, str(binary), "-i", "127.0.0.1", "-p", str(port),
                              "-s", secret, "-w", "1"], stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "listening on" in line:
-            return proc, f"127.0.0.1:{port}"
-    sys.exit(f"FAILED: ppmpi-server did not start (exit {proc.wait()})")
+    # Bounded: a server that neither listens nor exits within 60 s is killed, which ends
+    # this read loop (its stderr closes).
+    watchdog = threading.Timer(60.0, proc.kill)
+    watchdog.start()
+    try:
+        for line in proc.stderr:
+            if "listening on" in line:
+                return proc, f"127.0.0.1:{port}"
+    finally:
+        watchdog.cancel()
+    sys.exit(f"FAILED: ppmpi-server did not start within 60 s (exit {proc.wait()})")
 
 
 def run(servers, secret, ncpus):

@@ -35,11 +35,17 @@ def start_server(port, workers):
     argv = [sys.executable, str(BUILD / "bin" / "ppmpi-server"), "-i", "127.0.0.1",
             "-p", str(port), "-s", "bench", "-w", str(workers)]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # "listening on ..." once its workers are up
-        if "listening on" in line:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return proc
-    raise SystemExit(f"ppmpi-server did not start (exit {proc.wait()})")
+    watchdog = threading.Timer(HANG_S, proc.kill)  # ends the read loop if it never listens
+    watchdog.start()
+    try:
+        for line in proc.stderr:  # "listening on ..." once its workers are up
+            if "listening on" in line:
+                threading.Thread(target=proc.stderr.read, daemon=True).start()
+                return proc
+    finally:
+        watchdog.cancel()
+    raise SystemExit(f"HANG: ppmpi-server did not listen within {HANG_S} s "
+                     f"(exit {proc.wait()})")
 
 
 def bounded(fn, what):

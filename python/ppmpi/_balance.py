@@ -22,6 +22,12 @@ REMOTE_DEPTH = 3
 NO_NODE_LIMIT_S = 60.0
 
 
+def end_job(pool, tid, code, message):
+    """Ends a job in the Server's job table with an outcome made here (no worker ran it);
+    False if it was over already."""
+    return pool.finish(tid, code, b"", message, "", 0.0, [])
+
+
 class Entry:
     """One job on its way: what a node needs to run it, kept until it is over so that the
     jobs of a server that is lost can run elsewhere."""
@@ -119,7 +125,7 @@ class Pending:
             for entry in entries:
                 entry.attempts += 1
                 if entry.attempts > max_retries:
-                    self._fail(entry, _serialize.WORKER_LOST,
+                    end_job(self._pool, entry.tid, _serialize.WORKER_LOST,
                                f"its server {node.name} was lost {entry.attempts} times "
                                f"while it ran ({reason})")
                 else:
@@ -159,12 +165,9 @@ class Pending:
                 return
             names = ", ".join(node.name for node in self.nodes)
             while self.queue:
-                self._fail(self.queue.popleft(), _serialize.NO_WORKERS,
+                end_job(self._pool, self.queue.popleft().tid, _serialize.NO_WORKERS,
                            f"no worker, local or remote, was usable for {NO_NODE_LIMIT_S:.0f} s "
                            f"(nodes: {names}); start a ppmpi-server or call set_ncpus(n)")
-
-    def _fail(self, entry, code, message):
-        self._pool.finish(entry.tid, code, b"", message, "", 0.0, [])
 
     def close(self):
         with self.cond:
@@ -203,7 +206,7 @@ class LocalNode(Node):
                 self._pool.dispatch(entry.tid, entry.key, entry.bundle, entry.data,
                                     entry.buffers, entry.limit)
             except Exception as exc:  # the pool is being destroyed
-                self._pool.finish(entry.tid, _serialize.DESTROYED, b"", str(exc), "", 0.0, [])
+                end_job(self._pool, entry.tid, _serialize.DESTROYED, str(exc))
             entry.bundle = entry.data = entry.buffers = None  # the dispatcher has them now
 
     def _reap(self):

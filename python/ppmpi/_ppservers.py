@@ -9,7 +9,7 @@ import threading
 import time
 
 from . import _auth, _serialize
-from ._balance import Entry, LocalNode, Pending
+from ._balance import Entry, LocalNode, Pending, end_job
 from ._remote import CONNECT_TIMEOUT_S, RemoteNode, parse_address
 from .errors import NoWorkers
 
@@ -22,10 +22,25 @@ ANNOUNCE_INTERVAL_S = 10.0
 DISCOVERY_WAIT_S = 5.0  # Server(ncpus=0, ppservers=("*",)) waits this long for an answer
 
 
+def discovery_socket(port):
+    """The UDP socket of either end of auto-discovery: on every interface (a socket bound to
+    one address does not receive broadcasts), allowed to broadcast, reads bounded to 1 s."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    try:
+        sock.bind(("", port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"auto-discovery cannot listen on UDP port {port}: "
+                      f"{exc.strerror or exc}") from None
+    sock.settimeout(1.0)
+    return sock
+
+
 def discovery_addresses(entry):
     """pp's "*" entries: (broadcast address, port). "*" is the global broadcast on port 60000;
-    "10.1.2.*:35000" broadcasts to 10.1.2.255 on port 35000. Answers are heard on every
-    interface (a socket bound to one address does not receive broadcasts)."""
+    "10.1.2.*:35000" broadcasts to 10.1.2.255 on port 35000."""
     host, port = parse_address(entry)
     pattern = host if host.count(".") == 3 else "*.*.*.*"
     return pattern.replace("*", "255"), port
@@ -72,19 +87,16 @@ class Balancer:
         self.pending.add(Entry(tid, key, bundle, data, buffers, limit))
         return tid
 
-    def finish(self, tid, code, payload, message, worker, seconds, buffers):
-        self.pool.finish(tid, code, payload, message, worker, seconds, buffers)
-
     def cancel(self, tid, timeout, running_too=True):
         if self.pending.remove(tid) is not None:
-            return self.pool.finish(tid, _serialize.CANCELLED, b"", "cancelled", "", 0.0, [])
+            return end_job(self.pool, tid, _serialize.CANCELLED, "cancelled")
         node = self.pending.holder(tid)
         if node is self.local or node is None:
             return self.pool.cancel(tid, timeout, running_too)
         if not running_too:
             return False  # it may be running on its server already
         node.cancel(tid)  # the server stops it; its late result is dropped
-        return self.pool.finish(tid, _serialize.CANCELLED, b"", "cancelled", "", 0.0, [])
+        return end_job(self.pool, tid, _serialize.CANCELLED, "cancelled")
 
     # -- start-up and views -----------------------------------------------------------------
     def require_a_server(self):
@@ -141,16 +153,7 @@ class Discovery:
 
     def __init__(self, balancer, broadcast, port):
         self._balancer, self._broadcast, self._port = balancer, broadcast, port
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        try:
-            self._sock.bind(("", port))
-        except OSError as exc:
-            self._sock.close()
-            raise OSError(f"auto-discovery cannot listen on UDP port {port}: "
-                          f"{exc.strerror or exc}") from None
-        self._sock.settimeout(1.0)
+        self._sock = discovery_socket(port)
         self.thread = threading.Thread(target=self._run, name="ppmpi-discovery", daemon=True)
 
     def _run(self):

@@ -20,8 +20,6 @@ DEFAULT_PORT = 60000
 CONNECT_TIMEOUT_S = 5.0
 # pp retries a lost static server every 5 s; the first retries come sooner.
 RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.5, 5.0
-# Functions the server keeps per connection; both sides evict in the same (LRU) order.
-KNOWN_BUNDLES = 1024
 
 
 def parse_address(entry):
@@ -45,23 +43,6 @@ def check_ppservers(ppservers, secret):
         parse_address(entry)
     if secret is not None and not isinstance(secret, (str, bytes)):
         raise TypeError(f"secret must be a str, not {type(secret).__name__}")
-
-
-class KnownBundles:
-    """The bundle keys a server has seen on this connection, evicted in LRU order; the server
-    keeps the same set (_remote_server.Session) so a known key travels without its bytes."""
-
-    def __init__(self):
-        self._keys = collections.OrderedDict()
-
-    def seen(self, key):
-        """True if the server has `key`'s bundle already; records that it will have it now."""
-        known = key in self._keys
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        if len(self._keys) > KNOWN_BUNDLES:
-            self._keys.popitem(last=False)
-        return known
 
 
 class RemoteNode(Node):
@@ -129,7 +110,7 @@ class RemoteNode(Node):
     # -- one connection ---------------------------------------------------------------------
     def _serve(self, link, info):
         """Runs the connection until it breaks; returns why."""
-        self._known, self._broken = KnownBundles(), None
+        self._known, self._broken = _wire.KnownBundles(), None
         with self._pending.cond:
             self.workers = int(info.get("workers", 0))
             self.usable = True
@@ -203,8 +184,8 @@ class RemoteNode(Node):
         if code > _wire.MAX_OUTCOME_CODE:
             raise _wire.WireError(f"unknown outcome code {code}")
         if self._pending.release(self, tid, seconds) is not None:
-            self._balancer.finish(tid, code, bytes(body), message, f"{self.name}/{worker}",
-                                  seconds, buffers)
+            self._balancer.pool.finish(tid, code, bytes(body), message,
+                                       f"{self.name}/{worker}", seconds, buffers)
 
     def _on_ping(self, payload):
         if not payload:

@@ -17,7 +17,7 @@ import threading
 import time
 
 import ppmpi
-from ._ppservers import ANNOUNCE, ANNOUNCE_ASK, ANNOUNCE_INTERVAL_S
+from ._ppservers import ANNOUNCE, ANNOUNCE_ASK, ANNOUNCE_INTERVAL_S, discovery_socket
 from ._server_sessions import Hub
 from ._remote import DEFAULT_PORT
 
@@ -218,8 +218,13 @@ def _serve(listener, opts):
                                   proto=opts["proto"], job_timeout=opts["job_timeout"] or None)
         except Exception as exc:
             return _fail(f"cannot start the workers: {exc}", 1)
+        try:
+            announcer = (Announcer(opts["broadcast"], opts["port"]) if opts["autodiscovery"]
+                         else None)
+        except OSError as exc:
+            server.destroy()
+            return _fail(str(exc), 1)
         hub = Hub(server, listener, opts["secret"] or "", opts["job_timeout"], opts["idle_exit"])
-        announcer = Announcer(opts["broadcast"], opts["port"]) if opts["autodiscovery"] else None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: hub.stop("signal"))
         if opts["secret"] is None:
@@ -249,11 +254,7 @@ class Announcer:
     def __init__(self, broadcast, port):
         self._target, self._port = (broadcast, port), port
         self._stop = threading.Event()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        self._sock.bind(("", port))
-        self._sock.settimeout(1.0)
+        self._sock = discovery_socket(port)
         self._thread = threading.Thread(target=self._run, name="ppmpi-announcer", daemon=True)
         self._thread.start()
 

@@ -6,8 +6,8 @@ oldest is closed to make room: a flood cannot lock a real client out); a client'
 read waits at most _wire.SILENCE_LIMIT_S (clients ping every second) and every send has a
 bound. A client that goes away, however it goes, has its jobs cancelled, which frees
 (replaces) the workers running them."""
-import collections
 import logging
+import os
 import queue
 import socket
 import threading
@@ -21,7 +21,6 @@ log = logging.getLogger("ppmpi.server")
 ACCEPT_SLICE_S = 0.5
 MAX_HANDSHAKES = 64
 MAX_CLIENTS = 64
-KNOWN_BUNDLES = 1024  # as the client's _remote.KNOWN_BUNDLES: both evict in LRU order
 
 
 class Hub:
@@ -186,7 +185,7 @@ class Session:
         self.hub, self.link, self.where = hub, link, where
         self.jobs = {}  # client job id -> server job id (guarded by hub.lock)
         self.outbox = queue.Queue()
-        self._bundles = collections.OrderedDict()
+        self._bundles = _wire.KnownBundles()
         self._closed = threading.Event()
         self._threads = [threading.Thread(target=self._read, daemon=True,
                                           name=f"ppmpi-server-reader-{where}"),
@@ -219,14 +218,7 @@ class Session:
     def _on_job(self, payload):
         job_id, limit, key, bundle, data, nbuf = _wire.unpack_job(payload)
         buffers = _wire.receive_buffers(self.link, nbuf, _wire.SILENCE_LIMIT_S)
-        if bundle:
-            self._bundles[key] = bundle
-        elif key not in self._bundles:
-            raise _wire.WireError(f"a job refers to the function {key!r}, never sent")
-        self._bundles.move_to_end(key)
-        bundle = self._bundles[key]
-        if len(self._bundles) > KNOWN_BUNDLES:
-            self._bundles.popitem(last=False)
+        bundle = self._bundles.resolve(key, bundle)
         self.hub.submit(self, job_id, key, bundle, bytes(data), buffers, limit)
 
     def _write(self):
@@ -234,7 +226,7 @@ class Session:
         try:
             link.send(_wire.INFO, _wire.pack_json({
                 "version": _wire.PROTOCOL_VERSION, "workers": self.hub.workers,
-                "host": socket.gethostname(), "pid": __import__("os").getpid()}))
+                "host": socket.gethostname(), "pid": os.getpid()}))
             while not self._closed.is_set():
                 try:
                     item = self.outbox.get(timeout=_wire.PING_INTERVAL_S)

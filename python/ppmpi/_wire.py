@@ -19,6 +19,7 @@ Every message is one authenticated frame of _auth.Link (kind byte + payload), in
      runs that server's jobs elsewhere;
   6. client -> server BYE: the client is done; the server cancels what is left and closes.
 """
+import collections
 import json
 import struct
 
@@ -34,6 +35,8 @@ MAX_BUFFERS = 4096
 JOB_HEAD = struct.Struct(">QdHIIH")
 RESULT_HEAD = struct.Struct(">QBdHIIH")
 JOB_ID = struct.Struct(">Q")
+# Functions each side remembers per connection (step 2), evicted in the same LRU order.
+KNOWN_BUNDLES = 1024
 
 
 class WireError(ValueError):
@@ -102,6 +105,37 @@ def unpack_json(payload, what):
     if not isinstance(value, dict):
         raise WireError(f"{what} frame is not a JSON object")
     return value
+
+
+class KnownBundles:
+    """The bundles a server holds for one connection, kept the same on both sides: each key
+    is recorded in the order JOB frames carry it and the least recently used goes first, so
+    the client knows which keys may travel without their bytes."""
+
+    def __init__(self):
+        self._bundles = collections.OrderedDict()
+
+    def _use(self, key, bundle):
+        self._bundles[key] = bundle
+        self._bundles.move_to_end(key)
+        if len(self._bundles) > KNOWN_BUNDLES:
+            self._bundles.popitem(last=False)
+
+    def seen(self, key):
+        """Client side: True if the server holds `key` already (the JOB then carries no
+        bundle); either way it holds it after this JOB."""
+        known = key in self._bundles
+        self._use(key, None)
+        return known
+
+    def resolve(self, key, bundle):
+        """Server side: the bundle of a JOB (`bundle` if it came along, else the one held)."""
+        if not bundle:
+            if key not in self._bundles:
+                raise WireError(f"a job refers to the function {key!r}, never sent")
+            bundle = self._bundles[key]
+        self._use(key, bundle)
+        return bundle
 
 
 def receive_buffers(link, count, timeout):

@@ -13,6 +13,9 @@ import ppmpi  # noqa: F401  (first, as in every ppmpi driver)
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
+# The jobs these tests send are tests/python/helpers.py's; the servers import it by name too.
+JOBS_DIR = HERE.parent / "python"
+sys.path.insert(0, str(JOBS_DIR))
 BUILD = pathlib.Path(ppmpi.__file__).resolve().parents[2]
 SERVER_BIN = BUILD / "bin" / "ppmpi-server"
 START_BOUND_S = 30.0
@@ -46,7 +49,7 @@ def descendants(pid):
 def server_env():
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OMPI_COMM_WORLD", "PMIX_", "OMPI_MCA_orte_ess"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(BUILD / "python"), str(HERE)])
+    env["PYTHONPATH"] = os.pathsep.join([str(BUILD / "python"), str(JOBS_DIR)])
     return env
 
 
@@ -131,6 +134,26 @@ def start_server(tmp_path):
     yield start
     for server in made:
         server.stop()
+
+
+def start_client_running_a_long_job(address, marker, bound=30.0):
+    """A client process whose one job (600 s) is running on the server at `address` once this
+    returns; the caller kills it. `marker`: a file the job writes its pid to."""
+    code = f"""
+import time, ppmpi, helpers
+s = ppmpi.Server(0, ppservers=({address!r},), secret="mys")
+j = s.submit(helpers.pid_to_file_then_sleep, ({str(marker)!r}, 600))
+time.sleep(600)
+"""
+    client = subprocess.Popen([sys.executable, "-c", code], env=server_env())
+    deadline = time.monotonic() + bound
+    while not marker.exists():
+        if time.monotonic() > deadline or client.poll() is not None:
+            client.kill()
+            client.wait(10)
+            pytest.fail(f"the client's job did not start within {bound} s")
+        time.sleep(0.05)
+    return client
 
 
 def run_client(code, timeout=60):

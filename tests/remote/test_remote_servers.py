@@ -2,17 +2,22 @@
 import concurrent.futures
 import logging
 import os
+import shutil
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
 import ppmpi
 import pytest
+from ppmpi import _auth, _balance
 
-import remote_jobs
-from servers import descendants, free_port, run_client
+import helpers
+from servers import (SERVER_BIN, descendants, free_port, run_client, server_env,
+                     start_client_running_a_long_job)
 
 SEED = '''
 import ppmpi as pp
@@ -52,7 +57,7 @@ def test_local_and_remote_workers_share_the_load(start_server):
     remote = start_server(workers=1)
     with ppmpi.Server(1, ppservers=(remote.address,), secret="mys") as server:
         wait_connected(server, remote.address)
-        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.1,)) for _ in range(20)]
+        jobs = [server.submit(helpers.pid_after, (0.1,)) for _ in range(20)]
         pids = [job() for job in jobs]
         tree = set(descendants(remote.proc.pid))
         on_remote = sum(pid in tree for pid in pids)
@@ -73,40 +78,41 @@ def test_results_errors_output_and_large_arrays_come_back(start_server, capsys):
     remote = start_server(workers=1)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
         data = np.arange(4 << 20, dtype=np.float64)  # 32 MiB, out-of-band both ways
-        back = server.submit(remote_jobs.echo, (data,))()
+        back = server.submit(helpers.sleep_and_return, (0, data))()
         assert np.array_equal(back, data)
         assert server.submit(lambda x: x + 1, (41,))() == 42  # by value, defined here
         with pytest.raises(ValueError, match="remote failure: boom") as info:
-            server.submit(remote_jobs.shout_and_fail, ("boom",))()
+            server.submit(helpers.fail, (ValueError, "remote failure: boom"))()
         assert "Traceback" in str(info.value.__cause__)
-        assert "about to fail: boom" in capsys.readouterr().out
+        assert server.submit(helpers.shout, ("boom",))() == 4
+        assert "job says boom" in capsys.readouterr().out
         done = []
-        job = server.submit(remote_jobs.echo, (7,), callback=done.append)
+        job = server.submit(helpers.sleep_and_return, (0, 7), callback=done.append)
         server.wait()
         assert done == [7] and job() == 7
-        future = server.submit(remote_jobs.echo, (8,)).future
+        future = server.submit(helpers.sleep_and_return, (0, 8)).future
         assert future.result(30) == 8
 
 
 def test_a_remote_job_is_cancelled_and_times_out_on_its_server(start_server):
     remote = start_server("-k", "1", workers=1)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        slow = server.submit(remote_jobs.sleep_then_pid, (30,))
+        slow = server.submit(helpers.pid_after, (30,))
         time.sleep(0.5)
         assert slow.cancel()
         with pytest.raises(concurrent.futures.CancelledError):
             slow()
         with pytest.raises(ppmpi.JobTimeout):
-            server.submit(remote_jobs.sleep_then_pid, (5,))()  # -k 1 on the server
-        assert server.submit(remote_jobs.echo, (1,))() == 1  # its worker was replaced
+            server.submit(helpers.pid_after, (5,))()  # -k 1 on the server
+        assert server.submit(helpers.sleep_and_return, (0, 1))() == 1  # its worker was replaced
 
 
 def test_a_remote_worker_killed_by_pid_mid_run_costs_no_job(start_server, tmp_path):
     remote = start_server(workers=2)
     marker = str(tmp_path / "pid")
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        victim_job = server.submit(remote_jobs.pid_to_file_then_sleep, (marker, 2.0))
-        others = [server.submit(remote_jobs.sleep_then_pid, (0.2,)) for _ in range(10)]
+        victim_job = server.submit(helpers.pid_to_file_then_sleep, (marker, 2.0))
+        others = [server.submit(helpers.pid_after, (0.2,)) for _ in range(10)]
         deadline = time.monotonic() + 20
         while not os.path.exists(marker):
             assert time.monotonic() < deadline, "the job never started"
@@ -148,14 +154,13 @@ def test_garbage_silence_huge_lengths_and_floods_leave_the_server_serving(start_
         s.sendall(os.urandom(4096))
     with socket.create_connection(("127.0.0.1", remote.port)) as s:
         s.sendall(b"PPMPIR01" + os.urandom(32) + struct.pack(">I", 0xFFFFFFFF) * 8)
-    from ppmpi import _auth
     with socket.create_connection(("127.0.0.1", remote.port)) as s:  # authenticated, then a lie
         link = _auth.client_handshake(s, "mys")
         s.sendall(struct.pack(">BI", 2, 0xFFFFFFF0))
         time.sleep(0.2)
     remote.wait_for("exceeds the bound", 10)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        assert server.submit(remote_jobs.echo, (5,))() == 5
+        assert server.submit(helpers.sleep_and_return, (0, 5))() == 5
     for s in held:
         s.close()
     assert remote.proc.poll() is None
@@ -164,30 +169,12 @@ def test_garbage_silence_huge_lengths_and_floods_leave_the_server_serving(start_
 
 def test_a_client_killed_mid_run_frees_the_servers_workers(start_server, tmp_path):
     remote = start_server(workers=1)
-    marker = tmp_path / "pid"
-    code = f'''
-import sys, time
-sys.path.insert(0, {str(os.path.dirname(remote_jobs.__file__))!r})
-import ppmpi, remote_jobs
-s = ppmpi.Server(0, ppservers=("{remote.address}",), secret="mys")
-j = s.submit(remote_jobs.pid_to_file_then_sleep, ({str(marker)!r}, 600))
-time.sleep(600)
-'''
-    import subprocess
-    import sys
-    from servers import server_env
-    client = subprocess.Popen([sys.executable, "-c", code], env=server_env())
-    try:
-        deadline = time.monotonic() + 30
-        while not marker.exists():
-            assert time.monotonic() < deadline, "the client's job never started"
-            time.sleep(0.05)
-    finally:
-        client.kill()
-        client.wait(10)
+    client = start_client_running_a_long_job(remote.address, tmp_path / "pid")
+    client.kill()
+    client.wait(10)
     remote.wait_for(r"left .*1 of its jobs cancelled", 20)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        assert server.submit(remote_jobs.echo, (3,))() == 3  # its worker is free again
+        assert server.submit(helpers.sleep_and_return, (0, 3))() == 3  # its worker is free again
 
 
 def test_a_server_that_dies_mid_run_has_its_jobs_run_elsewhere_and_comes_back(start_server):
@@ -195,7 +182,7 @@ def test_a_server_that_dies_mid_run_has_its_jobs_run_elsewhere_and_comes_back(st
     first = start_server(workers=1, port=port)
     with ppmpi.Server(1, ppservers=(first.address,), secret="mys") as server:
         wait_connected(server, first.address)
-        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.5,)) for _ in range(8)]
+        jobs = [server.submit(helpers.pid_after, (0.5,)) for _ in range(8)]
         time.sleep(0.3)
         first.stop(signal.SIGKILL)  # and everything below it, by pid
         assert len([job() for job in jobs]) == 8  # ran locally instead
@@ -203,7 +190,7 @@ def test_a_server_that_dies_mid_run_has_its_jobs_run_elsewhere_and_comes_back(st
         again = start_server(workers=1, port=port)
         wait_connected(server, again.address, bound=20)
         tree = set(descendants(again.proc.pid))
-        pids = [server.submit(remote_jobs.sleep_then_pid, (0.1,))() for _ in range(12)]
+        pids = [server.submit(helpers.pid_after, (0.1,))() for _ in range(12)]
         assert any(pid in tree for pid in pids)
 
 
@@ -212,15 +199,13 @@ def test_idle_exit_pidfile_and_loopback_without_secret(start_server, tmp_path):
     remote = start_server("-t", "2", "-P", str(pidfile), secret=None, workers=1)
     assert int(pidfile.read_text()) == remote.proc.pid
     with ppmpi.Server(0, ppservers=(remote.address,)) as server:  # loopback: no secret
-        assert server.submit(remote_jobs.echo, (9,))() == 9
+        assert server.submit(helpers.sleep_and_return, (0, 9))() == 9
     assert remote.proc.wait(15) == 0
     assert not pidfile.exists()
     assert "no client for 2 s" in remote.log()
 
 
 def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_server):
-    import subprocess
-    from servers import SERVER_BIN, server_env
     refused = subprocess.run([str(SERVER_BIN), "-i", "0.0.0.0", "-p", str(free_port())],
                              capture_output=True, text=True, timeout=30, env=server_env())
     assert refused.returncode == 2 and "without a secret" in refused.stderr
@@ -239,14 +224,13 @@ def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_s
 
 
 def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, monkeypatch):
-    from ppmpi import _balance
     monkeypatch.setattr(_balance, "NO_NODE_LIMIT_S", 2.0)
     remote = start_server(workers=1)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        assert server.submit(remote_jobs.echo, (1,))() == 1
+        assert server.submit(helpers.sleep_and_return, (0, 1))() == 1
         remote.stop(signal.SIGKILL)
         started = time.monotonic()
-        job = server.submit(remote_jobs.echo, (2,))
+        job = server.submit(helpers.sleep_and_return, (0, 2))
         with pytest.raises(ppmpi.NoWorkers, match="no worker, local or remote"):
             job()
         assert time.monotonic() - started < 30  # the lost server is noticed, then 2 s
@@ -254,16 +238,13 @@ def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, 
 
 
 def test_several_clients_at_once_and_one_after_another(start_server):
-    import subprocess
-    import sys
-    from servers import server_env
     remote = start_server(workers=2)
     seed = SEED.format(address=remote.address, ncpus=0)
     others = [subprocess.Popen([sys.executable, "-c", seed], env=server_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
               for _ in range(2)]
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.05,)) for _ in range(20)]
+        jobs = [server.submit(helpers.pid_after, (0.05,)) for _ in range(20)]
         assert len([job() for job in jobs]) == 20
     for proc in others:
         out, _ = proc.communicate(timeout=60)
@@ -273,39 +254,23 @@ def test_several_clients_at_once_and_one_after_another(start_server):
 
 
 def test_a_silent_client_is_dropped_and_its_jobs_cancelled(start_server, tmp_path):
-    import subprocess
-    import sys
-    from servers import server_env
     remote = start_server(workers=1)
-    marker = tmp_path / "pid"
-    code = f'''
-import sys, time
-sys.path.insert(0, {str(os.path.dirname(remote_jobs.__file__))!r})
-import ppmpi, remote_jobs
-s = ppmpi.Server(0, ppservers=("{remote.address}",), secret="mys")
-j = s.submit(remote_jobs.pid_to_file_then_sleep, ({str(marker)!r}, 600))
-time.sleep(600)
-'''
-    client = subprocess.Popen([sys.executable, "-c", code], env=server_env())
+    client = start_client_running_a_long_job(remote.address, tmp_path / "pid")
     try:
-        deadline = time.monotonic() + 30
-        while not marker.exists():
-            assert time.monotonic() < deadline, "the client's job never started"
-            time.sleep(0.05)
         os.kill(client.pid, signal.SIGSTOP)  # as a network cut: the connection stays, silent
         remote.wait_for(r"left \(LinkError: timed out.*1 of its jobs cancelled", 30)
     finally:
         client.kill()
         client.wait(10)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
-        assert server.submit(remote_jobs.echo, (4,))() == 4
+        assert server.submit(helpers.sleep_and_return, (0, 4))() == 4
 
 
 def test_a_hung_server_is_left_and_its_jobs_run_elsewhere(start_server):
     remote = start_server(workers=1)
     with ppmpi.Server(1, ppservers=(remote.address,), secret="mys") as server:
         wait_connected(server, remote.address)
-        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.3,)) for _ in range(6)]
+        jobs = [server.submit(helpers.pid_after, (0.3,)) for _ in range(6)]
         time.sleep(0.2)
         os.kill(remote.proc.pid, signal.SIGSTOP)
         try:
@@ -316,11 +281,10 @@ def test_a_hung_server_is_left_and_its_jobs_run_elsewhere(start_server):
 
 
 def test_a_server_under_mpirun_serves_with_its_world_ranks(start_server):
-    import shutil
     remote = start_server(workers=None, prefix=[shutil.which("mpirun"), "--enable-recovery",
                                                 "--oversubscribe", "-np", "3"])
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
         assert server.get_active_nodes()[remote.address] == 2  # -w defaults to world ranks
-        jobs = [server.submit(remote_jobs.sleep_then_pid, (0.3,)) for _ in range(6)]
+        jobs = [server.submit(helpers.pid_after, (0.3,)) for _ in range(6)]
         pids = {job() for job in jobs}
     assert len(pids) == 2 and pids <= set(descendants(remote.proc.pid))  # its ranks 1 and 2
