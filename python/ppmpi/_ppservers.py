@@ -99,6 +99,19 @@ class Balancer:
         return end_job(self.pool, tid, _serialize.CANCELLED, "cancelled")
 
     # -- start-up and views -----------------------------------------------------------------
+    def await_first_attempts(self, bound):
+        """Waits (at most bound seconds) until every static server has connected or failed
+        once, so that Server()'s first jobs are balanced over the servers too (on a LAN the
+        handshake takes milliseconds) and get_active_nodes() shows them."""
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            with self._lock:
+                nodes = list(self.remotes.values())
+            if all(node.usable or node.reason is not None for node in nodes):
+                return
+            with self.pending.cond:  # a node that connects or fails notifies it
+                self.pending.cond.wait(0.05)
+
     def require_a_server(self):
         """With ncpus=0: waits (bounded) until a server is usable; raises NoWorkers naming each
         server and why it is not, once every first attempt is over and none is usable."""

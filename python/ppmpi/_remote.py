@@ -23,15 +23,17 @@ RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.5, 5.0
 
 
 def parse_address(entry):
-    """("host", port) from pp's "host" or "host:port"; ValueError names a bad entry."""
-    if not isinstance(entry, str) or not entry.strip():
+    """("host", port) from pp's "host" or "host:port"; ValueError names a bad entry. An empty
+    host ("" or ":port", as in the seed's example) is this machine, as in pp (whose connect to
+    "" reaches the loopback)."""
+    if not isinstance(entry, str):
         raise ValueError(f"ppservers entries must be 'host' or 'host:port' strings, not {entry!r}")
     host, sep, port = entry.strip().rpartition(":")
     if not sep:
-        return entry.strip(), DEFAULT_PORT
+        host, port = port, str(DEFAULT_PORT)
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"ppservers entry {entry!r}: the port must be a number in 1..65535")
-    return host.strip("[]"), int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def check_ppservers(ppservers, secret):

@@ -23,6 +23,10 @@ CREATE_TIMEOUT_S = 60.0
 # the first jobs do not pay for start-up. Bounded: a spawn that hangs is retried after 3 s and
 # 6 s (spawn_queue.hpp); past this the jobs simply queue for the workers still starting.
 START_WAIT_S = 10.0
+# Server(ppservers=...) with local workers waits this long at most for each listed server's
+# first connection to succeed or fail (milliseconds on a LAN), so its first jobs are balanced
+# over the servers too; a server slower than that joins when it connects.
+FIRST_CONTACT_WAIT_S = 2.0
 # Most jobs in flight per worker; the dispatcher pipelines only short jobs (scheduler.hpp).
 PIPELINE_MAX = 64
 
@@ -104,6 +108,8 @@ class Server:
                                       b"" if secret is None else secret, self.max_retries)
             if self._ncpus == 0:
                 self._balancer.require_a_server()
+            else:
+                self._balancer.await_first_attempts(FIRST_CONTACT_WAIT_S)
         except Exception:
             self.destroy()  # its workers do not outlive the failed Server()
             raise

@@ -106,6 +106,17 @@ def test_bad_ppservers_and_secret_are_named():
     assert not hasattr(ppmpi.Server, "default_secret")  # pp's public default secret is gone
 
 
+def test_ppservers_entries_are_read_as_pp_reads_them():
+    from ppmpi._remote import parse_address
+    assert parse_address("node7") == ("node7", 60000)
+    assert parse_address(" node7:35000 ") == ("node7", 35000)
+    assert parse_address("[::1]:35000") == ("::1", 35000)
+    assert parse_address("") == ("127.0.0.1", 60000)  # the seed's ppservers=('',)
+    assert parse_address(":35000") == ("127.0.0.1", 35000)
+    with pytest.raises(ValueError, match="port must be a number"):
+        parse_address("node7:0")
+
+
 def test_submit_after_destroy(fresh_server):
     fresh_server.destroy()
     with pytest.raises(ppmpi.DestroyedServerError):

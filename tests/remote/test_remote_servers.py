@@ -67,6 +67,16 @@ def test_local_and_remote_workers_share_the_load(start_server):
         assert stats[remote.address].njobs == on_remote and stats[remote.address].ncpus == 1
 
 
+def test_a_listed_server_is_in_use_when_Server_returns(start_server):
+    remote = start_server(workers=1)
+    with ppmpi.Server(1, ppservers=(remote.address,), secret="mys") as server:
+        # Server() waited for the first contact: the seed's first jobs are balanced too.
+        assert server.get_active_nodes() == {"local": 1, remote.address: 1}
+        tree = set(descendants(remote.proc.pid))
+        pids = [job() for job in [server.submit(helpers.pid_after, (0.2,)) for _ in range(2)]]
+        assert sum(pid in tree for pid in pids) == 1, (pids, tree)
+
+
 def wait_connected(server, address, bound=15.0):
     deadline = time.monotonic() + bound
     while address not in server.get_active_nodes():
