@@ -10,23 +10,13 @@ Under ``mpirun -np N python3 driver.py``, ranks 1..N-1 become workers right here
 that should run on rank 0 only."""
 from . import _launch
 
-_launch.serve_if_worker_rank()  # worker ranks of an mpirun world never return from this
+_launch.serve_if_worker_rank()  # worker ranks and spawned workers never return from this
 
 from . import _runtime  # noqa: E402
-from ._logging import debug  # noqa: E402
-from .errors import (DestroyedServerError, JobExit, JobTimeout, NoWorkers,  # noqa: E402
-                     RemoteError, RemoteTraceback, ResultPicklingError, WorkerLost)
-from .job import Job  # noqa: E402
-from .executor import Executor  # noqa: E402
-from .server import Server, Statistics, Template  # noqa: E402
-
-__version__ = version = "0.1.0"
+from ._api import *  # noqa: E402,F401,F403
+from ._api import __all__, __version__, version  # noqa: E402,F401
 
 if _runtime.world_workers() > 0:
     # Rank 0 of an mpirun world: the worker ranks wait for us in MPI start-up, so start now
     # even if the driver never makes a Server (they are let go at exit).
     _runtime.master()
-
-__all__ = ["Server", "Template", "Job", "Statistics", "Executor", "debug", "DestroyedServerError", "RemoteError",
-           "RemoteTraceback", "JobExit", "ResultPicklingError", "WorkerLost", "JobTimeout",
-           "NoWorkers", "__version__"]

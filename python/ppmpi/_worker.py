@@ -121,6 +121,7 @@ def _prepare(func, depfuncs, modules, fresh):
 
 class WorkerRuntime:
     def __init__(self, worker_id):
+        complete_the_package()
         self.worker_id = worker_id
         self.host = socket.gethostname()
         self.bundles = {}
@@ -214,10 +215,22 @@ class WorkerRuntime:
         return cloudpickle.dumps((report, output), protocol=PROTOCOL)
 
 
+def complete_the_package():
+    """A worker that serves from the first line of ppmpi's __init__ (_launch) left the package
+    half made: add its public names, for jobs that import them."""
+    package = sys.modules.get("ppmpi")
+    if package is not None and not hasattr(package, "Server"):
+        from . import _api
+
+        for name in _api.__all__ + ["version"]:
+            setattr(package, name, getattr(_api, name))
+
+
 def warm_up():
     """Runs one job through a throwaway runtime (PythonExecutor::prepare, while MPI starts), so
     that the first real job finds unpickling, the call and the result's pickling warm: on a
-    fresh worker that first pass cost ~0.3 ms, a few dozen no-op jobs' worth."""
+    fresh worker that first pass cost ~0.3 ms, a few dozen no-op jobs' worth (and the package
+    is completed, also while MPI starts)."""
     runtime = WorkerRuntime(-1)
     runtime.define("warm-up", pickle.dumps((abs, (), (), False, None), PROTOCOL))
     ok, payload, _, _ = runtime.run(0, "warm-up", pickle.dumps((-1,), PROTOCOL))

@@ -24,8 +24,7 @@ CREATE_TIMEOUT_S = 60.0
 # 6 s (spawn_queue.hpp); past this the jobs simply queue for the workers still starting.
 START_WAIT_S = 10.0
 # Server(ppservers=...) with local workers waits this long at most for each listed server's
-# first connection to succeed or fail (milliseconds on a LAN), so its first jobs are balanced
-# over the servers too; a server slower than that joins when it connects.
+# first contact (ms on a LAN), so the first jobs are balanced over the servers too.
 FIRST_CONTACT_WAIT_S = 2.0
 # Most jobs in flight per worker; the dispatcher pipelines only short jobs (scheduler.hpp).
 PIPELINE_MAX = 64
@@ -297,8 +296,10 @@ class Server:
         """Waits up to `limit` seconds until every worker of the pool has said Hello (or was
         lost); raises RuntimeError naming why if a worker's launch failed meanwhile. Polled:
         starting takes tens of milliseconds and happens once. A launch that hangs inside MPI is
-        retried in the background (the log says so); past `limit` the jobs wait for it."""
+        retried in the background (the log says so); past `limit` the jobs wait for it.
+        Backing off to 10 ms: at 1 kHz these calls slowed the spawns beside them (~60 ms)."""
         deadline = time.monotonic() + limit
+        pause = 0.001
         while True:
             stats = self._stats()
             if stats["start_failures"] > failed_before:
@@ -308,7 +309,8 @@ class Server:
             if time.monotonic() > deadline:
                 log.debug("ppmpi: workers still starting after %.0f s; jobs wait for them", limit)
                 return
-            time.sleep(0.001)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
 
     def get_active_nodes(self):
         """{"local": workers on this host, "<host>": workers on each other host}."""

@@ -63,6 +63,13 @@ def test_worker_warm_up_runs_a_job():
     _worker.warm_up()
 
 
+def test_a_job_from_a_module_that_imports_ppmpis_names(server):
+    import uses_ppmpi
+
+    # Workers serve from ppmpi's first line; the job's module still finds the public names.
+    assert server.submit(uses_ppmpi.names_seen)() == ("Server", "NoWorkers")
+
+
 def test_set_ncpus_grows_and_shrinks(fresh_server):
     fresh_server.set_ncpus(3)
     assert fresh_server.get_ncpus() == 3
