@@ -70,8 +70,9 @@ def spawn_command():
     # This very package, even if the driver found it through sys.path rather than PYTHONPATH.
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # ppmpi's __init__ serves at once (spawned_by_a_server), as on mpirun's worker ranks, and
-    # never returns; the name shows what the process is (ps, tests).
-    boot = f"import sys; sys.path.insert(0, {package_parent!r}); import ppmpi._serve"
+    # never returns; main() is only for an MPI whose spawn did not pass the environment.
+    boot = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "import ppmpi._serve; ppmpi._serve.main()")
     return sys.executable, ["-c", boot]
 
 
