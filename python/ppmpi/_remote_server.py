@@ -194,57 +194,57 @@ def main(argv=None):
                      f"reaches the port could run code as this user. Give one with -s SECRET "
                      f"(clients pass the same as secret=...), or listen on a loopback address "
                      f"(-i 127.0.0.1)", 2)
-    try:
-        listener = listen(opts["interface"], opts["port"])
-    except OSError as exc:
-        return _fail(f"cannot listen on {opts['interface']}:{opts['port']}: "
-                     f"{exc.strerror or exc}", 1)
-    _configure_logging(opts)
-    try:
-        return _serve(listener, opts)
-    finally:
-        listener.close()
-
-
-def _serve(listener, opts):
     pid_file = opts["pid_file"]
-    if pid_file:
+    if pid_file:  # before the port opens: whoever can connect can also read it
         with open(pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
     try:
         try:
-            server = ppmpi.Server(opts["workers"] if opts["workers"] is not None
-                                  else "autodetect", restart=opts["restart"],
-                                  proto=opts["proto"], job_timeout=opts["job_timeout"] or None)
-        except Exception as exc:
-            return _fail(f"cannot start the workers: {exc}", 1)
-        try:
-            announcer = (Announcer(opts["broadcast"], opts["port"]) if opts["autodiscovery"]
-                         else None)
+            listener = listen(opts["interface"], opts["port"])
         except OSError as exc:
-            server.destroy()
-            return _fail(str(exc), 1)
-        hub = Hub(server, listener, opts["secret"] or "", opts["job_timeout"], opts["idle_exit"])
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: hub.stop("signal"))
-        if opts["secret"] is None:
-            log.warning("no secret (-s): only processes on this host can connect (loopback)")
-        log.info("listening on %s:%d with %d workers (pid %d)", opts["interface"], opts["port"],
-                 server.get_ncpus(), os.getpid())
+            return _fail(f"cannot listen on {opts['interface']}:{opts['port']}: "
+                         f"{exc.strerror or exc}", 1)
+        _configure_logging(opts)
         try:
-            hub.run()
+            return _serve(listener, opts)
         finally:
-            if announcer is not None:
-                announcer.close()
-            hub.close()
-            server.destroy()
-        return 0
+            listener.close()
     finally:
         if pid_file:
             try:
                 os.unlink(pid_file)
             except OSError:
                 pass
+
+
+def _serve(listener, opts):
+    try:
+        server = ppmpi.Server(opts["workers"] if opts["workers"] is not None
+                              else "autodetect", restart=opts["restart"],
+                              proto=opts["proto"], job_timeout=opts["job_timeout"] or None)
+    except Exception as exc:
+        return _fail(f"cannot start the workers: {exc}", 1)
+    try:
+        announcer = (Announcer(opts["broadcast"], opts["port"]) if opts["autodiscovery"]
+                     else None)
+    except OSError as exc:
+        server.destroy()
+        return _fail(str(exc), 1)
+    hub = Hub(server, listener, opts["secret"] or "", opts["job_timeout"], opts["idle_exit"])
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: hub.stop("signal"))
+    if opts["secret"] is None:
+        log.warning("no secret (-s): only processes on this host can connect (loopback)")
+    log.info("listening on %s:%d with %d workers (pid %d)", opts["interface"], opts["port"],
+             server.get_ncpus(), os.getpid())
+    try:
+        hub.run()
+    finally:
+        if announcer is not None:
+            announcer.close()
+        hub.close()
+        server.destroy()
+    return 0
 
 
 class Announcer:

@@ -215,6 +215,20 @@ def test_idle_exit_pidfile_and_loopback_without_secret(start_server, tmp_path):
     assert "no client for 2 s" in remote.log()
 
 
+def test_the_pidfile_is_there_once_the_port_answers(start_server, tmp_path):
+    pidfile = tmp_path / "server.pid"
+    remote = start_server("-P", str(pidfile), workers=1, wait=False)
+    deadline = time.monotonic() + 30
+    while True:  # the first moment a client can connect, a script reads the pidfile
+        try:
+            socket.create_connection(("127.0.0.1", remote.port), timeout=1).close()
+            break
+        except OSError:
+            assert remote.proc.poll() is None and time.monotonic() < deadline, remote.log()
+            time.sleep(0.001)
+    assert int(pidfile.read_text()) == remote.proc.pid
+
+
 def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_server):
     refused = subprocess.run([str(SERVER_BIN), "-i", "0.0.0.0", "-p", str(free_port())],
                              capture_output=True, text=True, timeout=30, env=server_env())
