@@ -99,36 +99,42 @@ class Balancer:
         return end_job(self.pool, tid, _serialize.CANCELLED, "cancelled")
 
     # -- start-up and views -----------------------------------------------------------------
+    def _wait_until(self, settled, bound):
+        """Waits (at most bound seconds) until settled(nodes) is true; returns whether it is.
+        A node that connects or fails notifies pending.cond, so this wakes at once."""
+        deadline = time.monotonic() + bound
+        while True:
+            with self._lock:
+                nodes = list(self.remotes.values())
+            if settled(nodes):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            with self.pending.cond:
+                self.pending.cond.wait(0.05)
+
     def await_first_attempts(self, bound):
         """Waits (at most bound seconds) until every static server has connected or failed
         once, so that Server()'s first jobs are balanced over the servers too (on a LAN the
         handshake takes milliseconds) and get_active_nodes() shows them."""
-        deadline = time.monotonic() + bound
-        while time.monotonic() < deadline:
-            with self._lock:
-                nodes = list(self.remotes.values())
-            if all(node.usable or node.reason is not None for node in nodes):
-                return
-            with self.pending.cond:  # a node that connects or fails notifies it
-                self.pending.cond.wait(0.05)
+        self._wait_until(lambda nodes: all(n.usable or n.reason is not None for n in nodes),
+                         bound)
 
     def require_a_server(self):
         """With ncpus=0: waits (bounded) until a server is usable; raises NoWorkers naming each
         server and why it is not, once every first attempt is over and none is usable."""
         bound = CONNECT_TIMEOUT_S + _auth.HANDSHAKE_TIMEOUT_S + 1.0
-        deadline = time.monotonic() + bound
         discovery_until = time.monotonic() + (DISCOVERY_WAIT_S if self._discoveries else 0.0)
-        while time.monotonic() < deadline:
-            with self._lock:
-                nodes = list(self.remotes.values())
-            if any(node.usable for node in nodes):
-                return
-            if all(n.refused() for n in nodes) and time.monotonic() > discovery_until:
-                break  # every server said no for good (secret, version, nothing listening)
-            with self.pending.cond:  # a node that connects notifies it
-                self.pending.cond.wait(0.05)
+
+        def settled(nodes):  # a server is usable, or every one said no for good
+            return any(n.usable for n in nodes) or (
+                all(n.refused() for n in nodes) and time.monotonic() > discovery_until)
+
+        self._wait_until(settled, bound)
         with self._lock:
             nodes = list(self.remotes.values())
+        if any(n.usable for n in nodes):
+            return
         reasons = "; ".join(f"{n.name}: {n.reason or 'no answer within %.0f s' % bound}"
                             for n in nodes) or "auto-discovery found no server"
         raise NoWorkers(f"ncpus=0 and no ppserver is usable ({reasons})")

@@ -196,8 +196,11 @@ def main(argv=None):
                      f"(-i 127.0.0.1)", 2)
     pid_file = opts["pid_file"]
     if pid_file:  # before the port opens: whoever can connect can also read it
-        with open(pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
+        try:
+            with open(pid_file, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            return _fail(f"cannot write the pid file {pid_file}: {exc.strerror or exc}", 1)
     try:
         try:
             listener = listen(opts["interface"], opts["port"])

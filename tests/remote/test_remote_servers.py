@@ -240,6 +240,11 @@ def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_s
     bad = subprocess.run([str(SERVER_BIN), "-w", "many"], capture_output=True, text=True,
                          timeout=30, env=server_env())
     assert bad.returncode == 2 and "-w" in bad.stderr
+    no_pidfile = subprocess.run([str(SERVER_BIN), "-i", "127.0.0.1", "-p", str(free_port()),
+                                 "-P", "/nonexistent-dir/server.pid"], capture_output=True,
+                                text=True, timeout=30, env=server_env())
+    assert no_pidfile.returncode == 1, no_pidfile.stderr
+    assert "cannot write the pid file /nonexistent-dir/server.pid" in no_pidfile.stderr
     helped = subprocess.run([str(SERVER_BIN), "--help"], capture_output=True, text=True,
                             timeout=30, env=server_env())
     assert helped.returncode == 0
