@@ -16,77 +16,141 @@ std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth) {
 Scheduler::Scheduler(std::size_t slots_per_worker)
     : slots_(slots_per_worker == 0 ? 1 : slots_per_worker) {}
 
+namespace {
+template <class Slots, class Bucket> void link_back(Bucket& bucket, Slots* slots) {
+    slots->prev = bucket.tail;
+    slots->next = nullptr;
+    (bucket.tail ? bucket.tail->next : bucket.head) = slots;
+    bucket.tail = slots;
+}
+
+template <class Slots, class Bucket> void unlink(Bucket& bucket, Slots* slots) {
+    (slots->prev ? slots->prev->next : bucket.head) = slots->next;
+    (slots->next ? slots->next->prev : bucket.tail) = slots->prev;
+    slots->prev = slots->next = nullptr;
+}
+}  // namespace
+
+void Scheduler::place(WorkerSlots& slots) {
+    if (slots.retiring) {
+        if (slots.jobs.empty()) idle_retiring_.insert(slots.id);
+        return;
+    }
+    if (slots.alone) return;
+    Buckets& buckets = slots.filling ? filling_ : ready_;
+    if (buckets.size() <= slots.jobs.size()) buckets.resize(slots.jobs.size() + 1);
+    link_back(buckets[slots.jobs.size()], &slots);
+}
+
+void Scheduler::unplace(WorkerSlots& slots) {
+    if (slots.retiring) {
+        idle_retiring_.erase(slots.id);
+        return;
+    }
+    if (slots.alone) return;
+    unlink((slots.filling ? filling_ : ready_)[slots.jobs.size()], &slots);
+}
+
 void Scheduler::add_worker(WorkerId worker) {
     PPMPI_ENFORCE(workers_.count(worker) == 0, "worker ", worker, " added twice");
-    workers_.emplace(worker, WorkerSlots{});
+    WorkerSlots& slots = workers_[worker];
+    slots.id = worker;
+    place(slots);
+    ++active_;
 }
 
 std::vector<JobId> Scheduler::remove_worker(WorkerId worker) {
     auto it = workers_.find(worker);
     if (it == workers_.end()) return {};
-    std::vector<JobId> orphans(it->second.jobs.begin(), it->second.jobs.end());
+    WorkerSlots& slots = it->second;
+    unplace(slots);
+    if (!slots.retiring) --active_;
+    std::vector<JobId> orphans(slots.jobs.begin(), slots.jobs.end());
     for (JobId job : orphans) running_.erase(job);
+    filled_.erase(std::remove(filled_.begin(), filled_.end(), &slots), filled_.end());
     workers_.erase(it);
     queue_.insert(queue_.begin(), orphans.begin(), orphans.end());
+    waiting_.insert(orphans.begin(), orphans.end());
     return orphans;
 }
 
 void Scheduler::retire_worker(WorkerId worker) {
     auto it = workers_.find(worker);
-    if (it != workers_.end()) it->second.retiring = true;
+    if (it == workers_.end() || it->second.retiring) return;
+    unplace(it->second);
+    it->second.retiring = true;
+    --active_;
+    place(it->second);
 }
 
-void Scheduler::enqueue(JobId job) { queue_.push_back(job); }
+void Scheduler::enqueue(JobId job) {
+    queue_.push_back(job);
+    waiting_.insert(job);
+}
 
+// Marked, and skipped when assign() reaches it: taking it out of the queue would cost a walk.
 bool Scheduler::cancel_pending(JobId job) {
-    auto it = std::find(queue_.begin(), queue_.end(), job);
-    if (it == queue_.end()) return false;
-    queue_.erase(it);
+    if (waiting_.erase(job) == 0) return false;
+    dropped_.insert(job);
     alone_.erase(job);
     return true;
 }
 
-Scheduler::WorkerMap::iterator Scheduler::least_loaded_free_worker() {
-    auto best = workers_.end();
-    std::size_t limit = limit_;
-    // Topped up once a quarter of its slots are free: 1 of 1 or 2, 16 of 64.
+// The least loaded worker that may take one more job now: one topped up in this assign() while
+// under the limit, any other once a quarter of its slots are free (1 of 1 or 2, 16 of 64).
+Scheduler::WorkerSlots* Scheduler::least_loaded_free_worker() const {
     std::size_t batch = std::max<std::size_t>(1, slots_ / 4);
-    for (auto it = workers_.begin(); it != workers_.end(); ++it) {
-        WorkerSlots& slots = it->second;
-        if (slots.retiring || slots.alone || slots.jobs.size() >= limit) {
-            slots.filling = false;
-            continue;
-        }
-        if (!slots.filling && slots_ - slots.jobs.size() < batch) continue;  // wait for a batch
-        if (best == workers_.end() || slots.jobs.size() < best->second.jobs.size()) best = it;
+    std::size_t loads = std::min(limit_, std::max(ready_.size(), filling_.size()));
+    for (std::size_t load = 0; load < loads; ++load) {
+        if (load < filling_.size() && filling_[load].head) return filling_[load].head;
+        if (load < ready_.size() && ready_[load].head && slots_ >= load + batch)
+            return ready_[load].head;
     }
-    return best;
+    return nullptr;
 }
 
-Scheduler::WorkerMap::iterator Scheduler::idle_worker() {
-    for (auto it = workers_.begin(); it != workers_.end(); ++it)
-        if (!it->second.retiring && it->second.jobs.empty()) return it;
-    return workers_.end();
+Scheduler::WorkerSlots* Scheduler::idle_worker() const {
+    return ready_.empty() ? nullptr : ready_[0].head;
+}
+
+void Scheduler::take(JobId job, WorkerSlots& worker, bool alone) {
+    unplace(worker);
+    worker.jobs.insert(job);
+    worker.alone = alone;
+    if (!alone && !worker.filling) {
+        worker.filling = true;  // until full: this turn's jobs go out together
+        filled_.push_back(&worker);
+    }
+    place(worker);
+    running_[job] = worker.id;
 }
 
 std::vector<Scheduler::Assignment> Scheduler::assign() {
     std::vector<Assignment> out;
-    for (auto& [id, slots] : workers_) slots.filling = false;
     // Decided once per turn, from the queue as it stands.
-    bool deep = queue_.size() >= deep_queue_ * std::max<std::size_t>(1, active_workers());
+    bool deep = pending() >= deep_queue_ * std::max<std::size_t>(1, active_);
     limit_ = deep ? slots_ : 1;
     while (!queue_.empty()) {
         JobId job = queue_.front();
+        if (dropped_.erase(job)) {
+            queue_.pop_front();
+            continue;
+        }
         bool alone = alone_.count(job) != 0;
-        auto it = alone ? idle_worker() : least_loaded_free_worker();
-        if (it == workers_.end()) break;  // in order: a job to run alone waits for an idle worker
+        WorkerSlots* worker = alone ? idle_worker() : least_loaded_free_worker();
+        if (!worker) break;  // in order: a job to run alone waits for an idle worker
         queue_.pop_front();
-        it->second.alone = alone;
-        it->second.filling = !alone;  // until full: this turn's jobs go out together
-        it->second.jobs.insert(job);
-        running_[job] = it->first;
-        out.push_back({job, it->first});
+        waiting_.erase(job);
+        take(job, *worker, alone);
+        out.push_back({job, worker->id});
     }
+    for (WorkerSlots* worker : filled_) {
+        if (!worker->filling) continue;
+        unplace(*worker);
+        worker->filling = false;
+        place(*worker);
+    }
+    filled_.clear();
     return out;
 }
 
@@ -95,8 +159,10 @@ bool Scheduler::complete(WorkerId worker, JobId job) {
     if (run == running_.end() || run->second != worker) return false;
     running_.erase(run);
     WorkerSlots& slots = workers_.at(worker);
+    unplace(slots);
     slots.jobs.erase(job);
     slots.alone = false;
+    place(slots);
     alone_.erase(job);
     return true;
 }
@@ -111,18 +177,6 @@ std::vector<JobId> Scheduler::in_flight(WorkerId worker) const {
     auto it = workers_.find(worker);
     if (it == workers_.end()) return {};
     return {it->second.jobs.begin(), it->second.jobs.end()};
-}
-
-std::vector<WorkerId> Scheduler::idle_retiring_workers() const {
-    std::vector<WorkerId> out;
-    for (const auto& [id, slots] : workers_)
-        if (slots.retiring && slots.jobs.empty()) out.push_back(id);
-    return out;
-}
-
-std::size_t Scheduler::active_workers() const {
-    return static_cast<std::size_t>(std::count_if(
-        workers_.begin(), workers_.end(), [](const auto& e) { return !e.second.retiring; }));
 }
 
 }  // namespace ppmpi

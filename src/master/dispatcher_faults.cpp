@@ -8,8 +8,9 @@
 namespace ppmpi {
 namespace {
 
-// How often liveness is checked: process checks read /proc, so not on every loop turn.
+// How often liveness is checked (a pass over every watched worker: not on every loop turn).
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
+constexpr auto kLivenessForced = std::chrono::seconds(1);
 
 std::string seconds_text(Clock::duration d) {
     char text[32];
@@ -25,31 +26,85 @@ std::string join(const std::vector<std::string>& parts) {
 
 }  // namespace
 
-void Dispatcher::check_liveness(Clock::time_point now) {
+// Every kLivenessPeriod, once the frames that arrived are read (a backlog of unread heartbeats
+// is no silence), or at the latest every kLivenessForced while a flood keeps the turns full.
+void Dispatcher::check_liveness(Clock::time_point now, bool drained) {
     if (now < next_liveness_check_) return;
+    if (!drained && now < next_liveness_check_ + kLivenessForced) return;
     next_liveness_check_ = now + kLivenessPeriod;
-    for (WorkerId id : monitor_.silent(now)) {
-        WorkerRecord& worker = workers_.at(id);
-        lose_worker(worker,
-                    worker.hello ? "silent for longer than its worker_timeout (hung or unreachable)"
-                                 : "it never started (no Hello)",
-                    true);
+    for (WorkerId id : processes_.exited()) {
+        auto it = workers_.find(id);
+        if (it != workers_.end()) lose_worker(it->second, "its process exited", true);
     }
-    local_workers_ = 0;
-    for (auto& [peer, worker] : workers_) {
-        if (!worker.hello || worker.phase == Phase::Gone) continue;
-        if (!process_alive(worker.process)) {
-            lose_worker(worker, "its process exited", true);
-        } else if (worker.process.host == host_) {
-            ++local_workers_;
+    std::vector<WorkerRecord*> elsewhere;
+    for (const HeartbeatMonitor::Silence& silence : monitor_.silent(now)) {
+        WorkerRecord& worker = workers_.at(silence.worker);
+        if (!worker.hello) {
+            lose_worker(worker, "it never started (no Hello)", true);
+        } else if (judged_here(worker.process)) {
+            judge_by_process(worker, silence, now);
+        } else {
+            elsewhere.push_back(&worker);
         }
     }
+    judge_by_silence(elsewhere, now);
+}
+
+// A worker of this host is judged by its process, not by its heartbeats alone: on an overloaded
+// host (hundreds of ranks on a few cores, or a CPU hog beside them) heartbeats come late, and
+// declaring starved workers lost, then starting replacements, only adds load (measured: at 256
+// ranks on 2 cores every worker in turn, and the run never ended). A stopped process is hung;
+// a running one is given kPatience timeouts, in case it is hung in a way no state shows.
+void Dispatcher::judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
+                                  Clock::time_point now) {
+    constexpr int kPatience = 10;
+    switch (process_state(worker.process)) {
+        case ProcessState::Gone: lose_worker(worker, "its process exited", true); return;
+        case ProcessState::Stopped:
+            lose_worker(worker, "its process is stopped and silent for longer than its "
+                                "worker_timeout of " + seconds_text(silence.timeout), true);
+            return;
+        case ProcessState::Running: break;
+    }
+    if (silence.silent_for > kPatience * silence.timeout) {
+        lose_worker(worker, "silent for " + seconds_text(silence.silent_for) +
+                                " although its process runs (hung)", true);
+        return;
+    }
+    log_debug("worker " + worker.label + " silent for " + seconds_text(silence.silent_for) +
+              ", but its process runs: starved of CPU, not lost");
+    monitor_.postpone(worker.peer, now + silence.timeout);
+}
+
+// Workers of other hosts are judged by their silence. Many of them going silent together, on
+// more than one host, is more likely a master that was cut off or starved than so many deaths:
+// they get one more timeout (a real death is still found, one timeout later).
+void Dispatcher::judge_by_silence(const std::vector<WorkerRecord*>& silent, Clock::time_point now) {
+    constexpr std::size_t kMany = 4;
+    std::set<std::string> hosts;
+    std::size_t first_time = 0;
+    for (WorkerRecord* worker : silent) {
+        hosts.insert(worker->process.host);
+        first_time += !worker->excused;
+    }
+    if (first_time >= kMany && hosts.size() > 1 && 2 * first_time > remote_workers()) {
+        log_warning(std::to_string(first_time) + " workers on " + std::to_string(hosts.size()) +
+                    " other hosts went silent together: taken as a network or load problem, "
+                    "they are given one more worker_timeout");
+        for (WorkerRecord* worker : silent) {
+            worker->excused = true;
+            monitor_.postpone(worker->peer, now + pool_timeout(*worker));
+        }
+        return;
+    }
+    for (WorkerRecord* worker : silent)
+        lose_worker(*worker, "silent for longer than its worker_timeout (hung or unreachable)",
+                    true);
 }
 
 void Dispatcher::check_deadlines(Clock::time_point now) {
     for (auto& [id, pool] : pools_) {
-        Clock::time_point next = Clock::time_point::max();
-        for (const auto& [job, peer] : past_deadline(pool, now, next)) {
+        for (const auto& [job, peer] : past_deadline(pool, now)) {
             WorkerRecord& worker = workers_.at(peer);
             std::string message = "ran longer than its timeout of " +
                                   seconds_text(pool.queued.at(job).timeout) + " on worker " +
@@ -60,21 +115,14 @@ void Dispatcher::check_deadlines(Clock::time_point now) {
     }
 }
 
-// The pool's running jobs whose deadline is at or before `now`, with their workers; `next`
-// comes down to the earliest deadline of the others.
+// The pool's running jobs whose deadline is at or before `now`, with their workers.
 std::vector<std::pair<JobId, WorkerId>>
-Dispatcher::past_deadline(const Pool& pool, Clock::time_point now, Clock::time_point& next) const {
+Dispatcher::past_deadline(const Pool& pool, Clock::time_point now) const {
     std::vector<std::pair<JobId, WorkerId>> past;
-    if (pool.destroyed || pool.timed_jobs == 0 || pool.scheduler.running() == 0) return past;
-    for (const auto& [peer, worker] : workers_) {
-        for (JobId job : pool.scheduler.in_flight(peer)) {  // none for another pool's worker
-            Clock::time_point deadline = pool.queued.at(job).deadline;
-            if (deadline <= now) {
-                past.emplace_back(job, peer);
-            } else {
-                next = std::min(next, deadline);
-            }
-        }
+    if (pool.destroyed) return past;
+    for (const auto& [deadline, job] : pool.deadlines) {
+        if (deadline > now) break;
+        if (auto worker = pool.scheduler.worker_of(job)) past.emplace_back(job, *worker);
     }
     return past;
 }
@@ -91,11 +139,10 @@ void Dispatcher::stop_worker(WorkerRecord& worker, const std::string& reason) {
 void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs) {
     if (worker.phase == Phase::Gone) return;
     bool was_serving = worker.phase == Phase::Active || worker.phase == Phase::Waiting;
-    worker.phase = Phase::Gone;
+    gone(worker);
     ++workers_lost_;
-    monitor_.forget(worker.peer);
-    known_.forget_worker(worker.peer);
     outbox_.erase(worker.peer);
+    held_.erase(worker.peer);
     kill_process(worker.process);  // on this host: no orphan, and no word from it again
     launcher_.lost(worker.peer);
     log_warning("worker " + worker.label + " lost: " + reason);
@@ -135,6 +182,7 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
                          const std::string& label, std::optional<JobId> charged) {
     for (JobId job : jobs) {
         QueuedJob& queued = pool.queued.at(job);
+        pool.deadlines.erase({queued.deadline, job});
         queued.deadline = Clock::time_point::max();
         queued.started = false;
         if (charged) pool.scheduler.run_alone(job);  // a worker died with it in flight
@@ -191,6 +239,19 @@ void Dispatcher::fail_without_workers() {
         for (JobId job : jobs)
             end_job(pool, job, JobOutcome{Outcome::NoWorkers, {}, message, {}, 0.0});
     }
+}
+
+std::size_t Dispatcher::remote_workers() const {
+    std::size_t count = 0;
+    for (const auto& [peer, worker] : workers_)
+        count += worker.hello && worker.phase != Phase::Gone && !judged_here(worker.process);
+    return count;
+}
+
+Clock::duration Dispatcher::pool_timeout(const WorkerRecord& worker) const {
+    auto pool = worker.pool ? pools_.find(*worker.pool) : pools_.end();
+    return pool == pools_.end() ? Clock::duration(options_.start_timeout)
+                                : Clock::duration(pool->second.spec.worker_timeout);
 }
 
 // At the very end: whatever did not say Goodbye (hung, told to leave at once, or lost) and

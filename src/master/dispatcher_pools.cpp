@@ -1,6 +1,7 @@
 // Dispatcher, pool side: creating and sizing pools, queueing and handing out jobs.
 #include "ppmpi/master/dispatcher.hpp"
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -65,11 +66,22 @@ void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
     if (ncpus > 0) pool_at(pool).no_workers.clear();
 }
 
+// The peers of the workers `which` selects, lowest first (a pool takes ranks 1, 2, ... of an
+// mpirun world in order, and gives back the last ones it took).
+std::vector<PeerId> Dispatcher::in_order(const std::function<bool(const WorkerRecord&)>& which) const {
+    std::vector<PeerId> peers;
+    for (const auto& [peer, worker] : workers_)
+        if (which(worker)) peers.push_back(peer);
+    std::sort(peers.begin(), peers.end());
+    return peers;
+}
+
 // Unclaimed world ranks first (they already run), then as many spawned workers as needed.
 void Dispatcher::add_workers(PoolId pool, std::size_t count) {
-    for (auto& [peer, worker] : workers_) {
+    auto unclaimed = [](const WorkerRecord& w) { return !w.pool && w.phase == Phase::Waiting; };
+    for (PeerId peer : in_order(unclaimed)) {
         if (count == 0) return;
-        if (worker.pool || worker.phase != Phase::Waiting) continue;
+        WorkerRecord& worker = workers_.at(peer);
         worker.pool = pool;
         --count;
         if (worker.hello) welcome(worker);
@@ -104,9 +116,8 @@ void Dispatcher::collect_launches() {
         auto it = workers_.find(peer);
         if (it == workers_.end() || it->second.phase == Phase::Gone) continue;
         WorkerRecord& worker = it->second;
-        worker.phase = Phase::Gone;
+        gone(worker);
         worker.settled = true;
-        monitor_.forget(peer);
         if (!worker.pool) continue;
         auto pool = pools_.find(*worker.pool);
         if (pool == pools_.end() || pool->second.destroyed) continue;
@@ -161,24 +172,30 @@ void Dispatcher::settle_departures() {
         if (worker.phase == Phase::Gone) worker.settled = true;
 }
 
+// Workers not started yet first, then idle ones, then busy ones (which finish their jobs); the
+// highest peers first.
 void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
     Pool& p = pool_at(pool);
-    for (auto& [peer, worker] : workers_) {
-        if (count == 0) return;
-        if (worker.pool != pool || worker.phase != Phase::Waiting) continue;
+    auto in_phase = [pool](Phase phase) {
+        return [pool, phase](const WorkerRecord& w) { return w.pool == pool && w.phase == phase; };
+    };
+    std::vector<PeerId> waiting = in_order(in_phase(Phase::Waiting));
+    for (auto peer = waiting.rbegin(); peer != waiting.rend() && count > 0; ++peer) {
+        WorkerRecord& worker = workers_.at(*peer);
         --count;
-        if (launcher_.in_world(peer)) {
+        if (launcher_.in_world(*peer)) {
             worker.pool.reset();  // a world rank goes back to the unclaimed ones
         } else {
             say_shutdown(worker);  // a spawned one is told to leave (after its Hello)
         }
     }
+    std::vector<PeerId> active = in_order(in_phase(Phase::Active));
     for (int pass = 0; pass < 2 && count > 0; ++pass) {
-        for (auto& [peer, worker] : workers_) {
-            if (count == 0) break;
-            if (worker.pool != pool || worker.phase != Phase::Active) continue;
-            if (pass == 0 && !p.scheduler.in_flight(peer).empty()) continue;
-            p.scheduler.retire_worker(peer);
+        for (auto peer = active.rbegin(); peer != active.rend() && count > 0; ++peer) {
+            WorkerRecord& worker = workers_.at(*peer);
+            if (worker.phase != Phase::Active) continue;  // retired in the first pass
+            if (pass == 0 && !p.scheduler.in_flight(*peer).empty()) continue;
+            p.scheduler.retire_worker(*peer);
             worker.phase = Phase::Retiring;
             --count;
         }
@@ -195,7 +212,6 @@ void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bu
     queued.args = std::move(args);
     queued.arg_buffers = std::move(arg_buffers);
     queued.timeout = timeout;
-    if (timeout > Clock::duration::zero()) ++p.timed_jobs;
     p.queued.emplace(job, std::move(queued));
     p.scheduler.enqueue(job);
 }
@@ -224,7 +240,7 @@ void Dispatcher::destroy_pool(PoolId pool) {
     for (auto& [peer, worker] : workers_)
         if (worker.pool == pool) say_shutdown(worker);
     p.queued.clear();
-    p.timed_jobs = 0;
+    p.deadlines.clear();
     p.jobs->wake_all();
 }
 
@@ -236,7 +252,10 @@ PoolStats Dispatcher::stats(PoolId pool) const {
         out.starting += worker.pool == pool && !worker.hello && worker.phase != Phase::Gone;
     out.pending = p.scheduler.pending();
     out.running = p.scheduler.running();
-    for (const auto& [id, s] : p.stats) out.per_worker.push_back(s);
+    std::vector<WorkerId> ids;
+    for (const auto& [id, s] : p.stats) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    for (WorkerId id : ids) out.per_worker.push_back(p.stats.at(id));
     for (const auto& [job, queued] : p.queued) {
         auto worker = p.scheduler.worker_of(job);
         if (!worker || !queued.started) continue;
@@ -302,7 +321,10 @@ void Dispatcher::start_head(Pool& pool, WorkerId worker) {
     if (queued.started) return;
     queued.started = true;
     queued.started_at = now_;
-    if (queued.timeout > Clock::duration::zero()) queued.deadline = now_ + queued.timeout;
+    if (queued.timeout > Clock::duration::zero()) {
+        queued.deadline = now_ + queued.timeout;
+        pool.deadlines.emplace(queued.deadline, *head);
+    }
 }
 
 void Dispatcher::learn_job_time(Pool& pool, double seconds) {

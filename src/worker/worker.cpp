@@ -185,18 +185,21 @@ bool WorkerHost::master_alive(Clock::time_point now) const {
     return true;
 }
 
-// Results (and heartbeats) go out; true if anything was sent.
+// Results (and heartbeats) go out; true if anything was sent. A result is a sign of life as
+// good as a heartbeat: a busy worker sends none (the master handles fewer frames).
 bool WorkerHost::send_outbox(Transport& transport, PeerId master, Clock::time_point now) {
+    auto interval = std::chrono::milliseconds(welcome_.heartbeat_ms);
     {
         std::lock_guard<std::mutex> lock(mutex_);
         for (Message& r : results_) {
             if (!shutdown_) outbox_.push_back(std::move(r));
             ++jobs_done_;
         }
+        if (!results_.empty()) next_heartbeat_ = now + interval;
         results_.clear();
     }
     if (welcomed_ && !shutdown_ && now >= next_heartbeat_) {
-        next_heartbeat_ = now + std::chrono::milliseconds(welcome_.heartbeat_ms);
+        next_heartbeat_ = now + interval;
         outbox_.push_back(Message{Heartbeat{jobs_done_}, {}});
     }
     if (outbox_.empty()) return false;

@@ -43,7 +43,7 @@ class KnownFunctions {
     void forget_worker(WorkerId worker) { known_.erase(worker); }
 
   private:
-    std::map<WorkerId, std::set<std::string>> known_;
+    std::unordered_map<WorkerId, std::set<std::string>> known_;
 };
 
 }  // namespace ppmpi

@@ -6,11 +6,11 @@
 // function bundle sent once per worker), send heartbeats, post one frame per worker. Nothing
 // here waits on a peer, so a silent worker cannot stall the loop.
 //
-// Worker phases: Waiting (spawned or a world rank; no Hello yet, or no pool yet) → Active (gets
-// jobs) → Retiring (finishes its jobs) → Leaving (Shutdown) → Gone (Goodbye, lost, no launch).
+// Worker phases: records.hpp.
 //
-// Faults (dispatcher_faults.cpp): a worker is *lost* when it stays silent past its pool's
-// worker_timeout (HeartbeatMonitor) or, on this host, its process is gone. A lost worker is never
+// Faults (dispatcher_faults.cpp): a worker is *lost* when its process is gone or stopped (on
+// this host, judged by the process), or it stays silent past its pool's worker_timeout
+// (elsewhere, HeartbeatMonitor). A lost worker is never
 // spoken to again (killed by pid if on this host); its in-flight jobs go back to the front of the
 // queue, the one it ran charged with the loss (a job charged max_retries times fails with
 // WorkerLost). Lost workers are replaced by spawns (if none is possible the pool shrinks, and
@@ -19,20 +19,17 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
-#include "ppmpi/core/function_cache.hpp"
 #include "ppmpi/core/heartbeat.hpp"
-#include "ppmpi/core/job_table.hpp"
-#include "ppmpi/core/scheduler.hpp"
 #include "ppmpi/master/launcher.hpp"
-#include "ppmpi/master/pool_types.hpp"
-#include "ppmpi/master/queued_job.hpp"
-#include "ppmpi/transport/transport.hpp"
+#include "ppmpi/master/records.hpp"
 
 namespace ppmpi {
 
@@ -64,32 +61,9 @@ class Dispatcher {
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
   private:
-    enum class Phase { Waiting, Active, Retiring, Leaving, Gone };
-    struct WorkerRecord {
-        PeerId peer = -1;
-        std::optional<PoolId> pool;
-        Phase phase = Phase::Waiting;
-        bool hello = false, goodbye = false;
-        bool settled = false;  // Gone, and its process's end was waited for before a spawn
-        ProcessIdentity process;
-        std::string label;
-    };
-    struct Pool {
-        PoolSpec spec;
-        std::shared_ptr<JobTable> jobs;
-        Scheduler scheduler;
-        std::unordered_map<JobId, QueuedJob> queued;
-        FunctionStore functions;
-        std::map<WorkerId, WorkerStats> stats;
-        std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
-        std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0;
-        std::string start_error;     // why the last launch that failed failed
-        std::string no_workers;      // why it has no worker left (its jobs fail with NoWorkers)
-        bool replace_lost = false;   // spawn replacements for lost workers this turn
-        std::size_t timed_jobs = 0;  // queued jobs with a time-out (none: no deadline checks)
-        double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)
-        bool destroyed = false;
-    };
+    using Phase = WorkerPhase;
+    using WorkerRecord = ppmpi::WorkerRecord;
+    using Pool = PoolRecord;
 
     Pool& pool_at(PoolId pool);
     const Pool& pool_at(PoolId pool) const;
@@ -103,10 +77,15 @@ class Dispatcher {
     void end_job(Pool& pool, JobId job, JobOutcome outcome);
 
     // dispatcher_faults.cpp
-    void check_liveness(Clock::time_point now);
+    void check_liveness(Clock::time_point now, bool drained);
+    void judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
+                          Clock::time_point now);
+    void judge_by_silence(const std::vector<WorkerRecord*>& silent, Clock::time_point now);
+    std::size_t remote_workers() const;
+    Clock::duration pool_timeout(const WorkerRecord& worker) const;
+    void gone(WorkerRecord& worker);
     void check_deadlines(Clock::time_point now);
-    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool&, Clock::time_point now,
-                                                          Clock::time_point& next) const;
+    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool&, Clock::time_point) const;
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void note_host_loss(const WorkerRecord& lost);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
@@ -137,14 +116,18 @@ class Dispatcher {
     DispatcherOptions options_;
     std::map<PoolId, Pool> pools_;
     PoolId next_pool_ = 1;
-    std::map<PeerId, WorkerRecord> workers_;
+    std::unordered_map<PeerId, WorkerRecord> workers_;  // looked up per frame: no tree
+    std::vector<PeerId> in_order(const std::function<bool(const WorkerRecord&)>& which) const;
     KnownFunctions known_;
-    std::map<PeerId, std::vector<Message>> outbox_;
+    std::unordered_map<PeerId, std::vector<Message>> outbox_;
+    std::vector<PeerId> to_flush_;  // peers with messages queued since the last flush
+    std::set<PeerId> held_;  // messages wait for the peer's Hello (flush_outbox)
     HeartbeatMonitor monitor_;
+    ProcessWatch processes_;
     Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
     std::uint64_t workers_lost_ = 0, send_order_ = 0, jobs_ended_ = 0;
     std::string host_ = this_host_name(), spawns_blocked_;  // the latter: why no more spawns
-    std::size_t cores_ = usable_cores(), local_workers_ = 0;  // the latter counted every 100 ms
+    std::size_t cores_ = usable_cores(), local_workers_ = 0;
 };
 
 }  // namespace ppmpi
