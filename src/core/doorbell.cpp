@@ -1,12 +1,17 @@
 #include "ppmpi/core/doorbell.hpp"
 
+#include <dirent.h>
 #include <linux/futex.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <ctime>
 #include <thread>
 
@@ -63,10 +68,18 @@ bool Wakeup::take_signal() {
     return true;
 }
 
+Wakeup::~Wakeup() {
+    if (event_fd_ >= 0) ::close(event_fd_);
+}
+
 void Wakeup::notify() {
     word_.seq.fetch_add(1, std::memory_order_seq_cst);
     if (word_.sleepers.load(std::memory_order_seq_cst) > 0)
         futex(word_.seq, FUTEX_WAKE_PRIVATE, 1, nullptr);
+    if (fd_sleepers_.load(std::memory_order_seq_cst) > 0) {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(event_fd_, &one, sizeof one);
+    }
 }
 
 bool Wakeup::wait_for(std::chrono::microseconds delay) {
@@ -83,8 +96,33 @@ bool Wakeup::wait_for(std::chrono::microseconds delay) {
     return take_signal();
 }
 
+// Steps 1-2 with descriptors: counted in fd_sleepers_ (so notify() writes the eventfd), the
+// re-check, then poll() on the descriptors and the eventfd until plan.until.
+bool Wakeup::doze_on_fds(const Doze& plan) {
+    if (event_fd_ < 0) event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (event_fd_ < 0) return wait_for(std::chrono::microseconds(2000));
+    std::vector<pollfd> fds{{event_fd_, POLLIN, 0}};
+    for (int fd : plan.fds) fds.push_back({fd, POLLIN, 0});
+    fd_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    bool timed_out = false;
+    if (!take_signal() && !(plan.arrived && plan.arrived())) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(plan.until - Clock::now());
+        int r = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, left.count())));
+        timed_out = r == 0;
+        bool on_fd = std::any_of(fds.begin() + 1, fds.end(),
+                                 [](const pollfd& p) { return p.revents != 0; });
+        if (plan.woke_on_fd && on_fd) *plan.woke_on_fd = true;
+    }
+    fd_sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    std::uint64_t drained = 0;
+    [[maybe_unused]] auto n = ::read(event_fd_, &drained, sizeof drained);
+    if (take_signal()) return true;
+    return !timed_out;
+}
+
 bool Wakeup::doze(const Doze& plan) {
     if (take_signal()) return true;
+    if (!plan.fds.empty()) return doze_on_fds(plan);
     if (plan.bells.size() > Doze::kMaxBells || !doze_supported()) {
         using std::chrono::microseconds;
         auto left = std::chrono::duration_cast<microseconds>(plan.until - Clock::now());
@@ -110,6 +148,22 @@ bool Wakeup::doze(const Doze& plan) {
     // it sleeps as a poll would.
     if (failed) return wait_for(std::chrono::microseconds(2000));
     return !timed_out;
+}
+
+std::vector<int> open_sockets() {
+    std::vector<int> out;
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (!dir) return out;
+    int own = ::dirfd(dir);
+    while (dirent* entry = ::readdir(dir)) {
+        char* end = nullptr;
+        long fd = std::strtol(entry->d_name, &end, 10);
+        struct stat info {};
+        if (*end != '\0' || fd == own || ::fstat(static_cast<int>(fd), &info) != 0) continue;
+        if (S_ISSOCK(info.st_mode)) out.push_back(static_cast<int>(fd));
+    }
+    ::closedir(dir);
+    return out;
 }
 
 }  // namespace ppmpi

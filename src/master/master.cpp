@@ -166,7 +166,11 @@ bool Master::idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay) 
     if (delay >= BackoffPolicy{}.max_sleep) {
         Doze plan;
         auto planned = baton_.owner_turn([&] { return dispatcher.plan_doze(plan); });
-        if (planned.value_or(false)) return wakeup_.doze(plan);
+        if (planned.value_or(false)) {
+            auto check = std::move(plan.arrived);  // under the baton, as every turn
+            plan.arrived = [&] { return !check || baton_.owner_turn(check).value_or(true); };
+            return wakeup_.doze(plan);
+        }
     }
     return wakeup_.wait_for(delay);
 }

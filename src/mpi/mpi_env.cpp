@@ -10,13 +10,15 @@
 #include "ppmpi/master/mpirun_watch.hpp"
 #include "ppmpi/mpi/mpi_launcher.hpp"
 #include "ppmpi/mpi/mpi_transport.hpp"
+#include "ppmpi/transport/bell_transport.hpp"
 #include "ppmpi/transport/shm_transport.hpp"
 
 namespace ppmpi {
 
 namespace {
-// Shared-memory rings between the master and its spawned workers (shm_transport.hpp), unless
-// PPMPI_SHM=0 (then everything goes over MPI, e.g. to compare).
+// Shared-memory rings between the master and its spawned workers (shm_transport.hpp) and
+// doorbells for its world ranks (bell_transport.hpp), unless PPMPI_SHM=0 (then everything goes
+// over MPI, and idle workers poll, e.g. to compare).
 bool shm_wanted() {
     const char* setting = std::getenv("PPMPI_SHM");
     return !setting || std::string(setting) != "0";
@@ -72,6 +74,22 @@ std::shared_ptr<MpiSession> start_worker_session() {
     }
 }
 
+// A spawned worker offers the master a ring (its frames then go through shared memory), a world
+// rank a doorbell (its frames stay on MPI, which on this host is shared memory already): either
+// way it can doze while idle if the master is on its host (the master declines otherwise).
+std::unique_ptr<Transport> offer_shared_memory(std::unique_ptr<MpiTransport> mpi, bool in_world) {
+    if (!shm_wanted()) return mpi;
+    std::string why;
+    if (in_world) {
+        auto bells = std::make_unique<BellTransport>(std::move(mpi));
+        if (!bells->offer(0, why)) log_debug("no doorbell for the master to ring: " + why);
+        return bells;
+    }
+    auto rings = std::make_unique<ShmTransport>(std::move(mpi));
+    if (!rings->offer(0, why)) log_debug("no shared memory with the master: " + why);
+    return rings;
+}
+
 // ppmpi's own copy of MPI_COMM_WORLD (freed when its last holder lets go), so no user MPI
 // traffic meets ours.
 bmpi::communicator duplicate_world() {
@@ -92,7 +110,9 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
         if (session->world_size() > 1) world = duplicate_world();
         auto mpi = std::make_unique<MpiTransport>();
         MpiTransport& mpi_view = *mpi;
-        auto transport = std::make_unique<ShmTransport>(std::move(mpi), shm_wanted());
+        // Spawned workers of this host get rings; world ranks of this host get bells.
+        auto bells = std::make_unique<BellTransport>(std::move(mpi));
+        auto transport = std::make_unique<ShmTransport>(std::move(bells), shm_wanted());
         auto launcher = std::make_unique<MpiLauncher>(mpi_view, *transport, worker_path, world,
                                                       session->world_size(), worker_args,
                                                       session->multiple());
@@ -130,14 +150,9 @@ WorkerEnvironmentFactory mpi_worker_environment() {
             link = bmpi::intercommunicator(session->parent(), bmpi::comm_attach);
         }
         transport->add_peer(0, link, 0);
+        transport->allow_socket_dozes();  // over TCP, an idle worker sleeps on its sockets
         env.session = session;
-        env.transport = std::move(transport);
-        if (!env.in_world && shm_wanted()) {  // a spawned worker offers the master a ring
-            auto rings = std::make_unique<ShmTransport>(std::move(env.transport));
-            std::string why;
-            if (!rings->offer(0, why)) log_debug("no shared memory with the master: " + why);
-            env.transport = std::move(rings);
-        }
+        env.transport = offer_shared_memory(std::move(transport), env.in_world);
         env.master = 0;
         env.borrowable = session->serialized();
         bool spawned = !env.in_world;

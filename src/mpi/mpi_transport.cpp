@@ -7,6 +7,8 @@
 #include <cstring>
 #include <set>
 
+#include <poll.h>
+
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/core/log.hpp"
 #include "ppmpi/mpi/mpi_session.hpp"
@@ -57,6 +59,17 @@ BufferTable take_table(Bytes& bytes) {
     return table;
 }
 
+// Those of `fds` that are readable now.
+std::vector<int> readable_now(const std::vector<int>& fds) {
+    std::vector<pollfd> polled;
+    for (int fd : fds) polled.push_back({fd, POLLIN, 0});
+    std::vector<int> out;
+    if (::poll(polled.data(), polled.size(), 0) <= 0) return out;
+    for (const pollfd& p : polled)
+        if (p.revents & POLLIN) out.push_back(p.fd);
+    return out;
+}
+
 }  // namespace
 
 MpiTransport::~MpiTransport() {
@@ -90,6 +103,7 @@ void MpiTransport::drop_comm(MPI_Comm comm) {
 // Starts a send of `data` (nullptr: of send.bytes), kept in sends_ until it completes.
 void MpiTransport::isend(const Link& link, int tag, const char* data, std::size_t size,
                          Send send) {
+    ++unfinished_[send.peer];
     sends_.push_back(std::move(send));
     Send& kept = sends_.back();
     if (!data) data = kept.bytes.data();
@@ -142,6 +156,7 @@ void MpiTransport::complete_sends() {
         bool done = bool(it->request.test());
         if (done && (it->keep.size >= kLargeSend || it->bytes.size() >= kLargeSend))
             last_transfer_event_ = SteadyClock::now();
+        if (done && --unfinished_[it->peer] == 0) unfinished_.erase(it->peer);
         it = done ? sends_.erase(it) : std::next(it);
     }
 }
@@ -222,7 +237,70 @@ std::optional<Envelope> MpiTransport::receive_from(const bmpi::communicator& com
 }
 
 std::optional<Envelope> MpiTransport::poll() {
-    return translate_mpi_errors([&] { return poll_rounds(); });
+    std::optional<Envelope> envelope;
+    if (stash_) {
+        envelope.swap(stash_);
+    } else {
+        envelope = translate_mpi_errors([&] { return poll_rounds(); });
+    }
+    delivered_ += envelope.has_value();
+    return envelope;
+}
+
+// A doze that slept to its deadline, after which a frame was waiting: the frame came without
+// making a socket readable.
+void MpiTransport::count_miss(SteadyClock::time_point now) {
+    if (doze_.until == SteadyClock::time_point{}) return;
+    bool came = delivered_ > doze_.delivered;
+    doze_.proven |= came && doze_.woke_on_fd;
+    doze_.woke_on_fd = false;
+    bool missed = now >= doze_.until && came;
+    doze_.misses = missed ? doze_.misses + 1 : 0;
+    if (doze_.misses < kMissesToGiveUp) return;
+    doze_.off = true;
+    log_debug("MPI's data does not arrive on sockets here: polling instead of dozing");
+}
+
+// The process's sockets (listed again every few seconds, when jobs may have opened some),
+// without those found readable yet not MPI's.
+std::vector<int> MpiTransport::sockets_to_watch(SteadyClock::time_point now) {
+    constexpr auto kRefresh = std::chrono::seconds(2);
+    if (now - doze_.refreshed > kRefresh) {
+        doze_.sockets = open_sockets();
+        doze_.deaf.clear();
+        doze_.refreshed = now;
+    }
+    std::vector<int> out;
+    for (int fd : doze_.sockets)
+        if (std::find(doze_.deaf.begin(), doze_.deaf.end(), fd) == doze_.deaf.end())
+            out.push_back(fd);
+    return out;
+}
+
+bool MpiTransport::plan_doze(const std::vector<PeerId>& peers, Doze& plan) {
+    auto now = SteadyClock::now();
+    count_miss(now);
+    bool busy = !incoming_.empty() || stash_ ||
+                std::any_of(peers.begin(), peers.end(),
+                            [&](PeerId p) { return unfinished_sends(p) > 0; });
+    if (!socket_dozes_ || doze_.off || busy || !plan.bells.empty()) return false;
+    plan.fds = sockets_to_watch(now);
+    if (plan.fds.empty()) return false;
+    if (!doze_.proven) plan.until = std::min(plan.until, now + kUnprovenDoze);
+    plan.woke_on_fd = &doze_.woke_on_fd;
+    doze_.until = plan.until;
+    doze_.delivered = delivered_;
+    auto readable = readable_now(plan.fds);
+    plan.arrived = [this, readable = std::move(readable)] {
+        stash_ = poll();
+        if (stash_) {
+            --delivered_;  // counted when poll hands it out
+            return true;
+        }
+        for (int fd : readable_now(readable)) doze_.deaf.push_back(fd);
+        return false;
+    };
+    return true;
 }
 
 std::optional<Envelope> MpiTransport::poll_rounds() {
@@ -252,8 +330,8 @@ std::optional<Envelope> MpiTransport::poll_rounds() {
 }
 
 std::size_t MpiTransport::unfinished_sends(PeerId peer) const {
-    return static_cast<std::size_t>(std::count_if(
-        sends_.begin(), sends_.end(), [&](const Send& s) { return s.peer == peer; }));
+    auto it = unfinished_.find(peer);
+    return it == unfinished_.end() ? 0 : it->second;
 }
 
 bool MpiTransport::transferring(SteadyClock::time_point now) const {
@@ -268,6 +346,7 @@ void MpiTransport::forget(PeerId peer) {
     if (it == links_.end()) return;
     if (!it->second.forgotten) --live_peers_;
     it->second.forgotten = true;
+    unfinished_.erase(peer);
     for (auto send = sends_.begin(); send != sends_.end();) {
         if (send->peer == peer) {
             abandoned_.splice(abandoned_.end(), sends_, send++);

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <random>
+#include <sstream>
 #include <cstring>
 #include <fcntl.h>
 #include <new>
@@ -329,6 +332,19 @@ std::string ShmSegment::path_for_peer() const {
 void ShmSegment::close_descriptor() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+}
+
+std::uint64_t fresh_nonce() {
+    std::random_device device;
+    auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
+    return (std::uint64_t{device()} << 32) ^ device() ^ static_cast<std::uint64_t>(ticks);
+}
+
+std::vector<std::string> control_words(const std::string& text) {
+    std::istringstream in(text);
+    std::vector<std::string> words;
+    for (std::string word; in >> word;) words.push_back(word);
+    return words;
 }
 
 }  // namespace ppmpi

@@ -2,6 +2,7 @@
 
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/core/log.hpp"
+#include "ppmpi/core/process.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -23,33 +24,13 @@ constexpr auto kBusyPollFor = std::chrono::milliseconds(250);
 // Parts of a streamed frame read by one poll (16 × a quarter of a 1 MiB ring: 4 MiB, ~0.5 ms).
 constexpr int kPartsPerPoll = 16;
 
-std::string host_name() {
-    char name[256] = {};
-    if (::gethostname(name, sizeof name - 1) != 0) return "";
-    return name;
-}
-
-std::vector<std::string> words_of(const std::string& text) {
-    std::istringstream in(text);
-    std::vector<std::string> words;
-    for (std::string word; in >> word;)
-        words.push_back(word);
-    return words;
-}
-
-std::uint64_t fresh_nonce() {
-    std::random_device device;
-    auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
-    return (std::uint64_t{device()} << 32) ^ device() ^ static_cast<std::uint64_t>(ticks);
-}
-
 }  // namespace
 
 ShmTransport::ShmTransport(std::unique_ptr<Transport> inner,
                            bool accept_offers,
                            std::size_t ring_bytes)
     : inner_(std::move(inner)), accept_offers_(accept_offers), ring_bytes_(ring_bytes / 64 * 64),
-      host_(host_name()) {}
+      host_(this_host_name()) {}
 
 bool ShmTransport::offer(PeerId master, std::string& why) {
     if (host_.empty()) {
@@ -228,7 +209,7 @@ std::optional<Envelope> ShmTransport::accept(Envelope envelope) {
 }
 
 void ShmTransport::on_control(const Envelope& envelope) {
-    std::vector<std::string> words = words_of(envelope.frame);
+    std::vector<std::string> words = control_words(envelope.frame);
     auto it = links_.find(envelope.peer);
     bool offered_here = it != links_.end() && it->second.segment && !it->second.switched;
     if (words.size() == 6 && words[0] == kOffer) {
@@ -294,6 +275,11 @@ bool ShmTransport::transferring(std::chrono::steady_clock::time_point now) const
 
 // Step 7.
 bool ShmTransport::plan_doze(const std::vector<PeerId>& peers, Doze& plan) {
+    auto has_ring = [&](PeerId peer) {
+        auto it = links_.find(peer);
+        return it != links_.end() && it->second.segment;
+    };
+    if (std::none_of(peers.begin(), peers.end(), has_ring)) return inner_->plan_doze(peers, plan);
     if (!doze_supported() || peers.size() + plan.bells.size() > Doze::kMaxBells) return false;
     std::vector<const ShmRing*> rings;
     for (PeerId peer : peers) {

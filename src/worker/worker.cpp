@@ -88,10 +88,11 @@ void WorkerHost::exit_if_start_is_stuck() {
 std::optional<Message> WorkerHost::next_work() {
     drive_while_idle();
     std::unique_lock<std::mutex> lock(mutex_);
-    // Bounded so a lost notification can never park this thread for good.
+    // Bounded (1 s: an idle worker wakes rarely) so a lost notification can never park this
+    // thread for good.
     while (work_.empty() && !executor_stop_) {
         executor_waiting_ = true;
-        work_ready_.wait_for(lock, std::chrono::milliseconds(200));
+        work_ready_.wait_for(lock, std::chrono::seconds(1));
         executor_waiting_ = false;
         exit_if_start_is_stuck();
     }
@@ -332,6 +333,10 @@ bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::mic
             return welcomed_ && !shutdown_ && transport.plan_doze({master}, plan);
         });
         if (planned.value_or(false)) {
+            // The transport's re-check may call MPI: under the baton, like every call (a
+            // borrower driving meanwhile: do not sleep).
+            auto check = std::move(plan.arrived);
+            plan.arrived = [&] { return baton_.owner_turn(check).value_or(true); };
             comm_dozing_.store(true);  // before `arrived` is checked: see execute_loop
             bool woken = comm_wakeup_.doze(plan);
             comm_dozing_.store(false);

@@ -19,6 +19,9 @@
 //     nobody is writing.
 // A thread dozes this way only while every peer it waits for rings a bell (else it polls as
 // before), and never past its next periodic duty (heartbeats, liveness checks, deadlines).
+// A peer on another host cannot ring; what it sends arrives on a socket (MPI over TCP). A doze
+// may instead wait for any of a set of file descriptors to become readable (poll()), and for
+// this process's own Wakeup through an eventfd; a plan has bells or descriptors, not both.
 #pragma once
 
 #include <atomic>
@@ -49,6 +52,8 @@ bool doze_supported();
 struct Doze {
     static constexpr std::size_t kMaxBells = 127;  // futex_waitv takes 128 words, one is ours
     std::vector<Doorbell*> bells;
+    std::vector<int> fds;  // or: descriptors whose readability means a peer sent something
+    bool* woke_on_fd = nullptr;  // if set: made true when one of `fds` ended the doze
     std::function<bool()> arrived;  // re-checked once counted: data already waits, don't sleep
     std::vector<std::shared_ptr<const void>> keep;  // keeps the bells' memory mapped meanwhile
     Clock::time_point until{};
@@ -58,6 +63,10 @@ struct Doze {
 // One thread waits on it at a time; notify() before the wait is not lost.
 class Wakeup {
   public:
+    Wakeup() = default;
+    ~Wakeup();
+    Wakeup(const Wakeup&) = delete;
+    Wakeup& operator=(const Wakeup&) = delete;
     void notify();
     // Waits up to `delay` or until notify(); true if notified. Clears the signal.
     bool wait_for(std::chrono::microseconds delay);
@@ -67,8 +76,15 @@ class Wakeup {
 
   private:
     bool take_signal();
+    bool doze_on_fds(const Doze& plan);
     Doorbell word_;          // this process's own futex word
     std::uint32_t seen_ = 0;  // word_.seq when the waiter last looked
+    // For dozes on descriptors: notify() writes this eventfd while a dozer counts itself here.
+    std::atomic<std::uint32_t> fd_sleepers_{0};
+    int event_fd_ = -1;  // made by the first such doze
 };
+
+// The sockets this process has open now (from /proc/self/fd).
+std::vector<int> open_sockets();
 
 }  // namespace ppmpi

@@ -20,6 +20,13 @@
 //  - post_control: one isend (kTagControl); poll delivers it as soon as it is matched.
 //  - forget: the peer's unfinished sends and receives are abandoned, their memory kept (a
 //    transfer with a dead rank may never complete, and MPI may still use the memory).
+//  - plan_doze: over TCP, what a peer sends makes one of this process's sockets readable, so a
+//    caller may doze on them (doorbell.hpp) instead of polling. The plan's re-check probes MPI
+//    (its frame is kept for the next poll). A socket still readable after a probe found
+//    nothing is not MPI's (a job's): left out. Where MPI moves data without sockets (shared
+//    memory, InfiniBand), a doze would only end at its deadline: until a frame has once been
+//    found after a socket ended a doze, dozes last at most kUnprovenDoze (a poll, as before);
+//    after kMissesToGiveUp dozes that ran out and then found a frame waiting, none are offered.
 // Boost.MPI's exceptions leave as MpiError.
 #pragma once
 
@@ -60,6 +67,12 @@ class MpiTransport : public Transport {
     void forget(PeerId peer) override;
     bool transferring(std::chrono::steady_clock::time_point now) const override;
     std::size_t live_peers() const override { return live_peers_; }
+    // Only a worker dozes on sockets (a master whose workers share its host would miss their
+    // frames until each doze's deadline before it learnt not to).
+    void allow_socket_dozes() { socket_dozes_ = true; }
+    bool plan_doze(const std::vector<PeerId>& peers, Doze& plan) override;
+    static constexpr int kMissesToGiveUp = 3;
+    static constexpr auto kUnprovenDoze = std::chrono::milliseconds(2);
 
   private:
     struct Link {
@@ -77,7 +90,19 @@ class MpiTransport : public Transport {
         Envelope envelope;
         std::vector<boost::mpi::request> requests;  // one per chunk of its buffers
     };
+    struct SocketDoze {  // plan_doze's state
+        std::vector<int> sockets;
+        std::vector<int> deaf;  // readable, yet not MPI's
+        std::chrono::steady_clock::time_point refreshed{}, until{};
+        std::uint64_t delivered = 0;  // frames polled when the last doze was planned
+        int misses = 0;
+        bool off = false;
+        bool woke_on_fd = false;  // the last doze was ended by a socket
+        bool proven = false;      // a frame once came right after a socket ended a doze
+    };
     void post_frame(PeerId peer, Frame frame);
+    void count_miss(std::chrono::steady_clock::time_point now);
+    std::vector<int> sockets_to_watch(std::chrono::steady_clock::time_point now);
     void isend(const Link& link, int tag, const char* data, std::size_t size, Send send);
     void complete_sends();
     std::optional<Envelope> next_complete_incoming();
@@ -98,6 +123,11 @@ class MpiTransport : public Transport {
     std::chrono::steady_clock::time_point last_poll_{};
     std::size_t chunk_bytes_;
     std::size_t live_peers_ = 0;  // links not forgotten
+    std::map<PeerId, std::size_t> unfinished_;  // sends per peer (in sends_)
+    std::optional<Envelope> stash_;  // found by a doze's re-check: poll returns it first
+    std::uint64_t delivered_ = 0;    // frames poll has returned
+    SocketDoze doze_;
+    bool socket_dozes_ = false;
 };
 
 }  // namespace ppmpi

@@ -105,6 +105,12 @@ class ShmRing {
     std::size_t capacity_; // a multiple of 8
 };
 
+// A number that a segment's creator puts in it and names in its offer, so the peer maps only
+// the segment offered.
+std::uint64_t fresh_nonce();
+// The words of a transport control message ("ppmpi-shm 1 host ...").
+std::vector<std::string> control_words(const std::string& text);
+
 // A shared-memory segment with two rings: to the worker and to the master. It has no name: it
 // is a memfd, which the other process of the same host opens through /proc/<pid>/fd/<fd>
 // while the creator keeps that descriptor open, so no process that dies, whenever it dies,

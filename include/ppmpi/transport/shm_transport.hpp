@@ -30,7 +30,8 @@
 //     memory goes back to the system once neither process maps it (nothing is named).
 //  7. Dozing (doorbell.hpp): a side sleeps on the bell of its incoming ring only once that ring
 //     is all its peer sends on (switched, its mpi_before frames in) and nothing of its own
-//     waits to move (no backlog, no stream, no unfinished MPI send to that peer).
+//     waits to move (no backlog, no stream, no unfinished MPI send to that peer). Peers that
+//     have no ring (declined) doze as the inner transport allows.
 //  8. Quiet inner transport: once every peer the inner transport serves sends and receives
 //     through a ring (both directions switched, its mpi_before frames in) and no MPI send to
 //     it is unfinished, nothing is left to come over MPI but a stray control message, and the
