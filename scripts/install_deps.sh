@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake g++ pkg-config
-  openmpi-bin libopenmpi-dev libboost-serialization-dev libboost-mpi-dev
+  openmpi-bin libopenmpi-dev libpmix-dev libboost-serialization-dev libboost-mpi-dev
   pybind11-dev catch2 python3 python3-dev
   python3-cloudpickle python3-numpy python3-pytest python3-tqdm
   python3-mpi4py python3-matplotlib

@@ -6,11 +6,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
 namespace ppmpi {
+using Clock = std::chrono::steady_clock;
 namespace {
 
 // State letter and start time (fields 3 and 22) of /proc/<pid>/stat; false if there is none.
@@ -46,6 +51,25 @@ std::size_t usable_cores() {
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
     return static_cast<std::size_t>(std::max(1, CPU_COUNT(&set)));
+}
+
+// /proc/loadavg is "0.52 0.58 0.59 3/412 12345": the fourth field is runnable/total. Read with
+// pread on a descriptor kept open (an open and a close per read cost more than the read).
+bool core_to_spare() {
+    static const std::size_t cores = usable_cores();
+    static const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    thread_local Clock::time_point read_at{};
+    thread_local bool spare = true;
+    auto now = Clock::now();
+    if (fd < 0 || now - read_at < std::chrono::milliseconds(1)) return spare;
+    read_at = now;
+    char text[128];
+    ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+    if (n <= 0) return spare;
+    text[n] = '\0';
+    unsigned long running = 0;
+    if (std::sscanf(text, "%*s %*s %*s %lu/", &running) == 1) spare = running <= cores;
+    return spare;
 }
 
 ProcessIdentity this_process() {

@@ -26,6 +26,7 @@ PPMPI_PLAIN_SERIALIZABLE(Heartbeat)
 PPMPI_PLAIN_SERIALIZABLE(Shutdown)
 PPMPI_PLAIN_SERIALIZABLE(Goodbye)
 PPMPI_PLAIN_SERIALIZABLE(Release)
+PPMPI_PLAIN_SERIALIZABLE(Withdraw)
 
 namespace ppmpi {
 namespace {
@@ -244,7 +245,7 @@ Kind kind_of(const Header& header) { return static_cast<Kind>(header.index()); }
 const char* kind_name(Kind kind) {
     static constexpr const char* names[] = {"Hello",  "Welcome",   "FunctionDef",
                                             "Task",   "Result",    "Heartbeat",
-                                            "Shutdown", "Goodbye", "Release"};
+                                            "Shutdown", "Goodbye", "Release", "Withdraw"};
     auto index = static_cast<std::size_t>(kind);
     return index < std::size(names) ? names[index] : "Unknown";
 }

@@ -1,16 +1,24 @@
 #include "ppmpi/core/scheduler.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "ppmpi/core/errors.hpp"
 
 namespace ppmpi {
 
 std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth) {
-    if (max_depth <= 1 || mean_job_seconds < 0.0) return 1;
+    if (max_depth <= 1) return 1;
+    if (mean_job_seconds < 0.0) return 2;  // not known yet: one behind the running one
     double extra = kPipelineBudgetSeconds / std::max(mean_job_seconds, 1e-7);
     if (extra >= static_cast<double>(max_depth - 1)) return max_depth;
     return std::max<std::size_t>(2, 1 + static_cast<std::size_t>(extra));
+}
+
+std::size_t workers_worth_engaging(double mean_job_seconds) {
+    if (mean_job_seconds < 0.0) return 0;  // not known: no limit
+    double workers = (mean_job_seconds + kWorkerSecondsPerJob) / kMasterSecondsPerJob;
+    return static_cast<std::size_t>(std::min(1e9, std::ceil(workers)));
 }
 
 Scheduler::Scheduler(std::size_t slots_per_worker)
@@ -22,12 +30,14 @@ template <class Slots, class Bucket> void link_back(Bucket& bucket, Slots* slots
     slots->next = nullptr;
     (bucket.tail ? bucket.tail->next : bucket.head) = slots;
     bucket.tail = slots;
+    ++bucket.size;
 }
 
 template <class Slots, class Bucket> void unlink(Bucket& bucket, Slots* slots) {
     (slots->prev ? slots->prev->next : bucket.head) = slots->next;
     (slots->next ? slots->next->prev : bucket.tail) = slots->prev;
     slots->prev = slots->next = nullptr;
+    --bucket.size;
 }
 }  // namespace
 
@@ -40,6 +50,7 @@ void Scheduler::place(WorkerSlots& slots) {
     Buckets& buckets = slots.filling ? filling_ : ready_;
     if (buckets.size() <= slots.jobs.size()) buckets.resize(slots.jobs.size() + 1);
     link_back(buckets[slots.jobs.size()], &slots);
+    ++placed_;
 }
 
 void Scheduler::unplace(WorkerSlots& slots) {
@@ -49,6 +60,7 @@ void Scheduler::unplace(WorkerSlots& slots) {
     }
     if (slots.alone) return;
     unlink((slots.filling ? filling_ : ready_)[slots.jobs.size()], &slots);
+    --placed_;
 }
 
 void Scheduler::add_worker(WorkerId worker) {
@@ -101,7 +113,9 @@ bool Scheduler::cancel_pending(JobId job) {
 Scheduler::WorkerSlots* Scheduler::least_loaded_free_worker() const {
     std::size_t batch = std::max<std::size_t>(1, slots_ / 4);
     std::size_t loads = std::min(limit_, std::max(ready_.size(), filling_.size()));
-    for (std::size_t load = 0; load < loads; ++load) {
+    std::size_t idle = ready_.empty() ? 0 : ready_[0].size;
+    bool engage_more = engaged_limit_ == 0 || placed_ - idle < engaged_limit_;
+    for (std::size_t load = engage_more ? 0 : 1; load < loads; ++load) {
         if (load < filling_.size() && filling_[load].head) return filling_[load].head;
         if (load < ready_.size() && ready_[load].head && slots_ >= load + batch)
             return ready_[load].head;
@@ -127,9 +141,12 @@ void Scheduler::take(JobId job, WorkerSlots& worker, bool alone) {
 
 std::vector<Scheduler::Assignment> Scheduler::assign() {
     std::vector<Assignment> out;
-    // Decided once per turn, from the queue as it stands.
-    bool deep = pending() >= deep_queue_ * std::max<std::size_t>(1, active_);
-    limit_ = deep ? slots_ : 1;
+    // Decided once per turn, from the queue as it stands. With a job waiting for every worker,
+    // each may hold one behind its running one: none of them would idle meanwhile, and the
+    // next job is there when the running one ends (no round trip to the master).
+    std::size_t workers = std::max<std::size_t>(1, active_);
+    bool deep = pending() >= deep_queue_ * workers;
+    limit_ = deep ? slots_ : pending() >= workers ? std::min<std::size_t>(2, slots_) : 1;
     while (!queue_.empty()) {
         JobId job = queue_.front();
         if (dropped_.erase(job)) {
@@ -165,6 +182,21 @@ bool Scheduler::complete(WorkerId worker, JobId job) {
     place(slots);
     alone_.erase(job);
     return true;
+}
+
+bool Scheduler::withdraw(WorkerId worker, JobId job) {
+    if (!complete(worker, job)) return false;
+    queue_.push_front(job);
+    waiting_.insert(job);
+    return true;
+}
+
+std::vector<WorkerId> Scheduler::loaded_workers(std::size_t min_load, std::size_t count) const {
+    std::vector<WorkerId> out;
+    for (std::size_t load = ready_.size(); load-- > min_load && out.size() < count;)
+        for (const WorkerSlots* w = ready_[load].head; w && out.size() < count; w = w->next)
+            out.push_back(w->id);
+    return out;
 }
 
 std::optional<WorkerId> Scheduler::worker_of(JobId job) const {

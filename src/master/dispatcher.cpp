@@ -182,6 +182,10 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
     // Not (or no longer) its job: timed out, cancelled, or taken back from a worker declared
     // lost. Dropping it keeps every job's outcome recorded exactly once.
     if (pool.scheduler.worker_of(result.job_id) != worker.peer) return;
+    if (result.status == ResultStatus::Withdrawn) {
+        on_withdrawn(worker, pool, result.job_id);
+        return;
+    }
     WorkerStats& stats = pool.stats[worker.peer];
     stats.label = worker.label;
     ++stats.jobs;
@@ -210,6 +214,7 @@ void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
     auto queued = pool.queued.find(job);
     if (queued != pool.queued.end()) {
         pool.deadlines.erase({queued->second.deadline, job});
+        pool.withdrawing -= queued->second.withdrawing;
         pool.functions.release(queued->second.key);
         pool.queued.erase(queued);
     }

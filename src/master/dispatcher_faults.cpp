@@ -183,6 +183,8 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
     for (JobId job : jobs) {
         QueuedJob& queued = pool.queued.at(job);
         pool.deadlines.erase({queued.deadline, job});
+        pool.withdrawing -= queued.withdrawing;
+        queued.withdrawing = false;
         queued.deadline = Clock::time_point::max();
         queued.started = false;
         if (charged) pool.scheduler.run_alone(job);  // a worker died with it in flight

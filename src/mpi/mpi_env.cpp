@@ -1,5 +1,6 @@
 #include "ppmpi/mpi/mpi_env.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include "ppmpi/master/mpirun_watch.hpp"
 #include "ppmpi/mpi/mpi_launcher.hpp"
 #include "ppmpi/mpi/mpi_transport.hpp"
+#include "ppmpi/mpi/startup_barrier.hpp"
 #include "ppmpi/transport/bell_transport.hpp"
 #include "ppmpi/transport/shm_transport.hpp"
 
@@ -41,7 +43,7 @@ void end_mpirun_if_it_hangs() {
 // as MPI does: their start is a collective of the whole job, which mpirun itself supervises.
 std::shared_ptr<MpiSession> start_worker_session() {
     const char* attempt = std::getenv(kSpawnAttemptVariable);
-    if (!attempt) return std::make_shared<MpiSession>();
+    if (!attempt) return start_patient_session();
     std::string name = attempt;
     ::unsetenv(kSpawnAttemptVariable);  // not for the jobs' own child processes
     std::mutex mutex;
@@ -65,7 +67,7 @@ std::shared_ptr<MpiSession> start_worker_session() {
         watchdog.join();
     };
     try {
-        auto session = std::make_shared<MpiSession>();
+        auto session = start_patient_session();
         finish();
         return session;
     } catch (...) {
@@ -91,10 +93,10 @@ std::unique_ptr<Transport> offer_shared_memory(std::unique_ptr<MpiTransport> mpi
 }
 
 // ppmpi's own copy of MPI_COMM_WORLD (freed when its last holder lets go), so no user MPI
-// traffic meets ours.
+// traffic meets ours. Made without spinning: the ranks that arrive first wait for the rest,
+// rank 0 included, which may still be importing the driver's modules.
 bmpi::communicator duplicate_world() {
-    return translate_mpi_errors(
-        [] { return bmpi::communicator(MPI_COMM_WORLD, bmpi::comm_duplicate); });
+    return bmpi::communicator(duplicate_asleep(MPI_COMM_WORLD), bmpi::comm_take_ownership);
 }
 }  // namespace
 
@@ -102,7 +104,10 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
                                           std::vector<std::string> worker_args) {
     return [worker_path, worker_args]() {
         apply_product_mpi_settings();
-        auto session = std::make_shared<MpiSession>(bmpi::threading::multiple);
+        auto session = [] {
+            StartupBarrier met;
+            return std::make_shared<MpiSession>(bmpi::threading::multiple);
+        }();
         if (session->world_rank() != 0)
             throw MpiError("the ppmpi master must be rank 0 (this is rank " +
                            std::to_string(session->world_rank()) + ")");
@@ -128,6 +133,19 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
         };
         return env;
     };
+}
+
+WorkerOptions mpi_worker_options() {
+    WorkerOptions options;
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"}) {
+        const char* value = std::getenv(name);
+        if (!value) continue;
+        auto per_rank = std::chrono::seconds(std::strtol(value, nullptr, 10));
+        options.first_contact_timeout = std::max<std::chrono::milliseconds>(
+            options.first_contact_timeout, per_rank);
+        break;
+    }
+    return options;
 }
 
 WorkerEnvironmentFactory mpi_worker_environment() {

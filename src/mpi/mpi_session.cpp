@@ -1,6 +1,16 @@
 #include "ppmpi/mpi/mpi_session.hpp"
 
+#include "ppmpi/core/backoff.hpp"
+#include "ppmpi/mpi/startup_barrier.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 namespace ppmpi {
 
@@ -46,6 +56,21 @@ MPI_Comm parent_comm() {
 
 void disconnect(MPI_Comm& comm) { check_mpi(MPI_Comm_disconnect(&comm), "MPI_Comm_disconnect"); }
 
+MPI_Comm duplicate_asleep(MPI_Comm comm) {
+    MPI_Comm copy = MPI_COMM_NULL;
+    MPI_Request request = MPI_REQUEST_NULL;
+    check_mpi(MPI_Comm_idup(comm, &copy, &request), "MPI_Comm_idup");
+    Backoff backoff(BackoffPolicy{std::chrono::microseconds(0), std::chrono::microseconds(50),
+                                  std::chrono::milliseconds(10)});
+    for (int done = 0;;) {
+        check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (done) break;
+        std::this_thread::sleep_for(backoff.next_delay(Clock::now()));
+    }
+    return_errors(copy);
+    return copy;
+}
+
 MpiSession::MpiSession(bmpi::threading::level level) {
     if (bmpi::environment::initialized())
         throw MpiError("MPI is already initialised in this process by someone else");
@@ -60,6 +85,58 @@ MpiSession::MpiSession(bmpi::threading::level level) {
     world_size_ = world_.size();
     parent_ = parent_comm();
     if (parent_ != MPI_COMM_NULL) return_errors(parent_);
+}
+
+namespace {
+// What the session thread shares with the session's holders.
+struct SessionThread {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::unique_ptr<MpiSession> session;
+    std::exception_ptr error;
+    bool started = false, finish = false;
+    std::thread thread;
+
+    void run(bmpi::threading::level level) {
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);  // this thread only
+        std::unique_ptr<MpiSession> made;
+        std::exception_ptr failed;
+        try {
+            StartupBarrier met;
+            made = std::make_unique<MpiSession>(level);
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        std::unique_lock<std::mutex> lock(mutex);
+        session = std::move(made);
+        error = failed;
+        started = true;
+        changed.notify_all();
+        changed.wait(lock, [&] { return finish; });
+        session.reset();  // MPI_Finalize (unless skipped), on the thread that initialized
+    }
+};
+}  // namespace
+
+std::shared_ptr<MpiSession> start_patient_session(bmpi::threading::level level) {
+    auto shared = std::make_shared<SessionThread>();
+    shared->thread = std::thread([shared, level] { shared->run(level); });
+    std::unique_lock<std::mutex> lock(shared->mutex);
+    shared->changed.wait(lock, [&] { return shared->started; });  // as MPI_Init itself: unbounded
+    auto end = [shared] {
+        {
+            std::lock_guard<std::mutex> guard(shared->mutex);
+            shared->finish = true;
+        }
+        shared->changed.notify_all();
+        shared->thread.join();
+    };
+    if (shared->error) {
+        lock.unlock();
+        end();
+        std::rethrow_exception(shared->error);
+    }
+    return std::shared_ptr<MpiSession>(shared->session.get(), [end](MpiSession*) { end(); });
 }
 
 MpiSession::~MpiSession() {

@@ -176,7 +176,7 @@ std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbe
 
 int serve_worker() {
     PythonExecutor executor;
-    WorkerHost host(mpi_worker_environment());
+    WorkerHost host(mpi_worker_environment(), mpi_worker_options());
     return without_gil([&] { return host.serve(executor); });
 }
 

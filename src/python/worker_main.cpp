@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     {
         py::scoped_interpreter interpreter;
         ppmpi::PythonExecutor executor;
-        ppmpi::WorkerHost host(ppmpi::mpi_worker_environment());
+        ppmpi::WorkerHost host(ppmpi::mpi_worker_environment(), ppmpi::mpi_worker_options());
         {
             py::gil_scoped_release released;  // the executor takes the GIL per call
             status = host.serve(executor);

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "ppmpi/core/errors.hpp"
-#include "ppmpi/core/heartbeat.hpp"
+#include "ppmpi/core/process.hpp"
 
 namespace ppmpi {
 namespace {
@@ -67,8 +67,30 @@ void WorkerHost::drive_while_idle() {
     };
     auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
     // A job starts: the owner takes over within its stand-down sleep. Otherwise (idle) it is
-    // woken now and polls with its backoff.
-    if (borrow.drive(has_work, turn, BackoffPolicy{}.spin_for)) borrow.leave_owner_asleep();
+    // woken now and polls with its backoff, unless it dozes anyway and nothing of ours moves.
+    auto window = spin_worthwhile() ? BackoffPolicy{}.spin_for : std::chrono::microseconds(0);
+    if (borrow.drive(has_work, turn, window) || nothing_in_flight(*transport))
+        borrow.leave_owner_asleep();
+}
+
+// Whether the comm thread can go on dozing: no send of ours is unfinished (MPI moves data only
+// inside calls, and a dozing thread makes none).
+bool WorkerHost::nothing_in_flight(Transport& transport) const {
+    return comm_dozing_.load() && transport.unfinished_sends(master_) == 0 &&
+           !transport.transferring(Clock::now());
+}
+
+// A job's result leaves from the thread that ran it, in a borrowed turn, so the comm thread is
+// not woken for it (each wake-up took ~50-90 us of CPU on the test VM, twice per job); false if
+// the loop could not be borrowed now.
+bool WorkerHost::send_result_here() {
+    Transport* transport = transport_.load(std::memory_order_acquire);
+    if (transport == nullptr || !borrowable_) return false;
+    Baton::Borrow borrow(baton_);
+    auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
+    bool sent = borrow.try_turn(turn, std::chrono::microseconds(200)).has_value();
+    if (sent && nothing_in_flight(*transport)) borrow.leave_owner_asleep();
+    return sent;
 }
 
 // MPI start-up (on the comm thread) cannot be interrupted, and Open MPI 4.1 with PMIx 4 can
@@ -82,6 +104,15 @@ void WorkerHost::exit_if_start_is_stuck() {
               << options_.first_contact_timeout.count() / 1000 << " s; exiting" << std::endl;
     std::fflush(nullptr);
     std::_Exit(kStuckStartStatus);
+}
+
+// Polling without sleeping for the master's next frame pays only while jobs are short (a long
+// job's successor is queued here already, or comes a round trip later: 250 us of spinning
+// after each 100 ms job cost more than it saved, on every worker) and a core is spare.
+bool WorkerHost::spin_worthwhile() const {
+    constexpr double kShortJobSeconds = 0.002;
+    return last_job_seconds_.load(std::memory_order_relaxed) < kShortJobSeconds &&
+           core_to_spare();
 }
 
 // The next item to execute, or nullopt when the executor is to stop.
@@ -118,6 +149,7 @@ void WorkerHost::execute_loop(Executor& executor) {
                 wait_for_result_sends();
                 ExecOutcome out =
                     executor.run(*task, std::move(item.payload), std::move(item.buffers));
+                last_job_seconds_.store(out.seconds, std::memory_order_relaxed);
                 for (const Buffer& b : out.buffers) results_in_flight_.push_back(b.owner);
                 Message result{Result{task->job_id, out.status, out.seconds},
                                std::move(out.payload), std::move(out.buffers)};
@@ -137,10 +169,11 @@ void WorkerHost::execute_loop(Executor& executor) {
             return;
         }
         executor_busy_ = false;
-        // The result leaves from drive_while_idle(), or (a job is queued, or no borrowing) from
-        // the comm thread: within its short sleep, or woken now if it dozes. The result is
-        // queued before comm_dozing_ is read, and the comm thread sets it before it checks for
-        // results: one of the two sees the other.
+        // The result leaves in a turn of this thread's, or (no borrowing now) from the comm
+        // thread: within its short sleep, or woken now if it dozes. The result is queued before
+        // comm_dozing_ is read, and the comm thread sets it before it checks for results: one
+        // of the two sees the other.
+        if (std::holds_alternative<Task>(item.header) && send_result_here()) continue;
         if (!borrowable_ || comm_dozing_.load()) comm_wakeup_.notify();
     }
 }
@@ -169,6 +202,7 @@ void WorkerHost::on_message(Message& message) {
             leave_now_ = !std::get<Release>(message.header).finalize;
             comm_wakeup_.notify();  // as for Shutdown (stop_executor)
             break;
+        case Kind::Withdraw: withdraw(std::get<Withdraw>(message.header).job_id); break;
         case Kind::Heartbeat: break;
         default:
             std::cerr << "ppmpi-worker: unexpected " << kind_name(kind_of(message.header))
@@ -176,14 +210,31 @@ void WorkerHost::on_message(Message& message) {
     }
 }
 
-bool WorkerHost::master_alive(Clock::time_point now) const {
+// Same host: a vanished master process is noticed within 100 ms, not after the time-out (and
+// not looked for on every turn: a system call each).
+// Protocol step 4: a task still waiting here goes back to the master; one that started (or is
+// done) is not mentioned, its result comes as usual.
+void WorkerHost::withdraw(JobId job) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto waiting = std::find_if(work_.begin(), work_.end(), [job](const Message& m) {
+        const Task* task = std::get_if<Task>(&m.header);
+        return task && task->job_id == job;
+    });
+    if (waiting == work_.end()) return;
+    work_.erase(waiting);
+    outbox_.push_back(Message{Result{job, ResultStatus::Withdrawn, 0.0}, {}});
+}
+
+bool WorkerHost::master_alive(Clock::time_point now) {
     auto timeout = welcomed_ ? std::chrono::milliseconds(welcome_.master_timeout_ms)
                              : options_.first_contact_timeout;
     if (now - last_from_master_ > timeout) return false;
-    // Same host: a vanished master process is noticed at once, not after the time-out.
-    if (welcomed_ && welcome_.master_pid > 0 && welcome_.master_host == this_host_name())
-        return ::kill(static_cast<pid_t>(welcome_.master_pid), 0) == 0 || errno != ESRCH;
-    return true;
+    if (!welcomed_ || welcome_.master_pid <= 0 || now < next_master_check_) return true;
+    next_master_check_ = now + std::chrono::milliseconds(100);
+    static const std::string host = this_host_name();
+    if (welcome_.master_host == host)
+        master_process_ = ::kill(static_cast<pid_t>(welcome_.master_pid), 0) == 0 || errno != ESRCH;
+    return master_process_;
 }
 
 // Results (and heartbeats) go out; true if anything was sent. A result is a sign of life as
@@ -300,8 +351,9 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
         }
         // While a job runs, nothing this thread could catch by polling soon is urgent (the
         // job's result leaves from the executor thread), and the job shares this process's
-        // core: the longest sleep then, with no spin.
-        auto delay = executor_busy_ ? backoff.policy().max_sleep : backoff.next_delay(Clock::now());
+        // core: the longest sleep then, with no spin; nor when a spin is not worth it.
+        auto delay = executor_busy_ ? backoff.policy().max_sleep
+                                    : backoff.next_delay(Clock::now(), spin_worthwhile());
         if (idle_wait(transport, master, delay)) backoff.reset();
     }
 }

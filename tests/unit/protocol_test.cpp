@@ -196,13 +196,14 @@ TEST_CASE("protocol: kind_of and kind_name", "[protocol]") {
     std::vector<std::pair<Header, const char*>> cases{
         {Hello{}, "Hello"},         {Welcome{}, "Welcome"},   {FunctionDef{}, "FunctionDef"},
         {Task{}, "Task"},           {Result{}, "Result"},     {Heartbeat{}, "Heartbeat"},
-        {Shutdown{}, "Shutdown"},   {Goodbye{}, "Goodbye"},   {Release{}, "Release"}};
+        {Shutdown{}, "Shutdown"},   {Goodbye{}, "Goodbye"},   {Release{}, "Release"},
+        {Withdraw{}, "Withdraw"}};
     for (std::size_t i = 0; i < cases.size(); ++i) {
         Kind kind = kind_of(cases[i].first);
         CHECK(static_cast<std::size_t>(kind) == i);
         CHECK(std::string(kind_name(kind)) == cases[i].second);
     }
-    CHECK(std::string(kind_name(static_cast<Kind>(9))) == "Unknown");
+    CHECK(std::string(kind_name(static_cast<Kind>(10))) == "Unknown");
     CHECK(std::string(kind_name(static_cast<Kind>(250))) == "Unknown");
 }
 
@@ -271,7 +272,7 @@ TEST_CASE("protocol: a message encodes to the same bytes every time, on any thre
     std::vector<Message> all{{Hello{1, 2, "h"}, {}},    {w, {}},          {FunctionDef{"k"}, {}},
                              {Task{4, "k"}, {}},        {Result{5, ResultStatus::Error, 1.5}, {}},
                              {Heartbeat{6}, {}},        {Shutdown{true}, {}}, {Goodbye{}, {}},
-                             {Release{false}, {}}};
+                             {Release{false}, {}},     {Withdraw{7}, {}}};
     for (const Message& m : all) {
         INFO(kind_name(kind_of(m.header)));
         Bytes first = encode_frame({m});

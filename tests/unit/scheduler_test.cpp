@@ -249,9 +249,10 @@ TEST_CASE("scheduler: a job to run alone waits for an idle worker and keeps it t
     CHECK_FALSE(s.assign().empty());  // the worker takes ordinary jobs again
 }
 
-TEST_CASE("pipeline_depth: deep for short jobs, two for long ones, one before any is known",
+TEST_CASE("pipeline_depth: deep for short jobs, two for long ones and before any is known",
           "[scheduler]") {
-    CHECK(pipeline_depth(-1.0, 64) == 1);
+    CHECK(pipeline_depth(-1.0, 64) == 2);
+    CHECK(pipeline_depth(-1.0, 1) == 1);
     CHECK(pipeline_depth(0.0, 64) == 64);
     CHECK(pipeline_depth(1e-5, 64) == 64);
     CHECK(pipeline_depth(0.001, 64) == 6);  // 1 + kPipelineBudgetSeconds of queued jobs
@@ -264,11 +265,17 @@ TEST_CASE("scheduler: with set_deep_queue, a short queue is spread, not pipeline
           "[scheduler]") {
     Scheduler s(8);
     s.set_deep_queue(4);
-    s.add_worker(1);
-    s.add_worker(2);
-    for (JobId job = 1; job <= 5; ++job) s.enqueue(job);  // under 4 per worker
-    CHECK(s.assign().size() == 2);  // one each; the rest wait for a free worker
-    CHECK(s.pending() == 3);
-    for (JobId job = 6; job <= 12; ++job) s.enqueue(job);  // 10 waiting: deep
-    CHECK(s.assign().size() == 10);
+    for (WorkerId w = 1; w <= 3; ++w) s.add_worker(w);
+    s.enqueue(1);
+    s.enqueue(2);  // fewer than the workers: one each, on two of them
+    CHECK(s.assign().size() == 2);
+    CHECK(s.in_flight(3).empty());
+    for (JobId job = 3; job <= 7; ++job) s.enqueue(job);  // 5 waiting, one per worker or more:
+    auto a = s.assign();                                   // each takes one behind its own
+    CHECK(a.size() == 4);
+    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 2);
+    CHECK(s.pending() == 1);
+    for (JobId job = 8; job <= 20; ++job) s.enqueue(job);  // 14 waiting: deep (4 per worker)
+    CHECK(s.assign().size() == 14);
+    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 8);
 }

@@ -241,6 +241,26 @@ TEST_CASE("worker: queued tasks are dropped at Shutdown", "[worker]") {
     CHECK_FALSE(rig.next(50ms).has_value());  // and task 1's result was not sent
 }
 
+TEST_CASE("worker: a task asked back before it started comes back Withdrawn; a running one "
+          "ends as usual",
+          "[worker]") {
+    WorkerRig rig;
+    rig.handshake();
+    rig.send({{FunctionDef{"slow"}, "S"}, {Task{1, "slow"}, "a"}, {Task{2, "slow"}, "b"}});
+    auto deadline = Clock::now() + 5s;
+    while (rig.log->in_gate() < 1 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    REQUIRE(rig.log->in_gate() == 1);  // task 1 runs, task 2 waits
+    rig.send({{Withdraw{2}, {}}, {Withdraw{1}, {}}, {Withdraw{99}, {}}});
+    Message back = rig.expect(Kind::Result);
+    CHECK(std::get<Result>(back.header).job_id == 2);
+    CHECK(std::get<Result>(back.header).status == ResultStatus::Withdrawn);
+    rig.log->open_gate();
+    Result done = expect_result(rig, 1, "S:a");
+    CHECK(done.status == ResultStatus::Ok);
+    CHECK_FALSE(rig.next(100ms).has_value());  // nothing about 1 or 99, and 2 never ran
+    CHECK(rig.log->in_gate() == 1);
+}
+
 TEST_CASE("worker: in the master's world it waits for Release", "[worker]") {
     WorkerRig rig(true);
     rig.handshake();

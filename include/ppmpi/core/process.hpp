@@ -24,6 +24,12 @@ ProcessIdentity this_process();
 std::string this_host_name();
 // The CPUs this process may run on (its affinity mask; at least 1).
 std::size_t usable_cores();
+// Whether fewer threads are runnable on this host right now than this process has cores
+// (/proc/loadavg, read at most every millisecond). Polling without sleeping (spinning) for a
+// reply only pays then: on a host with more runnable threads than cores, a spinning thread
+// takes its core from one that has work (measured: 16 workers on 2 cores each spun ~250 us
+// per 100 ms job, on both of their threads).
+bool core_to_spare();
 // Whether the process is one this host can judge: on this host, known pid, not this process.
 bool judged_here(const ProcessIdentity& process);
 // False once the process has exited (or is a zombie, or its pid was reused).

@@ -17,7 +17,10 @@
 //     needs a key this worker has not seen. The key is a content digest of the bundle, so a new
 //     function can never be mistaken for an old one (pp's id()-keyed cache bug).
 //  4. M→W Task{job_id, func_key} + payload(pickled args) + buffers(the args' large arrays).
-//     Several may be in flight per worker.
+//     Several may be in flight per worker; it runs them in the order they came.
+//     M→W Withdraw{job_id}: the master takes back a task still waiting on this worker behind
+//     its running job (another worker has nothing to do). W answers Result{job_id, Withdrawn}
+//     if the task had not started; if it had, nothing (its result comes as usual).
 //  5. W→M Result{job_id, status, seconds} + payload(pickled result or exception, job output)
 //     + buffers(the result's large arrays).
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
@@ -50,7 +53,7 @@ using JobId = std::uint64_t;
 using Bytes = std::string;
 
 enum class Kind : std::uint8_t {
-    Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release
+    Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release, Withdraw
 };
 
 struct Hello {
@@ -91,7 +94,7 @@ struct Task {
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id & func_key; }
 };
 
-enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1 };
+enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1, Withdrawn = 2 };
 
 struct Result {
     JobId job_id = 0;
@@ -117,9 +120,13 @@ struct Release {
     bool finalize = true;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & finalize; }
 };
+struct Withdraw {
+    JobId job_id = 0;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id; }
+};
 // Alternatives are in Kind order: the variant index is the Kind byte on the wire.
 using Header = std::variant<Hello, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown,
-                            Goodbye, Release>;
+                            Goodbye, Release, Withdraw>;
 
 struct Message {
     Header header;

@@ -7,7 +7,7 @@
 // so that jobs (and then results) cross in batches, many per MPI message. And only while the
 // queue is deep (set_deep_queue; a pool sets PoolSpec::deep_queue): a job is never queued
 // behind another on a busy worker when a few jobs could be spread over the workers instead
-// (the one ahead may be long).
+// (the one ahead may be long); with at least one job waiting per worker, one each.
 // The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
 // front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
 #pragma once
@@ -32,10 +32,19 @@ using WorkerId = std::int64_t;
 // How many jobs to keep in flight per worker, given how long recent jobs ran (negative: no
 // job has finished yet). Jobs are pipelined so that a worker never waits a round trip (up to
 // the master's longest poll sleep, 2 ms) for its next job: short ones as many as it runs in
-// about kPipelineBudget, long ones one queued behind the running one (all only while the
-// queue is deep, as above).
+// about kPipelineBudget, long ones (and, until one has finished, any) one queued behind the
+// running one (all only while the queue is deep, as above).
 constexpr double kPipelineBudgetSeconds = 0.005;
 std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth);
+
+// How many workers can be kept busy with jobs of this length (negative: not known yet, so as
+// many as there are), given that the master hands out about one job per kMasterSecondsPerJob
+// and a worker spends kWorkerSecondsPerJob on each beyond its run time. More would only take
+// turns: each woken for a few jobs, all of them runnable at once (measured: 128 workers on 2
+// cores each given 64 no-op jobs left the master ~1/65 of the CPU, 5.4k jobs/s).
+constexpr double kMasterSecondsPerJob = 10e-6;
+constexpr double kWorkerSecondsPerJob = 40e-6;
+std::size_t workers_worth_engaging(double mean_job_seconds);
 
 class Scheduler {
   public:
@@ -68,6 +77,13 @@ class Scheduler {
     // The job finished on that worker. False if the scheduler does not have it there
     // (a late result from a worker the job was taken away from).
     bool complete(WorkerId worker, JobId job);
+    // The job, not started on that worker, came back (protocol step 4): it waits again at the
+    // front of the queue. False if the scheduler does not have it there.
+    bool withdraw(WorkerId worker, JobId job);
+    // Workers with nothing to do, and (most loaded first, at most `count`) workers with at
+    // least `min_load` jobs: where a job could be taken back from for an idle one.
+    std::size_t idle_workers() const { return ready_.empty() ? 0 : ready_[0].size; }
+    std::vector<WorkerId> loaded_workers(std::size_t min_load, std::size_t count) const;
 
     std::optional<WorkerId> worker_of(JobId job) const;
     std::vector<JobId> in_flight(WorkerId worker) const;
@@ -81,6 +97,9 @@ class Scheduler {
     void set_slots_per_worker(std::size_t slots) { slots_ = slots == 0 ? 1 : slots; }
     // Pipeline only while at least this many jobs per active worker wait (0: always).
     void set_deep_queue(std::size_t jobs_per_worker) { deep_queue_ = jobs_per_worker; }
+    // An idle worker gets a job only while fewer than this many workers have jobs (0: no
+    // limit): the jobs go to the busy ones' free slots instead.
+    void set_engaged_limit(std::size_t workers) { engaged_limit_ = workers; }
 
   private:
     struct WorkerSlots {
@@ -99,6 +118,7 @@ class Scheduler {
     struct Bucket {
         WorkerSlots* head = nullptr;
         WorkerSlots* tail = nullptr;
+        std::size_t size = 0;
     };
     using Buckets = std::vector<Bucket>;
 
@@ -120,6 +140,8 @@ class Scheduler {
     std::vector<WorkerSlots*> filled_;  // this assign()'s, moved back to ready_ at its end
     std::set<WorkerId> idle_retiring_;
     std::size_t active_ = 0;  // workers not retiring
+    std::size_t placed_ = 0;  // workers in ready_ or filling_
+    std::size_t engaged_limit_ = 0;
     std::unordered_map<JobId, WorkerId> running_;
     std::set<JobId> alone_;
 };

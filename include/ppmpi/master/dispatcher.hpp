@@ -105,6 +105,8 @@ class Dispatcher {
     void on_result(WorkerRecord& worker, const Result& result, Message& message);
     void on_goodbye(WorkerRecord& worker);
     bool dispatch_jobs(Pool& pool);
+    void take_back_for_idle(Pool& pool);
+    bool on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job);
     bool dispatch_all();
     void retire_idle_workers(Pool& pool);
     void send_heartbeats(Clock::time_point now);

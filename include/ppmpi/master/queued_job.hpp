@@ -22,6 +22,7 @@ struct QueuedJob {
     Clock::duration timeout{};  // zero: no limit
     std::uint64_t send_order = 0;  // 0 until sent
     bool started = false;          // became its worker's head
+    bool withdrawing = false;      // asked back from its worker (protocol step 4)
     Clock::time_point started_at{};
     Clock::time_point deadline = Clock::time_point::max();  // set when started
     std::vector<std::string> lost_on;  // workers lost while it ran on them

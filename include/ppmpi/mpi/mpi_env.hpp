@@ -27,5 +27,9 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
 
 // A worker: talks to its parent (spawned) or to rank 0 of its world (mpirun / MPMD).
 WorkerEnvironmentFactory mpi_worker_environment();
+// Its options: a world rank gives its MPI start-up (a collective of the whole world) a second
+// per rank of the world, at least the default 120 s (hundreds of ranks on a few cores start
+// one after another).
+WorkerOptions mpi_worker_options();
 
 }  // namespace ppmpi

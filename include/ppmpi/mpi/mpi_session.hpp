@@ -47,11 +47,15 @@ template <class Body> decltype(auto) translate_mpi_errors(Body&& body) {
     }
 }
 
-// Raw MPI, each wrapped once: Boost.MPI 1.74 has no error handlers, no parent communicator and
-// no MPI_Comm_disconnect.
+// Raw MPI, each wrapped once: Boost.MPI 1.74 has no error handlers, no parent communicator,
+// no MPI_Comm_disconnect and no nonblocking MPI_Comm_idup.
 void return_errors(MPI_Comm comm);  // errors come back as codes, never abort the job
 MPI_Comm parent_comm();             // MPI_COMM_NULL unless this process was spawned
 void disconnect(MPI_Comm& comm);    // waits for the remote side's own disconnect
+// MPI_Comm_dup of `comm` as MPI_Comm_idup, waited for asleep between tests (a blocking
+// collective spins a core per rank that waits in it). Not bounded: MPI has no timed
+// collective; nobody calls it before every rank of `comm` is known to come (the world).
+MPI_Comm duplicate_asleep(MPI_Comm comm);
 
 // MPI for this process: initialised on construction, on the calling thread (the comm thread;
 // others call MPI only under its baton, and on the master spawn attempts run on threads of
@@ -83,5 +87,16 @@ class MpiSession {
     MPI_Comm parent_ = MPI_COMM_NULL;
     bool finalize_ = true;
 };
+
+// A session whose MPI_Init runs on a thread of its own at the lowest priority (nice 19), the
+// thread that also finalizes it when the last holder lets go (MPI wants both on one thread;
+// others may call MPI in between, one at a time). Why: MPI_Init waits for every rank of the
+// job by polling (Open MPI 4.1: progress, usleep(100), again), so ranks already waiting in it
+// took the cores from those still starting up (Python's imports): 256 ranks on 2 cores spent
+// 150 s of CPU inside MPI_Init and took 93 s to start. At nice 19 the waiting ones yield.
+// For workers only: the threads MPI_Init starts inherit the priority, and the master's spawns
+// go through them.
+std::shared_ptr<MpiSession> start_patient_session(
+    bmpi::threading::level level = bmpi::threading::serialized);
 
 }  // namespace ppmpi

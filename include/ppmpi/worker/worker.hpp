@@ -75,9 +75,13 @@ class WorkerHost {
     void exit_if_start_is_stuck();
     void drive_while_idle();
     bool executor_quiet();
+    bool spin_worthwhile() const;
+    bool nothing_in_flight(Transport& transport) const;
+    bool send_result_here();
     bool idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay);
     void on_message(Message& message);
-    bool master_alive(Clock::time_point now) const;
+    void withdraw(JobId job);
+    bool master_alive(Clock::time_point now);
     void execute_loop(Executor& executor);
     void wait_for_result_sends();
     void stop_executor();
@@ -89,7 +93,8 @@ class WorkerHost {
     Welcome welcome_;
     bool welcomed_ = false, shutdown_ = false, released_ = false, in_world_ = false;
     bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
-    Clock::time_point last_from_master_{}, next_heartbeat_{};
+    Clock::time_point last_from_master_{}, next_heartbeat_{}, next_master_check_{};
+    bool master_process_ = true;  // it was there at the last check
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;
 
@@ -107,6 +112,7 @@ class WorkerHost {
     std::atomic<bool> executor_busy_{false};
     std::atomic<bool> executor_failed_{false};
     std::atomic<bool> comm_dozing_{false};  // the comm thread sleeps on doorbells (idle_wait)
+    std::atomic<double> last_job_seconds_{0.0};  // how long the last job ran
     std::atomic<int> exit_status_{0};
     Wakeup comm_wakeup_;
     Baton baton_{comm_wakeup_};
