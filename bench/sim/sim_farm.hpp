@@ -59,9 +59,9 @@ class SimLauncher : public Launcher {
     std::vector<PeerId> static_peers() override;
     std::vector<PeerId> spawn(std::size_t) override;
     bool in_world(PeerId) const override { return true; }
-    void said_goodbye(PeerId) override {}
+    std::vector<Release> said_goodbye(PeerId) override { return {}; }
     std::string describe(PeerId peer) const override { return std::to_string(peer); }
-    void lost(PeerId) override {}
+    std::vector<Release> lost(PeerId) override { return {}; }
     bool can_end_in_order(PeerId) const override { return true; }
 
   private:

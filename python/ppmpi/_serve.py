@@ -12,10 +12,41 @@ import signal
 import sys
 
 
+def complete_the_package(package):
+    """Adds the package's public names (what its __init__ would have, past its first line)."""
+    from . import _api
+
+    for name in _api.__all__ + ["version", "__version__", "__all__"]:
+        setattr(package, name, getattr(_api, name))
+
+
+def complete_on_demand():
+    """A worker serves from the first line of ppmpi's __init__ (_launch), which leaves the
+    package half made. Its public names are added the first time something asks for one (a
+    job's module doing ``from ppmpi import Server``), not at start-up, where importing the
+    client half of the package cost every worker ~35 ms of CPU."""
+    package = sys.modules.get("ppmpi")
+    if package is None or hasattr(package, "Server"):
+        return
+
+    def __getattr__(name):
+        if name.startswith("_") and not name.startswith("__"):  # ``from . import _core``
+            raise AttributeError(f"module 'ppmpi' has no attribute {name!r}")
+        del package.__getattr__
+        complete_the_package(package)
+        try:
+            return package.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module 'ppmpi' has no attribute {name!r}") from None
+
+    package.__getattr__ = __getattr__
+
+
 def main():
     os.environ["PPMPI_IN_WORKER"] = "1"  # before ppmpi's __init__: no takeover, no master
     # mpirun forwards SIGUSR1 to every rank; it asks the master for statistics.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    complete_on_demand()
     from . import _core
 
     status = _core.serve_worker()

@@ -4,8 +4,8 @@ under mpirun). Called from C++ (python_executor.cpp), one call at a time.
 run() never raises for a job's own errors: it returns (ok, payload, seconds), where payload is
 the pickled (result, output) or a pickled error report with the worker's traceback."""
 import io
+import os
 import pickle
-import socket
 import sys
 import time
 import traceback
@@ -121,9 +121,8 @@ def _prepare(func, depfuncs, modules, fresh):
 
 class WorkerRuntime:
     def __init__(self, worker_id):
-        complete_the_package()
         self.worker_id = worker_id
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename  # gethostname(), without importing socket
         self.bundles = {}
         self.loaded = {}
         self.initialized = set()  # keys of the Executor initializers run in this process
@@ -215,22 +214,10 @@ class WorkerRuntime:
         return cloudpickle.dumps((report, output), protocol=PROTOCOL)
 
 
-def complete_the_package():
-    """A worker that serves from the first line of ppmpi's __init__ (_launch) left the package
-    half made: add its public names, for jobs that import them."""
-    package = sys.modules.get("ppmpi")
-    if package is not None and not hasattr(package, "Server"):
-        from . import _api
-
-        for name in _api.__all__ + ["version"]:
-            setattr(package, name, getattr(_api, name))
-
-
 def warm_up():
     """Runs one job through a throwaway runtime (PythonExecutor::prepare, while MPI starts), so
     that the first real job finds unpickling, the call and the result's pickling warm: on a
-    fresh worker that first pass cost ~0.3 ms, a few dozen no-op jobs' worth (and the package
-    is completed, also while MPI starts)."""
+    fresh worker that first pass cost ~0.3 ms, a few dozen no-op jobs' worth."""
     runtime = WorkerRuntime(-1)
     runtime.define("warm-up", pickle.dumps((abs, (), (), False, None), PROTOCOL))
     ok, payload, _, _ = runtime.run(0, "warm-up", pickle.dumps((-1,), PROTOCOL))

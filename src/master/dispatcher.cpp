@@ -242,7 +242,17 @@ void Dispatcher::say_shutdown(WorkerRecord& worker) {
 void Dispatcher::on_goodbye(WorkerRecord& worker) {
     gone(worker);
     worker.goodbye = true;
-    launcher_.said_goodbye(worker.peer);
+    release(launcher_.said_goodbye(worker.peer));
+}
+
+// Protocol step 7: those that waited after their Goodbye may go now.
+void Dispatcher::release(const std::vector<Launcher::Release>& releases) {
+    for (const Launcher::Release& r : releases) {
+        auto it = workers_.find(r.peer);
+        if (it == workers_.end() || it->second.released || !it->second.goodbye) continue;
+        it->second.released = true;
+        queue_message(r.peer, Message{Release{r.finalize}, {}});
+    }
 }
 
 // Whatever made a worker Gone, it is no longer watched, counted or known to hold functions.
@@ -262,10 +272,10 @@ void Dispatcher::send_heartbeats(Clock::time_point now) {
     if (now < next_heartbeat_) return;
     next_heartbeat_ = now + std::max(options_.heartbeat, options_.master_timeout / 10);
     static const Bytes frame = encode_frame({Message{Heartbeat{}, {}}});
-    // World workers that said Goodbye still wait for Release: keep them sure we are alive.
+    // Workers that said Goodbye and still wait for Release: keep them sure we are alive.
     // Nobody else who is Gone (lost, or told to leave at once) hears from us again.
     for (auto& [peer, worker] : workers_) {
-        bool awaits_release = worker.goodbye && launcher_.in_world(peer);
+        bool awaits_release = worker.goodbye && !worker.released && launcher_.awaits_release(peer);
         if (!worker.hello || (worker.phase == Phase::Gone && !awaits_release)) continue;
         auto queued = outbox_.find(peer);
         if (queued != outbox_.end() && !queued->second.empty()) continue;  // that says it
@@ -295,10 +305,10 @@ bool Dispatcher::shutdown(Clock::duration grace) {
     bool clean = live_workers() == 0 && workers_lost_ == 0;
     std::vector<PeerId> released;
     for (auto& [peer, worker] : workers_) {
-        if (launcher_.in_world(peer) && worker.goodbye) {
-            queue_message(peer, Message{Release{launcher_.can_end_in_order(peer)}, {}});
-            released.push_back(peer);
-        }
+        if (!launcher_.awaits_release(peer) || !worker.goodbye || worker.released) continue;
+        worker.released = true;
+        queue_message(peer, Message{Release{launcher_.may_finalize(peer)}, {}});
+        released.push_back(peer);
     }
     flush_outbox();
     // MPI_Finalize comes next: the Releases must have left by then (bounded: a rank that

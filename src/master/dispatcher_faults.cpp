@@ -144,7 +144,7 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     outbox_.erase(worker.peer);
     held_.erase(worker.peer);
     kill_process(worker.process);  // on this host: no orphan, and no word from it again
-    launcher_.lost(worker.peer);
+    release(launcher_.lost(worker.peer));
     log_warning("worker " + worker.label + " lost: " + reason);
     note_host_loss(worker);
     if (!worker.pool) return;

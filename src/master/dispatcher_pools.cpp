@@ -142,14 +142,15 @@ void Dispatcher::collect_launches() {
 void Dispatcher::settle_departures() {
     auto leaving = [&] {
         for (const auto& [peer, worker] : workers_)
-            if (worker.phase == Phase::Leaving && worker.hello && !launcher_.in_world(peer))
+            if (worker.phase == Phase::Leaving && worker.hello && !launcher_.awaits_release(peer))
                 return true;
         return false;
     };
     auto ending = [&](PeerId peer, const WorkerRecord& worker) {
         if (worker.settled) return false;
+        bool awaits = worker.goodbye && !worker.released && launcher_.awaits_release(peer);
         bool ended = worker.phase == Phase::Gone
-                         ? !(worker.goodbye && launcher_.in_world(peer))  // it awaits Release
+                         ? !awaits
                          : worker.hello && !process_alive(worker.process);
         return ended && process_exists(worker.process);
     };
@@ -267,6 +268,7 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     out.function_bytes_sent = p.function_bytes_sent;
     out.workers_lost = p.workers_lost;
     out.jobs_requeued = p.jobs_requeued;
+    out.jobs_taken_back = p.jobs_taken_back;
     out.start_failures = p.start_failures;
     out.start_error = p.start_error;
     return out;
@@ -341,7 +343,9 @@ bool Dispatcher::on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job) {
     if (queued == pool.queued.end() || !queued->second.withdrawing) return false;
     queued->second.withdrawing = false;
     --pool.withdrawing;
-    return pool.scheduler.withdraw(worker.peer, job);
+    if (!pool.scheduler.withdraw(worker.peer, job)) return false;
+    ++pool.jobs_taken_back;
+    return true;
 }
 
 std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {

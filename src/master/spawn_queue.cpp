@@ -10,10 +10,12 @@
 namespace ppmpi {
 
 struct SpawnQueue::Attempt {
-    PeerId peer = -1;
-    int number = 0; // 1 for the peer's first attempt
+    std::uint64_t launch = 0;
+    std::vector<PeerId> peers;
+    int number = 0; // 1 for the launch's first attempt
     std::string name;
     Clock::time_point deadline;
+    Clock::duration bound{};
     std::mutex mutex;
     bool done = false; // under mutex, with what follows
     Handle handle;
@@ -26,9 +28,13 @@ struct SpawnQueue::Attempt {
 };
 
 namespace {
-std::string seconds_text(std::chrono::milliseconds bound) {
-    return std::to_string(bound.count() / 1000) + "." + std::to_string(bound.count() % 1000 / 100) +
-           " s";
+std::string seconds_text(SpawnQueue::Clock::duration bound) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(bound).count();
+    return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
+}
+
+std::string workers_text(std::size_t n) {
+    return n == 1 ? "a worker" : std::to_string(n) + " workers";
 }
 } // namespace
 
@@ -37,13 +43,29 @@ SpawnQueue::SpawnQueue(LaunchFn launch, Options options)
 
 SpawnQueue::~SpawnQueue() = default;
 
-void SpawnQueue::request(PeerId peer) {
-    wanted_[peer] = Wanted{};
-    queue_.push_back(peer);
+void SpawnQueue::request(std::vector<PeerId> peers) {
+    if (peers.empty()) return;
+    std::uint64_t id = next_launch_++;
+    launches_[id] = Launch{id, std::move(peers), 0};
+    queue_.push_back(id);
 }
 
 void SpawnQueue::cancel(PeerId peer) {
-    wanted_.erase(peer);
+    for (const auto& [id, launch] : launches_)
+        if (std::find(launch.peers.begin(), launch.peers.end(), peer) != launch.peers.end())
+            unwanted_.insert(peer);
+}
+
+bool SpawnQueue::wanted(const Launch& launch) const {
+    return std::any_of(launch.peers.begin(), launch.peers.end(),
+                       [&](PeerId peer) { return !unwanted_.count(peer); });
+}
+
+// Step 2: a launch of k processes gets first_bound + (k - 1) x per_process, doubled per attempt.
+SpawnQueue::Clock::duration SpawnQueue::bound(const Launch& launch) const {
+    auto one = options_.first_bound +
+               options_.per_process * static_cast<long>(launch.peers.size() - 1);
+    return one * (1 << (launch.attempts - 1));
 }
 
 std::size_t SpawnQueue::stuck() const {
@@ -62,10 +84,8 @@ std::vector<SpawnQueue::Event> SpawnQueue::poll(Clock::time_point now) {
         live_.reset();
         abandoned_.push_back(attempt);
         ++abandoned_total_;
-        auto bound = std::chrono::duration_cast<std::chrono::milliseconds>(
-            options_.first_bound * (1 << (attempt->number - 1)));
-        give_up_or_retry(attempt->peer,
-                         "MPI_Comm_spawn did not return within " + seconds_text(bound) +
+        give_up_or_retry(attempt->launch,
+                         "MPI_Comm_spawn did not return within " + seconds_text(attempt->bound) +
                              " (Open MPI 4.1 can leave a spawn hanging in PMIx; openpmix#2735)",
                          events);
     }
@@ -82,63 +102,79 @@ std::vector<SpawnQueue::Event> SpawnQueue::poll(Clock::time_point now) {
     return events;
 }
 
-// A finished attempt: the peer's process if the peer still waits for one, else a Surplus.
-// A failure counts only while it is the peer's live attempt (an abandoned one was counted
-// when it was abandoned).
+// Step 3: a finished attempt gives its launch its processes if the launch still waits for
+// them, else they are a Surplus. A failure counts only while it is the live attempt (an
+// abandoned one was counted when it was abandoned).
 void SpawnQueue::settle(const std::shared_ptr<Attempt>& attempt,
                         bool was_live,
                         std::vector<Event>& events) {
     if (!attempt->error.empty()) {
         log_debug("spawn attempt " + attempt->name + " failed: " + attempt->error);
-        if (was_live) give_up_or_retry(attempt->peer, attempt->error, events);
+        if (was_live) give_up_or_retry(attempt->launch, attempt->error, events);
         return;
     }
-    auto it = wanted_.find(attempt->peer);
     Event event;
-    event.peer = attempt->peer;
+    event.processes = attempt->peers.size();
     event.handle = std::move(attempt->handle);
-    if (it == wanted_.end()) {
+    auto it = launches_.find(attempt->launch);
+    if (it == launches_.end()) {
         event.kind = Event::Kind::Surplus;
         log_debug("spawn attempt " + attempt->name + " returned after it was given up");
-    } else {
-        wanted_.erase(it); // a retry still queued for it is skipped; a running one is surplus
-        event.kind = Event::Kind::Started;
-        if (attempt->number > 1 || !was_live)
-            log_warning("a worker started on attempt " + std::to_string(attempt->number) +
-                        " of its launch (see the warning before)");
+        events.push_back(std::move(event));
+        return;
     }
+    event.kind = Event::Kind::Started;
+    event.peers = it->second.peers;
+    for (PeerId peer : event.peers)
+        if (unwanted_.erase(peer)) event.unwanted.push_back(peer);
+    launches_.erase(it); // a retry still queued for it is skipped; a running one is surplus
+    if (attempt->number > 1 || !was_live)
+        log_warning(workers_text(event.processes) + " started on attempt " +
+                    std::to_string(attempt->number) + " of its launch (see the warning before)");
     events.push_back(std::move(event));
 }
 
-void SpawnQueue::give_up_or_retry(PeerId peer, const std::string& why, std::vector<Event>& events) {
-    auto it = wanted_.find(peer);
-    if (it == wanted_.end()) return; // cancelled, or started by an earlier attempt
-    if (it->second.attempts >= options_.max_attempts) {
+void SpawnQueue::give_up_or_retry(std::uint64_t id, const std::string& why,
+                                  std::vector<Event>& events) {
+    auto it = launches_.find(id);
+    if (it == launches_.end()) return; // started by an earlier attempt
+    Launch& launch = it->second;
+    if (launch.attempts >= options_.max_attempts || !wanted(launch)) {
         std::string error =
-            why + "; gave up after " + std::to_string(it->second.attempts) + " attempts";
-        log_warning("could not start a worker: " + error);
-        events.push_back(Event{Event::Kind::Failed, peer, {}, error});
-        wanted_.erase(it);
+            why + "; gave up after " + std::to_string(launch.attempts) + " attempts";
+        log_warning("could not start " + workers_text(launch.peers.size()) + ": " + error);
+        Event event{Event::Kind::Failed, launch.peers, {}, 0, {}, error};
+        for (PeerId peer : launch.peers) unwanted_.erase(peer);
+        launches_.erase(it);
+        events.push_back(std::move(event));
         return;
     }
-    log_warning("starting a worker: " + why + "; trying again (attempt " +
-                std::to_string(it->second.attempts + 1) + " of " +
+    log_warning("starting " + workers_text(launch.peers.size()) + ": " + why +
+                "; trying again (attempt " + std::to_string(launch.attempts + 1) + " of " +
                 std::to_string(options_.max_attempts) + ")");
-    queue_.push_front(peer); // before later requests: launches stay in request order
+    queue_.push_front(id); // before later requests: launches stay in request order
 }
 
 void SpawnQueue::start_next(Clock::time_point now) {
     while (!live_ && !queue_.empty()) {
-        PeerId peer = queue_.front();
+        std::uint64_t id = queue_.front();
         queue_.pop_front();
-        auto it = wanted_.find(peer);
-        if (it == wanted_.end()) continue; // cancelled or already started
-        int number = ++it->second.attempts;
+        auto it = launches_.find(id);
+        if (it == launches_.end()) continue; // already started
+        Launch& launch = it->second;
+        if (!wanted(launch)) { // every peer of it was cancelled
+            for (PeerId peer : launch.peers) unwanted_.erase(peer);
+            launches_.erase(it);
+            continue;
+        }
+        ++launch.attempts;
         auto attempt = std::make_shared<Attempt>();
-        attempt->peer = peer;
-        attempt->number = number;
+        attempt->launch = id;
+        attempt->peers = launch.peers;
+        attempt->number = launch.attempts;
         attempt->name = tag_ + "-" + std::to_string(next_attempt_++);
-        attempt->deadline = now + options_.first_bound * (1 << (number - 1));
+        attempt->bound = bound(launch);
+        attempt->deadline = now + attempt->bound;
         live_ = attempt;
         run(attempt);
     }
@@ -151,7 +187,7 @@ void SpawnQueue::run(const std::shared_ptr<Attempt>& attempt) {
         Handle handle;
         std::string error;
         try {
-            handle = launch(attempt->name);
+            handle = launch(attempt->name, attempt->peers.size());
         } catch (const std::exception& e) {
             error = e.what();
             if (error.empty()) error = "the launch failed";

@@ -148,36 +148,40 @@ WorkerOptions mpi_worker_options() {
     return options;
 }
 
+// Rank 0 of its world (a world rank), or rank 0 of its parent's intercommunicator (spawned).
+bmpi::communicator link_to_master(const MpiSession& session) {
+    if (session.parent() != MPI_COMM_NULL)
+        return bmpi::intercommunicator(session.parent(), bmpi::comm_attach);
+    if (session.world_rank() == 0)
+        throw MpiError("ppmpi-worker was started as rank 0; rank 0 must be the driver "
+                       "(mpirun -np 1 python3 driver.py : -np N ppmpi-worker)");
+    // Collective with the master's duplicate, made when rank 0 imports ppmpi. Not bounded: MPI
+    // offers no timed collective. A driver that never imports ppmpi leaves these ranks here
+    // until their start bound (mpi_worker_options) or mpirun ends the job.
+    return duplicate_world();
+}
+
 WorkerEnvironmentFactory mpi_worker_environment() {
     return []() {
         apply_product_mpi_settings();
         auto session = start_worker_session();
         auto transport = std::make_unique<MpiTransport>();
-        WorkerEnvironment env;
-        env.in_world = session->parent() == MPI_COMM_NULL;
-        bmpi::communicator link;
-        if (env.in_world) {
-            if (session->world_rank() == 0)
-                throw MpiError("ppmpi-worker was started as rank 0; rank 0 must be the driver "
-                               "(mpirun -np 1 python3 driver.py : -np N ppmpi-worker)");
-            // Collective with the master's duplicate, made when rank 0 imports ppmpi. Not
-            // bounded: MPI offers no timed collective. A driver that never imports ppmpi leaves
-            // these ranks here until mpirun ends the job (README "Launch modes").
-            link = duplicate_world();
-        } else {
-            link = bmpi::intercommunicator(session->parent(), bmpi::comm_attach);
-        }
-        transport->add_peer(0, link, 0);
+        bool in_world = session->parent() == MPI_COMM_NULL;
+        transport->add_peer(0, link_to_master(*session), 0);
         transport->allow_socket_dozes();  // over TCP, an idle worker sleeps on its sockets
+        WorkerEnvironment env;
+        // Protocol step 7: a world rank, or one of several spawned together (their world),
+        // finalizes with others and waits for Release; one spawned alone disconnects and goes.
+        bool alone = !in_world && session->world_size() == 1;
+        env.awaits_release = !alone;
         env.session = session;
-        env.transport = offer_shared_memory(std::move(transport), env.in_world);
+        env.transport = offer_shared_memory(std::move(transport), in_world);
         env.master = 0;
         env.borrowable = session->serialized();
-        bool spawned = !env.in_world;
-        env.before_close = [session, spawned](bool clean) {
+        env.before_close = [session, alone](bool clean) {
             if (!clean) {
                 session->skip_finalize();
-            } else if (spawned) {  // protocol step 6: the master disconnects its end as well
+            } else if (alone) {  // the master disconnects its end as well
                 MPI_Comm parent = session->parent();
                 disconnect(parent);
             }  // the world duplicate is freed with the transport's last copy of it

@@ -155,6 +155,7 @@ py::dict stats_to_dict(const PoolStats& s) {
     d["start_failures"] = s.start_failures;
     d["start_error"] = s.start_error;
     d["jobs_requeued"] = s.jobs_requeued;
+    d["jobs_taken_back"] = s.jobs_taken_back;
     return d;
 }
 

@@ -302,7 +302,7 @@ void WorkerHost::comm_main() {
         return;
     }
     mpi_started_ = true;
-    in_world_ = env.in_world;
+    awaits_release_ = env.awaits_release;
     ProcessIdentity self = this_process();
     Hello hello{self.pid, self.start_ticks, self.host};
     env.transport->post(env.master, encode_frame({Message{hello, {}}}));
@@ -322,7 +322,7 @@ WorkerHost::Verdict WorkerHost::owner_turn(Transport& transport, PeerId master) 
     Verdict verdict{comm_turn(transport, master, now), std::nullopt};
     if (leave_now_) {
         verdict.end = false;  // no disconnect, no finalize: they could wait forever
-    } else if (shutdown_ && (!in_world_ || released_)) {
+    } else if (shutdown_ && (!awaits_release_ || released_)) {
         verdict.end = true;
     } else if (executor_failed_) {
         verdict.end = false;  // the master sees a lost worker (no Goodbye)

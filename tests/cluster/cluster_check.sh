@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Many hosts over TCP, on simulated hosts: three network namespaces joined by veth pairs to a
+# Many hosts over TCP, on simulated hosts: six network namespaces joined by veth pairs to a
 # bridge (scripts/sim_hosts.sh; addresses 10.231.7.x exist only inside them), Open MPI's
 # daemons started in each through an rsh agent (scripts/sim_rsh.sh), the driver on host 0.
 #
@@ -7,7 +7,8 @@
 #
 # Cases (tests/cluster/cluster_driver.py checks its own results): a driver across 3 hosts
 # under mpirun --hostfile and under ppmpirun --hostfile; a far worker SIGKILLed and one
-# SIGSTOPped mid-run; a whole far host lost (its daemon and ranks SIGKILLed); 64 MiB arrays
+# SIGSTOPped mid-run; a whole far host lost (its daemon and ranks SIGKILLed), on 3 hosts and
+# on 6 hosts of 8 ranks each (48 ranks); 64 MiB arrays
 # to a far worker, next to the MPI ping-pong over the same veth. Every run is bounded, must
 # end by itself (mpirun included), and must leave no process in the namespaces, which are
 # removed at the end, also on failure. Ends with "cluster: N passed, M failed".
@@ -16,6 +17,8 @@ build=$(cd "${1:?build dir}" && pwd)
 src=$(cd "${2:?source dir}" && pwd)
 export PPMPI_SIM_PREFIX=ppsim
 hosts="$src/scripts/sim_hosts.sh"
+nhosts=6
+namespaces=$(seq -f "$PPMPI_SIM_PREFIX%g" 0 $((nhosts - 1)))
 run_on="$src/scripts/sim_run.sh"
 driver="$src/tests/cluster/cluster_driver.py"
 python=${PYTHON:-/usr/bin/python3}
@@ -37,27 +40,28 @@ export OMPI_MCA_btl_tcp_if_include=10.231.7.0/24 OMPI_MCA_oob_tcp_if_include=10.
 export OMPI_MCA_hwloc_base_binding_policy=none
 export PYTHONPATH="$build/python" PYTHONDONTWRITEBYTECODE=1
 
-"$hosts" up 3 "$PPMPI_SIM_PREFIX" || {
+"$hosts" up "$nhosts" "$PPMPI_SIM_PREFIX" || {
     echo "cluster: could not make the simulated hosts"
     echo "cluster: 0 passed, 1 failed"
     exit 1
 }
 cp "$src/hostfiles/simulated" "$scratch/three"
 printf '%s\n' "ppsim0 slots=1" "ppsim1 slots=1" >"$scratch/two"
+for ns in $namespaces; do echo "$ns slots=8"; done >"$scratch/six"
 
 # Nothing may be left running in a simulated host 10 s after a run (what is, is ours: killed).
 leftovers() {
     local ns pids all="" tries
     for tries in $(seq 100); do
-        [ -z "$(for ns in ppsim0 ppsim1 ppsim2; do ip netns pids "$ns"; done 2>/dev/null)" ] && return
+        [ -z "$(for ns in $namespaces; do ip netns pids "$ns"; done 2>/dev/null)" ] && return
         sleep 0.1
     done
-    for ns in ppsim0 ppsim1 ppsim2; do
+    for ns in $namespaces; do
         pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
         [ -z "${pids// /}" ] || all+=" $ns:[$pids]"
     done
     if [ -n "$all" ]; then
-        for ns in ppsim0 ppsim1 ppsim2; do
+        for ns in $namespaces; do
             pids=$(ip netns pids "$ns" 2>/dev/null)
             [ -z "$pids" ] || kill -9 $pids 2>/dev/null
         done
@@ -106,6 +110,10 @@ check far-worker-stopped 90 "CLUSTER-OK stop" \
     "$build/bin/ppmpirun" --hostfile "$scratch/three" -np 5 "$driver" stop ppsim1 ppsim2
 check far-host-lost 90 "CLUSTER-OK hostloss" \
     $(mpirun_on "$scratch/three") -np 5 "$python" "$driver" hostloss ppsim1 ppsim2
+# 48 ranks on 6 hosts (the master's host holds 7 workers): the last host's 8 go at once.
+check far-host-lost-6-hosts 240 "CLUSTER-OK hostloss" \
+    $(mpirun_on "$scratch/six") -np 48 "$python" "$driver" hostloss \
+    $(echo $namespaces | cut -d' ' -f2-)
 
 # Large arguments across hosts, next to the plain MPI ping-pong over the same veth.
 if mpicc -O2 -o "$scratch/pingpong" "$src/bench/pingpong.c" >"$scratch/mpicc.log" 2>&1; then

@@ -61,9 +61,10 @@ def workers_by_host(server, per_worker_jobs=6):
     return seen
 
 
-def run_with_fault(server, victims, sig, n_jobs=48, seconds=0.1):
-    """Submits n_jobs, sends `sig` to every pid in victims after the first results, and
-    checks every result. Returns the hosts that ran jobs after the fault."""
+def run_with_fault(server, victims, sig, seconds=0.1):
+    """Submits 48 jobs (4 per worker if more), sends `sig` to every pid in victims after the
+    first results, and checks every result. Returns the hosts that ran jobs after the fault."""
+    n_jobs = max(48, 4 * server.get_ncpus())
     jobs = [server.submit(square_where, (i, seconds)) for i in range(n_jobs)]
     after = set()
     for i, job in enumerate(jobs):
@@ -111,7 +112,10 @@ def main():
         after = run_with_fault(server, victims, signal.SIGKILL)
         if far in after:
             fail(f"{far} still ran jobs after it was lost")
-        print(f"survivors ran the rest: {sorted(after)}", flush=True)
+        print(f"survivors ran the rest: {sorted(after)}; workers lost: "
+              f"{server._stats()['workers_lost']} (the far host had {len(seen[far])})", flush=True)
+        if set(hosts[:-1]) - after:
+            fail(f"no job ran on {sorted(set(hosts[:-1]) - after)} after the fault")
         stats_hosts(server)
     elif case == "bandwidth":
         bandwidth(server, far)

@@ -244,8 +244,9 @@ exec "{worker}" "$@"
 
 def test_a_hanging_spawn_is_abandoned_and_retried(tmp_path):
     """A spawn that never returns costs a delay and a warning, not a hang: the attempt is
-    abandoned after its bound (3 s), a fresh one starts the worker, every job is right, and the
-    driver ends normally although a thread is still inside the stuck MPI_Comm_spawn."""
+    abandoned after its bound (3 s, plus 0.5 s for the second process), a fresh one starts
+    the workers, every job is right, and the driver ends normally although a thread is still
+    inside the stuck MPI_Comm_spawn."""
     worker = os.path.join(os.path.dirname(ppmpi.__file__), "ppmpi-worker")
     wrapper = tmp_path / "stalling-worker.sh"
     pidfile = tmp_path / "stalled.pid"
@@ -269,7 +270,7 @@ def test_a_hanging_spawn_is_abandoned_and_retried(tmp_path):
         elapsed = time.monotonic() - started
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "OK 3" in proc.stdout, out
-        assert "did not return within 3.0 s" in proc.stderr, out
+        assert "did not return within 3.5 s" in proc.stderr, out
         assert "trying again (attempt 2 of 3)" in proc.stderr, out
         assert pidfile.exists(), out
         assert elapsed < 60, out

@@ -36,7 +36,7 @@ def test_function_bytes_cross_once_per_worker():
         jobs = [s.submit(helpers.sum_primes, (n,), (helpers.isprime,)) for n in range(300)]
         assert [j() for j in jobs] == [helpers.sum_primes(n) for n in range(300)]
         stats = s._stats()
-        assert stats["tasks_sent"] == 300
+        assert stats["tasks_sent"] - stats["jobs_taken_back"] == 300  # a taken-back job: twice
         assert 1 <= stats["function_defs_sent"] <= 2  # at most once per worker
 
 

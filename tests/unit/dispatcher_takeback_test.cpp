@@ -58,6 +58,7 @@ TEST_CASE("take-back: a job waiting behind another is asked back for an idle wor
     CHECK(moved->payload == "on w2");
     CHECK(moved->worker == label(2));
     CHECK(t.c.dispatcher.stats(t.p).jobs_requeued == 0);  // not a fault
+    CHECK(t.c.dispatcher.stats(t.p).jobs_taken_back == 1);
 }
 
 TEST_CASE("take-back: a job that had started when asked back ends with its own result",

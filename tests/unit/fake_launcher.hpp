@@ -199,7 +199,7 @@ class WorkerThreads {
                 WorkerEnvironment env;
                 env.transport = hub->endpoint(peer);
                 env.master = 0;
-                env.in_world = false;
+                env.awaits_release = false;
                 env.before_close = [this, peer](bool clean) {
                     std::lock_guard<std::mutex> lock(mutex_);
                     closes_[peer] = clean;
@@ -242,9 +242,15 @@ class ThreadLauncher : public Launcher {
     bool in_world(PeerId peer) const override {
         return std::find(world.begin(), world.end(), peer) != world.end();
     }
-    void said_goodbye(PeerId peer) override { workers_->said_goodbye(peer); }
+    std::vector<Release> said_goodbye(PeerId peer) override {
+        workers_->said_goodbye(peer);
+        return {};
+    }
     std::string describe(PeerId peer) const override { return "w" + std::to_string(peer); }
-    void lost(PeerId peer) override { lost_peers.push_back(peer); }
+    std::vector<Release> lost(PeerId peer) override {
+        lost_peers.push_back(peer);
+        return {};
+    }
     bool can_end_in_order(PeerId) const override { return ordered; }
     // What the test says background launches did (handed over once).
     LaunchReport collect_launches() override { return std::exchange(report, {}); }

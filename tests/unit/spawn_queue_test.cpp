@@ -25,12 +25,14 @@ struct Script {
     std::vector<Act> acts; // per call, in call order; past the end: Return
     bool opened = false;   // blocked calls return once this is set
     std::vector<std::string> names;
+    std::vector<std::size_t> counts;  // processes asked for, per call
     int running = 0, most_running = 0;
 
-    SpawnQueue::Handle call(const std::string& name) {
+    SpawnQueue::Handle call(const std::string& name, std::size_t count) {
         std::unique_lock<std::mutex> lock(mutex);
         int index = static_cast<int>(names.size());
         names.push_back(name);
+        counts.push_back(count);
         Act act = index < static_cast<int>(acts.size()) ? acts[index] : Act::Return;
         most_running = std::max(most_running, ++running);
         if (act == Act::Block) opened_cv.wait(lock, [&] { return opened; });
@@ -59,11 +61,15 @@ struct Rig {
         script->acts = std::move(acts);
         SpawnQueue::Options options;
         options.first_bound = 1000ms;
+        options.per_process = 100ms;
         options.max_attempts = 3;
         options.threaded = threaded;
         auto shared = script;
         queue = std::make_unique<SpawnQueue>(
-            [shared](const std::string& name) { return shared->call(name); }, options);
+            [shared](const std::string& name, std::size_t count) {
+                return shared->call(name, count);
+            },
+            options);
     }
     ~Rig() { script->open(); } // no attempt thread stays blocked after the test
 
@@ -103,7 +109,8 @@ TEST_CASE(
         REQUIRE(events.size() == 1);
         REQUIRE(events[0].kind == Launch::Started);
         REQUIRE(call_of(events[0]) == static_cast<int>(started.size()));
-        started.push_back(events[0].peer);
+        REQUIRE(events[0].peers.size() == 1);
+        started.push_back(events[0].peers[0]);
     }
     REQUIRE(started == std::vector<PeerId>{7, 8, 9});
     REQUIRE(rig.script->most_running == 1);
@@ -123,7 +130,7 @@ TEST_CASE(
     auto events = rig.next(1000ms); // abandoned; the retry (call 1) returns at once
     REQUIRE(events.size() == 1);
     REQUIRE(events[0].kind == Launch::Started);
-    REQUIRE(events[0].peer == 5);
+    REQUIRE(events[0].peers == std::vector<PeerId>{5});
     REQUIRE(call_of(events[0]) == 1);
     REQUIRE(rig.queue->abandoned_total() == 1);
     REQUIRE(rig.queue->stuck() == 1);
@@ -132,7 +139,8 @@ TEST_CASE(
     events = rig.next(1000ms);
     REQUIRE(events.size() == 1);
     REQUIRE(events[0].kind == Launch::Surplus);
-    REQUIRE(events[0].peer == 5);
+    REQUIRE(events[0].peers.empty());
+    REQUIRE(events[0].processes == 1);
     REQUIRE(call_of(events[0]) == 0);
     REQUIRE(rig.queue->stuck() == 0);
 }
@@ -152,8 +160,8 @@ TEST_CASE(
     }
     REQUIRE(all[0].kind == Launch::Started);
     REQUIRE(all[1].kind == Launch::Surplus);
-    REQUIRE(all[0].peer == 3);
-    REQUIRE(all[1].peer == 3);
+    REQUIRE(all[0].peers == std::vector<PeerId>{3});
+    REQUIRE(all[1].processes == 1);
     REQUIRE(call_of(all[0]) != call_of(all[1]));
 }
 
@@ -170,14 +178,14 @@ TEST_CASE("spawn queue: bounds double per attempt, and a peer whose every attemp
     auto events = rig.queue->poll(rig.t0 + 7000ms);
     REQUIRE(events.size() == 1);
     REQUIRE(events[0].kind == Launch::Failed);
-    REQUIRE(events[0].peer == 4);
+    REQUIRE(events[0].peers == std::vector<PeerId>{4});
     REQUIRE_THAT(events[0].error, Catch::Contains("MPI_Comm_spawn did not return within 4.0 s") &&
                                       Catch::Contains("gave up after 3 attempts"));
     REQUIRE(rig.queue->stuck() == 3);
     events = rig.next(7000ms); // then peer 6 gets its turn (call 3 returns at once)
     REQUIRE(events.size() == 1);
     REQUIRE(events[0].kind == Launch::Started);
-    REQUIRE(events[0].peer == 6);
+    REQUIRE(events[0].peers == std::vector<PeerId>{6});
 }
 
 TEST_CASE("spawn queue: a launch that throws is retried at once, then fails with its error") {
@@ -194,8 +202,8 @@ TEST_CASE("spawn queue: a launch that throws is retried at once, then fails with
     REQUIRE(rig.queue->abandoned_total() == 0);
 }
 
-TEST_CASE("spawn queue: a cancelled peer is not launched, and its running attempt's process is a "
-          "surplus") {
+TEST_CASE("spawn queue: a cancelled peer is not launched, and its running attempt's process "
+          "comes back unwanted") {
     Rig rig({Act::Block});
     rig.queue->request(1);
     rig.queue->request(2);
@@ -205,8 +213,9 @@ TEST_CASE("spawn queue: a cancelled peer is not launched, and its running attemp
     rig.script->open();
     auto events = rig.next(0ms);
     REQUIRE(events.size() == 1);
-    REQUIRE(events[0].kind == Launch::Surplus);
-    REQUIRE(events[0].peer == 1);
+    REQUIRE(events[0].kind == Launch::Started);
+    REQUIRE(events[0].peers == std::vector<PeerId>{1});
+    REQUIRE(events[0].unwanted == std::vector<PeerId>{1});
     for (int i = 0; i < 20; ++i)
         REQUIRE(rig.queue->poll(rig.t0).empty());
     REQUIRE(rig.script->calls() == 1); // peer 2 never launched
@@ -224,4 +233,31 @@ TEST_CASE("spawn queue: without threads the launch runs inside poll and is never
     REQUIRE(events.size() == 1);
     REQUIRE(events[0].kind == Launch::Started);
     REQUIRE(rig.queue->abandoned_total() == 0);
+}
+
+TEST_CASE("spawn queue: the peers asked for together start in one launch, whose bound grows "
+          "with its processes") {
+    Rig rig({Act::Block, Act::Return});
+    rig.queue->request(std::vector<PeerId>{10, 11, 12});
+    rig.await_calls(1, 0ms);
+    REQUIRE(rig.script->counts[0] == 3);
+    rig.await_calls(1, 1199ms);  // 1 s + 2 x 100 ms
+    auto events = rig.next(1200ms);  // abandoned; the retry returns at once
+    REQUIRE(events.size() == 1);
+    REQUIRE(events[0].kind == Launch::Started);
+    REQUIRE(events[0].peers == std::vector<PeerId>{10, 11, 12});
+    REQUIRE(events[0].processes == 3);
+    REQUIRE(events[0].unwanted.empty());
+    REQUIRE(rig.script->counts[1] == 3);
+}
+
+TEST_CASE("spawn queue: a launch with some peers cancelled still starts, naming them unwanted") {
+    Rig rig({});
+    rig.queue->request(std::vector<PeerId>{1, 2, 3});
+    rig.queue->cancel(2);
+    auto events = rig.next(0ms);
+    REQUIRE(events.size() == 1);
+    REQUIRE(events[0].kind == Launch::Started);
+    REQUIRE(events[0].unwanted == std::vector<PeerId>{2});
+    REQUIRE(rig.script->counts[0] == 3);
 }

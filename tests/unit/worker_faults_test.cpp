@@ -22,7 +22,7 @@ class LeavingRig {
             [hub, in_world, this] {
                 WorkerEnvironment env;
                 env.transport = hub->endpoint(kWorker);
-                env.in_world = in_world;
+                env.awaits_release = in_world;
                 env.before_close = [this](bool clean) { closed_clean = clean ? 1 : 0; };
                 return env;
             },

@@ -33,7 +33,7 @@ class WorkerRig {
                 WorkerEnvironment env;
                 env.transport = hub->endpoint(kWorker);
                 env.master = 0;
-                env.in_world = in_world;
+                env.awaits_release = in_world;
                 env.before_close = [this](bool clean) { closed_clean = clean ? 1 : 0; };
                 return env;
             },

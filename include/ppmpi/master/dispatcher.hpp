@@ -104,6 +104,7 @@ class Dispatcher {
     void on_hello(WorkerRecord& worker, const Hello& hello);
     void on_result(WorkerRecord& worker, const Result& result, Message& message);
     void on_goodbye(WorkerRecord& worker);
+    void release(const std::vector<Launcher::Release>& releases);
     bool dispatch_jobs(Pool& pool);
     void take_back_for_idle(Pool& pool);
     bool on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job);

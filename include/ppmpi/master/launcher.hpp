@@ -1,7 +1,7 @@
 // ppmpi/master/launcher.hpp: how the master gets worker processes and lets them go.
 //
-// The MPI implementation (mpi_launcher.hpp) spawns ppmpi-worker with MPI_Comm_spawn and knows
-// the ranks of an mpirun world; tests use a fake that starts worker loops as threads.
+// The MPI implementation (mpi_launcher.hpp) spawns workers with MPI_Comm_spawn and knows the
+// ranks of an mpirun world; tests use a fake that starts worker loops as threads.
 // All calls come from the thread that owns the transport.
 #pragma once
 
@@ -30,20 +30,34 @@ class Launcher {
         std::vector<PeerId> surplus;
     };
     virtual LaunchReport collect_launches() { return {}; }
-    // Whether this peer lives in the master's MPI world: it must then be released at the end
-    // (M→W Release) rather than disconnected.
+    // Whether this peer lives in the master's MPI world (a world rank: attached from the start,
+    // and never disconnected).
     virtual bool in_world(PeerId peer) const = 0;
+    // Whether, after its Goodbye, the peer waits for M→W Release (protocol step 7) instead of
+    // leaving at once: a world rank, or a process spawned together with others (MPI_Finalize
+    // is collective over the processes that started together).
+    virtual bool awaits_release(PeerId peer) const { return in_world(peer); }
+    // A Release that may be sent now: to `peer`, finalizing or not.
+    struct Release {
+        PeerId peer;
+        bool finalize;
+    };
     // The peer said Goodbye: release what connects us to it once it is safe (for MPI: an
-    // MPI_Comm_disconnect once every process of that spawn said Goodbye).
-    virtual void said_goodbye(PeerId peer) = 0;
+    // MPI_Comm_disconnect once a spawn of one said Goodbye). Returns the peers that may now be
+    // released: the processes of a spawn of several, once the last of them said Goodbye.
+    virtual std::vector<Release> said_goodbye(PeerId peer) = 0;
     // A short name for logs and statistics, e.g. the MPI rank.
     virtual std::string describe(PeerId peer) const = 0;
     // The peer was declared lost: never talk to it again, and never wait for anything that
-    // needs it (for MPI: its spawn's disconnect, or the world's finalize).
-    virtual void lost(PeerId peer) = 0;
+    // needs it (for MPI: its spawn's disconnect, or the world's finalize). Returns the peers
+    // that waited for Release together with it: they may no longer finalize.
+    virtual std::vector<Release> lost(PeerId peer) = 0;
     // Whether the peer can still end in order (Goodbye, then disconnect or finalize), i.e. no
     // process it shares MPI collectives with was lost.
     virtual bool can_end_in_order(PeerId peer) const = 0;
+    // At the master's end, for a peer still waiting for Release: whether it may finalize (every
+    // process it finalizes with said Goodbye, none was lost).
+    virtual bool may_finalize(PeerId peer) const { return can_end_in_order(peer); }
 };
 
 }  // namespace ppmpi

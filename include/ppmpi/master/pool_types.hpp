@@ -47,6 +47,7 @@ struct PoolStats {
     std::uint64_t start_failures = 0;  // workers whose launch failed; start_error says why
     std::string start_error;
     std::uint64_t jobs_requeued = 0;
+    std::uint64_t jobs_taken_back = 0;  // given back unstarted to run elsewhere (sent twice)
 };
 
 struct DispatcherOptions {

@@ -27,7 +27,7 @@ struct WorkerRecord {
     PeerId peer = -1;
     std::optional<PoolId> pool;
     WorkerPhase phase = WorkerPhase::Waiting;
-    bool hello = false, goodbye = false;
+    bool hello = false, goodbye = false, released = false;
     bool local = false;    // its process runs on this host (counted in local_workers_)
     bool excused = false;  // silent with many others: given one more timeout (faults)
     bool settled = false;  // Gone, and its process's end was waited for before a spawn
@@ -44,7 +44,7 @@ struct PoolRecord {
     FunctionStore functions;
     std::unordered_map<WorkerId, WorkerStats> stats;
     std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
-    std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0;
+    std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0, jobs_taken_back = 0;
     std::string start_error;    // why the last launch that failed failed
     std::string no_workers;     // why it has no worker left (its jobs fail with NoWorkers)
     bool replace_lost = false;  // spawn replacements for lost workers this turn

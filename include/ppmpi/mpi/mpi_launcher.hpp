@@ -1,13 +1,18 @@
 // ppmpi/mpi/mpi_launcher.hpp: the master's Launcher over MPI.
 //
 // Peer ids: world rank r is peer r (r = 1..N-1 of an mpirun world); spawned workers get ids
-// from N upward, in request order. Each worker is its own MPI_Comm_spawn of one ppmpi-worker
-// on MPI_COMM_SELF, giving one intercommunicator per worker (see spawn() for why), run in the
-// background by a SpawnQueue (a spawn can hang inside Open MPI: it is then abandoned and
-// retried, and the stuck child ends itself, mpi_env.hpp); once it has
-// said Goodbye (and so is about to disconnect), the master disconnects that intercommunicator
-// too. A spawn with a lost process is never disconnected, and a world with
-// a lost rank is never finalized: MPI_Comm_disconnect and MPI_Finalize would wait for it.
+// from N upward, in request order. The workers asked for at once are spawned together, up to
+// kMaxBatch in one MPI_Comm_spawn on MPI_COMM_SELF (one intercommunicator; rank i of its
+// remote group is the batch's i-th peer), in the background by a SpawnQueue (a spawn can hang
+// inside Open MPI: it is then abandoned and retried, and the stuck children end themselves,
+// mpi_env.hpp).
+// A spawn of one is disconnected by both sides once its worker said Goodbye. The processes of a
+// spawn of several finalize together (MPI_Finalize is collective over them): each waits after
+// its Goodbye for Release (protocol step 7), sent to all of them once the last said Goodbye
+// (a worker retired alone stops serving at once and waits, idle, for its siblings); they are
+// not disconnected. A spawn with a lost process is never disconnected and its other processes
+// leave without finalizing; a world with a lost rank is never finalized: MPI_Comm_disconnect
+// and MPI_Finalize would wait for it.
 #pragma once
 
 #include <map>
@@ -33,26 +38,34 @@ class MpiLauncher : public Launcher {
                 bool threaded_spawns = true);
     ~MpiLauncher() override;
 
+    static constexpr std::size_t kMaxBatch = 64;
+
     std::vector<PeerId> static_peers() override;
     std::vector<PeerId> spawn(std::size_t count) override;
     LaunchReport collect_launches() override;
     bool in_world(PeerId peer) const override { return peer < world_size_; }
-    void said_goodbye(PeerId peer) override;
+    bool awaits_release(PeerId peer) const override;
+    std::vector<Release> said_goodbye(PeerId peer) override;
     std::string describe(PeerId peer) const override;
-    void lost(PeerId peer) override;
+    std::vector<Release> lost(PeerId peer) override;
     bool can_end_in_order(PeerId peer) const override;
+    bool may_finalize(PeerId peer) const override;
     // MPI_Finalize would not wait forever: every spawn was disconnected and no world rank lost.
     bool finalize_is_safe() const;
     bool world_rank_lost() const { return world_lost_one_; }
 
   private:
-    void leave_group(PeerId peer);
-    void join(PeerId peer, MPI_Comm intercomm);
     struct Group {
         MPI_Comm intercomm = MPI_COMM_NULL;
-        std::size_t waiting = 0;  // processes that have not said Goodbye
-        bool lost_one = false;    // a process of it was lost: never disconnect
+        std::vector<PeerId> members;  // by rank in the spawn
+        std::size_t waiting = 0;      // processes that have not said Goodbye (or been lost)
+        bool lost_one = false;        // a process of it was lost: never disconnect or finalize
+        bool released = false;        // its processes were let go (a spawn of several)
     };
+    void leave_group(PeerId peer);
+    void join(std::vector<PeerId> peers, MPI_Comm intercomm);
+    std::vector<Release> waiting_members(Group& group, bool finalize);
+    const Group* group(PeerId peer) const;
     MpiTransport& mpi_;
     Transport& transport_;
     std::string worker_path_;

@@ -33,7 +33,9 @@ struct WorkerEnvironment {
     std::shared_ptr<void> session;  // destroyed last, on the comm thread (MPI_Finalize)
     std::unique_ptr<Transport> transport;
     PeerId master = 0;
-    bool in_world = false;  // in the master's MPI world: wait for Release before finalizing
+    // In the master's MPI world, or spawned together with others: after Goodbye, wait for
+    // Release before finalizing (protocol step 7).
+    bool awaits_release = false;
     bool borrowable = true;  // the transport may be driven by any thread, one at a time
     // Called before the session closes, with whether the master let us go in order (for MPI:
     // disconnect from the parent). Without a clean end the session must not finalize either.
@@ -91,7 +93,7 @@ class WorkerHost {
 
     // whoever holds the baton (the comm thread, or the executor between jobs)
     Welcome welcome_;
-    bool welcomed_ = false, shutdown_ = false, released_ = false, in_world_ = false;
+    bool welcomed_ = false, shutdown_ = false, released_ = false, awaits_release_ = false;
     bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
     Clock::time_point last_from_master_{}, next_heartbeat_{}, next_master_check_{};
     bool master_process_ = true;  // it was there at the last check
