@@ -28,7 +28,10 @@ std::string join(const std::vector<std::string>& parts) {
 
 // Every kLivenessPeriod, once the frames that arrived are read (a backlog of unread heartbeats
 // is no silence), or at the latest every kLivenessForced while a flood keeps the turns full.
+// A master that has not read everything since `last_drained_` is behind by that much: what it
+// takes for silence may be heartbeats still unread (a starved master: 512 ranks on 2 cores).
 void Dispatcher::check_liveness(Clock::time_point now, bool drained) {
+    if (drained) last_drained_ = now;
     if (now < next_liveness_check_) return;
     if (!drained && now < next_liveness_check_ + kLivenessForced) return;
     next_liveness_check_ = now + kLivenessPeriod;
@@ -37,12 +40,15 @@ void Dispatcher::check_liveness(Clock::time_point now, bool drained) {
         if (it != workers_.end()) lose_worker(it->second, "its process exited", true);
     }
     std::vector<WorkerRecord*> elsewhere;
+    Clock::duration behind = now - last_drained_;
     for (const HeartbeatMonitor::Silence& silence : monitor_.silent(now)) {
         WorkerRecord& worker = workers_.at(silence.worker);
         if (!worker.hello) {
             lose_worker(worker, "it never started (no Hello)", true);
         } else if (judged_here(worker.process)) {
-            judge_by_process(worker, silence, now);
+            judge_by_process(worker, silence, now, behind);
+        } else if (silence.silent_for - behind <= silence.timeout) {
+            monitor_.postpone(worker.peer, now + silence.timeout);  // its frames may be unread
         } else {
             elsewhere.push_back(&worker);
         }
@@ -56,7 +62,7 @@ void Dispatcher::check_liveness(Clock::time_point now, bool drained) {
 // ranks on 2 cores every worker in turn, and the run never ended). A stopped process is hung;
 // a running one is given kPatience timeouts, in case it is hung in a way no state shows.
 void Dispatcher::judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
-                                  Clock::time_point now) {
+                                  Clock::time_point now, Clock::duration behind) {
     constexpr int kPatience = 10;
     switch (process_state(worker.process)) {
         case ProcessState::Gone: lose_worker(worker, "its process exited", true); return;
@@ -66,7 +72,7 @@ void Dispatcher::judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::
             return;
         case ProcessState::Running: break;
     }
-    if (silence.silent_for > kPatience * silence.timeout) {
+    if (silence.silent_for - behind > kPatience * silence.timeout) {
         lose_worker(worker, "silent for " + seconds_text(silence.silent_for) +
                                 " although its process runs (hung)", true);
         return;
@@ -145,7 +151,9 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     held_.erase(worker.peer);
     kill_process(worker.process);  // on this host: no orphan, and no word from it again
     release(launcher_.lost(worker.peer));
-    log_warning("worker " + worker.label + " lost: " + reason);
+    // A surplus process (of a spawn attempt given up on, which returned late) belongs to no
+    // pool; its warning came with the attempt.
+    (worker.pool ? log_warning : log_debug)("worker " + worker.label + " lost: " + reason);
     note_host_loss(worker);
     if (!worker.pool) return;
     auto it = pools_.find(*worker.pool);

@@ -18,8 +18,10 @@ Master::Master(EnvironmentFactory factory, DispatcherOptions options, Duration s
         // answers). It cannot be interrupted; detach it and report.
         stopping_ = true;
         thread_.detach();
-        throw PpmpiError("MPI start-up did not finish within " +
-                         std::to_string(start_timeout.count()) + " s");
+        std::ostringstream text;
+        text << "MPI start-up did not finish within " << std::fixed << std::setprecision(0)
+             << start_timeout.count() << " s";
+        throw PpmpiError(text.str());
     }
     try {
         ready.get();

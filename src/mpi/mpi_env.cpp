@@ -135,16 +135,19 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
     };
 }
 
-WorkerOptions mpi_worker_options() {
-    WorkerOptions options;
+std::chrono::milliseconds mpi_start_bound(std::chrono::milliseconds at_least) {
     for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"}) {
         const char* value = std::getenv(name);
         if (!value) continue;
         auto per_rank = std::chrono::seconds(std::strtol(value, nullptr, 10));
-        options.first_contact_timeout = std::max<std::chrono::milliseconds>(
-            options.first_contact_timeout, per_rank);
-        break;
+        return std::max<std::chrono::milliseconds>(at_least, per_rank);
     }
+    return at_least;
+}
+
+WorkerOptions mpi_worker_options() {
+    WorkerOptions options;
+    options.first_contact_timeout = mpi_start_bound(options.first_contact_timeout);
     return options;
 }
 

@@ -5,6 +5,9 @@
 #include <pybind11/stl.h>
 #include <unistd.h>
 
+#include <exception>
+#include <optional>
+
 
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/core/heartbeat.hpp"
@@ -22,21 +25,30 @@ namespace {
 
 // Runs f() with the GIL released. Not pybind11's gil_scoped_release: when the interpreter is
 // finalizing, CPython ends a daemon thread that retakes the GIL with pthread_exit, and that
-// forced unwind must not start inside a (noexcept) destructor, which would abort the process.
+// forced unwind must start neither inside a (noexcept) destructor nor inside a catch handler
+// (both abort the process), so the GIL is retaken outside any try.
 template <class F> auto without_gil(F&& f) -> decltype(f()) {
+    using Result = decltype(f());
     PyThreadState* state = PyEval_SaveThread();
-    try {
-        if constexpr (std::is_void_v<decltype(f())>) {
+    std::exception_ptr error;
+    if constexpr (std::is_void_v<Result>) {
+        try {
             f();
-            PyEval_RestoreThread(state);
-        } else {
-            auto result = f();
-            PyEval_RestoreThread(state);
-            return result;
+        } catch (...) {
+            error = std::current_exception();
         }
-    } catch (...) {
         PyEval_RestoreThread(state);
-        throw;
+        if (error) std::rethrow_exception(error);
+    } else {
+        std::optional<Result> result;
+        try {
+            result.emplace(f());
+        } catch (...) {
+            error = std::current_exception();
+        }
+        PyEval_RestoreThread(state);
+        if (error) std::rethrow_exception(error);
+        return std::move(*result);
     }
 }
 
@@ -168,8 +180,10 @@ std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbe
     options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     options.master_timeout = std::chrono::milliseconds(master_timeout_ms);
     auto master = without_gil([&] {
+        auto bound = mpi_start_bound(std::chrono::duration_cast<std::chrono::milliseconds>(
+            Master::Duration(start_timeout)));
         return std::make_shared<Master>(mpi_master_environment(worker_path, worker_args), options,
-                                        Master::Duration(start_timeout));
+                                        bound);
     });
     prefault_written_memory(); // after MPI's fork: the first jobs take no page faults (buffer.hpp)
     return master;

@@ -32,152 +32,6 @@ int WorkerHost::serve(Executor& executor) {
     return exit_status_.load();
 }
 
-void WorkerHost::stop_executor() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        executor_stop_ = true;
-        work_.clear();
-    }
-    work_ready_.notify_all();
-    comm_wakeup_.notify();  // the executor may have read the Shutdown while the comm thread dozed
-}
-
-// A result's buffers are sent from the memory of the objects the job returned. A job may return
-// an array it keeps (a global, say) and change it in its next call: so the next job starts
-// only once the previous result's buffers have left (bounded: stop_executor ends the wait).
-void WorkerHost::wait_for_result_sends() {
-    auto sent = [](const std::weak_ptr<void>& owner) { return owner.expired(); };
-    while (!results_in_flight_.empty() && !executor_stop_) {
-        results_in_flight_.erase(
-            std::remove_if(results_in_flight_.begin(), results_in_flight_.end(), sent),
-            results_in_flight_.end());
-        if (!results_in_flight_.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-}
-
-// Drives the comm loop on this thread while nothing is queued, for as long as turns keep
-// moving or the spin window after the last movement lasts; the caller then sleeps.
-void WorkerHost::drive_while_idle() {
-    Transport* transport = transport_.load(std::memory_order_acquire);
-    if (transport == nullptr || !borrowable_) return;
-    Baton::Borrow borrow(baton_);
-    auto has_work = [&] {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return !work_.empty() || executor_stop_;
-    };
-    auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
-    // A job starts: the owner takes over within its stand-down sleep. Otherwise (idle) it is
-    // woken now and polls with its backoff, unless it dozes anyway and nothing of ours moves.
-    auto window = spin_worthwhile() ? BackoffPolicy{}.spin_for : std::chrono::microseconds(0);
-    if (borrow.drive(has_work, turn, window) || nothing_in_flight(*transport))
-        borrow.leave_owner_asleep();
-}
-
-// Whether the comm thread can go on dozing: no send of ours is unfinished (MPI moves data only
-// inside calls, and a dozing thread makes none).
-bool WorkerHost::nothing_in_flight(Transport& transport) const {
-    return comm_dozing_.load() && transport.unfinished_sends(master_) == 0 &&
-           !transport.transferring(Clock::now());
-}
-
-// A job's result leaves from the thread that ran it, in a borrowed turn, so the comm thread is
-// not woken for it (each wake-up took ~50-90 us of CPU on the test VM, twice per job); false if
-// the loop could not be borrowed now.
-bool WorkerHost::send_result_here() {
-    Transport* transport = transport_.load(std::memory_order_acquire);
-    if (transport == nullptr || !borrowable_) return false;
-    Baton::Borrow borrow(baton_);
-    auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
-    bool sent = borrow.try_turn(turn, std::chrono::microseconds(200)).has_value();
-    if (sent && nothing_in_flight(*transport)) borrow.leave_owner_asleep();
-    return sent;
-}
-
-// MPI start-up (on the comm thread) cannot be interrupted, and Open MPI 4.1 with PMIx 4 can
-// hang in it for good (a spawned process in PMIx_Init: openpmix issue 2735); the master gives
-// up on such a worker after 60 s. Past first_contact_timeout it is an orphan: it ends itself,
-// so that it does not keep its launcher (mpirun) waiting for good either.
-void WorkerHost::exit_if_start_is_stuck() {
-    if (mpi_started_.load() || executor_stop_ || exit_status_.load() != 0) return;
-    if (Clock::now() - serve_started_ <= options_.first_contact_timeout) return;
-    std::cerr << "ppmpi-worker: MPI start-up did not finish within "
-              << options_.first_contact_timeout.count() / 1000 << " s; exiting" << std::endl;
-    std::fflush(nullptr);
-    std::_Exit(kStuckStartStatus);
-}
-
-// Polling without sleeping for the master's next frame pays only while jobs are short (a long
-// job's successor is queued here already, or comes a round trip later: 250 us of spinning
-// after each 100 ms job cost more than it saved, on every worker) and a core is spare.
-bool WorkerHost::spin_worthwhile() const {
-    constexpr double kShortJobSeconds = 0.002;
-    return last_job_seconds_.load(std::memory_order_relaxed) < kShortJobSeconds &&
-           core_to_spare();
-}
-
-// The next item to execute, or nullopt when the executor is to stop.
-std::optional<Message> WorkerHost::next_work() {
-    drive_while_idle();
-    std::unique_lock<std::mutex> lock(mutex_);
-    // Bounded (1 s: an idle worker wakes rarely) so a lost notification can never park this
-    // thread for good.
-    while (work_.empty() && !executor_stop_) {
-        executor_waiting_ = true;
-        work_ready_.wait_for(lock, std::chrono::seconds(1));
-        executor_waiting_ = false;
-        exit_if_start_is_stuck();
-    }
-    if (executor_stop_) return std::nullopt;
-    Message item = std::move(work_.front());
-    work_.pop_front();
-    executor_busy_ = true;
-    job_started_ = Clock::now();
-    return item;
-}
-
-void WorkerHost::execute_loop(Executor& executor) {
-    for (;;) {
-        std::optional<Message> next = next_work();
-        if (!next) return;
-        Message& item = *next;
-        try {
-            if (auto* w = std::get_if<Welcome>(&item.header)) {
-                executor.configure(*w);
-            } else if (auto* def = std::get_if<FunctionDef>(&item.header)) {
-                executor.define(def->key, std::move(item.payload));
-            } else if (auto* task = std::get_if<Task>(&item.header)) {
-                wait_for_result_sends();
-                ExecOutcome out =
-                    executor.run(*task, std::move(item.payload), std::move(item.buffers));
-                last_job_seconds_.store(out.seconds, std::memory_order_relaxed);
-                for (const Buffer& b : out.buffers) results_in_flight_.push_back(b.owner);
-                Message result{Result{task->job_id, out.status, out.seconds},
-                               std::move(out.payload), std::move(out.buffers)};
-                // Sent at once, never held back for a batch: if the next job kills this
-                // process, the master must already have this result (or it would blame this
-                // job too).
-                std::lock_guard<std::mutex> lock(mutex_);
-                results_.push_back(std::move(result));
-            }
-        } catch (const std::exception& e) {
-            std::cerr << "ppmpi-worker: the executor failed, worker ends: " << e.what() << std::endl;
-            exit_status_ = 3;
-            executor_failed_ = true;
-            executor_busy_ = false;
-            stop_executor();
-            comm_wakeup_.notify();
-            return;
-        }
-        executor_busy_ = false;
-        // The result leaves in a turn of this thread's, or (no borrowing now) from the comm
-        // thread: within its short sleep, or woken now if it dozes. The result is queued before
-        // comm_dozing_ is read, and the comm thread sets it before it checks for results: one
-        // of the two sees the other.
-        if (std::holds_alternative<Task>(item.header) && send_result_here()) continue;
-        if (!borrowable_ || comm_dozing_.load()) comm_wakeup_.notify();
-    }
-}
-
 void WorkerHost::on_message(Message& message) {
     switch (kind_of(message.header)) {
         case Kind::Welcome:
@@ -225,16 +79,24 @@ void WorkerHost::withdraw(JobId job) {
     outbox_.push_back(Message{Result{job, ResultStatus::Withdrawn, 0.0}, {}});
 }
 
+// A master on this host is judged by its process, as it judges its workers here: silence from a
+// master whose process runs is starvation (hundreds of ranks starting on a few cores delayed its
+// heartbeats past master_timeout, and workers that left then were replaced, adding more load),
+// given kPatience timeouts; a stopped or silent master elsewhere is gone after one.
 bool WorkerHost::master_alive(Clock::time_point now) {
+    constexpr int kPatience = 10;
     auto timeout = welcomed_ ? std::chrono::milliseconds(welcome_.master_timeout_ms)
                              : options_.first_contact_timeout;
-    if (now - last_from_master_ > timeout) return false;
-    if (!welcomed_ || welcome_.master_pid <= 0 || now < next_master_check_) return true;
-    next_master_check_ = now + std::chrono::milliseconds(100);
-    static const std::string host = this_host_name();
-    if (welcome_.master_host == host)
-        master_process_ = ::kill(static_cast<pid_t>(welcome_.master_pid), 0) == 0 || errno != ESRCH;
-    return master_process_;
+    ProcessIdentity master{welcome_.master_pid, 0, welcome_.master_host};
+    bool here = welcomed_ && judged_here(master);
+    if (here && now >= next_master_check_) {
+        next_master_check_ = now + std::chrono::milliseconds(100);
+        master_state_ = process_state(master);
+    }
+    if (master_state_ == ProcessState::Gone) return false;
+    auto silent = now - last_from_master_;
+    if (silent <= timeout) return true;
+    return here && master_state_ == ProcessState::Running && silent <= kPatience * timeout;
 }
 
 // Results (and heartbeats) go out; true if anything was sent. A result is a sign of life as

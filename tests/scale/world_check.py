@@ -43,7 +43,9 @@ def main():
 
 
 def tail(out, count=60):
-    return "\n".join("    | " + line for line in out.splitlines()[-count:])
+    """The run's last lines, without Open MPI's PMIx noise (one line per rank at exit)."""
+    lines = [line for line in out.splitlines() if "PMIX ERROR" not in line]
+    return "\n".join("    | " + line for line in lines[-count:])
 
 
 if __name__ == "__main__":

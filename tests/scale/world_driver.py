@@ -9,7 +9,8 @@ cases:
             every worker used, none lost
   overload  the same under a CPU hog (two busy processes per core, 30 s, started and killed
             here by pid) while one worker is SIGSTOPped: the stopped worker, and only it, is
-            declared lost, the jobs it held run elsewhere, every result is right
+            declared lost, the jobs it held run elsewhere, every result is right, and every
+            worker left (with a replacement, if one could start) runs jobs after the hog
 """
 import ppmpi  # first: ranks 1..N become workers here
 
@@ -102,8 +103,11 @@ def case_overload(server, n):
             if rounds > 1 and victim in answered:
                 fail(f"the stopped worker {victim} answered a job")
     finally:
-        if stopped:
-            os.kill(victim, signal.SIGKILL)  # the process this test stopped; nothing else
+        if stopped:  # the process this test stopped (ppmpi may have ended it already)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for hog in hogs:
             hog.kill()
             hog.wait()
@@ -114,8 +118,10 @@ def case_overload(server, n):
         fail(f"{stats['workers_lost']} workers lost; only the stopped one should be")
     if stats["jobs_requeued"] < 1:
         fail("the stopped worker's jobs were never moved")
-    if len(run_batch(server, 2 * n, 0.05)) != n - 1:
-        fail("the survivors do not all run jobs after the hog")
+    now = server.get_ncpus()  # the survivors, and the stopped worker's replacement if it came
+    if now < n - 1 or len(run_batch(server, 2 * now, 0.05)) != now:
+        fail(f"not all of the {now} workers run jobs after the hog")
+    print(f"after the hog: {now} workers run jobs", flush=True)
 
 
 def main():

@@ -4,6 +4,8 @@
 // which is always alive and never killed, so only silence can make it lost here.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "fault_rig.hpp"
 
 using namespace ppmpi;
@@ -376,4 +378,41 @@ TEST_CASE("faults: workers spawned before the first step are not lost at once",
     REQUIRE(c.welcomed(p, 2));
     CHECK(c.launcher.lost_peers.empty());
     CHECK(c.workers->started() == 2);
+}
+
+// A master starved of CPU reads its frames late: while it has not read everything that came,
+// a worker's silence may be heartbeats still unread, and is counted only up to the last moment
+// it had read everything.
+TEST_CASE("faults: a master behind on its reading does not take unread frames for silence",
+          "[dispatcher][faults]") {
+    FaultCluster c;
+    c.final_grace = 200ms;  // puppets do not answer the final Shutdown
+    c.launcher.puppets = true;
+    PoolId p = c.pool(2, 64, 1s);
+    Puppet w1{c.hub, 1}, w2{c.hub, 2};
+    w1.hello();
+    w2.hello();
+    REQUIRE(c.await(w1, Kind::Welcome));
+    REQUIRE(c.await(w2, Kind::Welcome));
+    for (JobId job = 1; job <= 40; ++job) c.submit(p, job, "f", "F", "a");
+    std::vector<JobId> on_w1;
+    c.run_for(50ms);
+    while (auto task = w1.take(Kind::Task)) on_w1.push_back(std::get<Task>(task->header).job_id);
+    REQUIRE(on_w1.size() == 2);  // one running, one waiting behind it
+    c.step();  // reads everything there is: drained now
+    // Results each in a frame of its own: a turn reads one (it stops after a frame that ended
+    // a job), so the master stays behind while the clock passes w2's worker_timeout.
+    for (JobId job : on_w1) w1.send({{Result{job, ResultStatus::Ok, 0.0}, "r"}});
+    c.jump(1500ms);
+    c.step();
+    CHECK(c.launcher.lost_peers.empty());  // w2 silent for 1.5 s, but the master is behind
+    c.step();                               // the second result
+    c.step();                               // drained
+    CHECK(c.launcher.lost_peers.empty());
+    c.jump(1100ms);  // past the timeout w2 was given once more
+    c.step();
+    c.step();
+    auto lost = c.launcher.lost_peers;  // silent both, now that the master caught up
+    std::sort(lost.begin(), lost.end());
+    CHECK(lost == std::vector<PeerId>{1, 2});
 }

@@ -303,6 +303,37 @@ TEST_CASE("worker: a master process that is gone ends the worker at once", "[wor
     CHECK(rig.exit_status(5s) == 1);
 }
 
+// A master that stands in: a child process of this test that only sleeps (killed at the end).
+struct StandInMaster {
+    pid_t pid = fork();
+    StandInMaster() {
+        if (pid == 0) {
+            ::pause();
+            _exit(0);
+        }
+        REQUIRE(pid > 0);
+    }
+    ~StandInMaster() {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+    }
+};
+
+TEST_CASE("worker: a silent master whose process runs here is starved, not gone; stopped, it is "
+          "gone",
+          "[worker]") {
+    StandInMaster master;
+    WorkerRig rig;
+    rig.start();
+    rig.expect(Kind::Hello);
+    rig.send({rig.welcome(60000, 200, master.pid)});  // no heartbeats from the master
+    CHECK_FALSE(rig.exit_status(800ms).has_value());  // 4 timeouts of silence, still serving
+    REQUIRE(::kill(master.pid, SIGSTOP) == 0);
+    auto stopped = Clock::now();
+    CHECK(rig.exit_status(5s) == 1);
+    CHECK(Clock::now() - stopped < 1s);
+}
+
 TEST_CASE("worker: no first contact from the master ends the worker", "[worker]") {
     WorkerOptions options = test_worker_options();
     options.first_contact_timeout = 200ms;

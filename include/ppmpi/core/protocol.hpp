@@ -26,10 +26,10 @@
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
 //  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
-//       - spawned worker: MPI_Comm_disconnect(parent), MPI_Finalize, exit;
-//       - worker in the master's MPI world: waits for M→W Release{finalize} (sent when the master
-//         itself ends, because MPI_Finalize in a world waits for every rank), then finalizes
-//         if told to.
+//     a worker spawned alone disconnects from the master, finalizes and exits; one that shares
+//     MPI_Finalize with others (a world rank, or one of a batch spawned together) stops serving
+//     and waits, idle, for M→W Release{finalize}, sent to a batch once its last member said
+//     Goodbye and to a world when the master ends, then finalizes if told to (no disconnect).
 //     M→W Shutdown{immediate=true}: the worker leaves at once without Goodbye, disconnect or
 //     finalize (a job still running gets a short grace). Sent to a worker whose job timed out or
 //     was cancelled, and to every worker that can no longer end in order because a process it
@@ -72,8 +72,7 @@ struct Welcome {
     std::int32_t heartbeat_ms = 500;
     std::int32_t master_timeout_ms = 30000;
     template <class Archive> void serialize(Archive& ar, unsigned) {
-        // sys_path by hand: Boost's vector writes class information once per archive, and
-        // archives are reused across messages (protocol.cpp).
+        // sys_path by hand: Boost's vector writes class information once per (reused) archive.
         std::uint32_t count = static_cast<std::uint32_t>(sys_path.size());
         ar & worker_id & master_pid & master_host & count;
         if (count > 100000) throw std::length_error("sys_path of " + std::to_string(count));
@@ -82,12 +81,10 @@ struct Welcome {
         ar & cwd & heartbeat_ms & master_timeout_ms;
     }
 };
-
 struct FunctionDef {
     std::string key;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & key; }
 };
-
 struct Task {
     JobId job_id = 0;
     std::string func_key;
@@ -95,7 +92,6 @@ struct Task {
 };
 
 enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1, Withdrawn = 2 };
-
 struct Result {
     JobId job_id = 0;
     ResultStatus status = ResultStatus::Ok;
@@ -104,7 +100,6 @@ struct Result {
         ar & job_id & status & seconds;
     }
 };
-
 struct Heartbeat {
     std::uint64_t jobs_done = 0;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & jobs_done; }
@@ -113,9 +108,7 @@ struct Shutdown {
     bool immediate = false;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & immediate; }
 };
-struct Goodbye {
-    template <class Archive> void serialize(Archive&, unsigned) {}
-};
+struct Goodbye { template <class Archive> void serialize(Archive&, unsigned) {} };
 struct Release {
     bool finalize = true;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & finalize; }

@@ -79,7 +79,7 @@ class Dispatcher {
     // dispatcher_faults.cpp
     void check_liveness(Clock::time_point now, bool drained);
     void judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
-                          Clock::time_point now);
+                          Clock::time_point now, Clock::duration behind);
     void judge_by_silence(const std::vector<WorkerRecord*>& silent, Clock::time_point now);
     std::size_t remote_workers() const;
     Clock::duration pool_timeout(const WorkerRecord& worker) const;
@@ -127,7 +127,7 @@ class Dispatcher {
     std::set<PeerId> held_;  // messages wait for the peer's Hello (flush_outbox)
     HeartbeatMonitor monitor_;
     ProcessWatch processes_;
-    Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{};
+    Clock::time_point now_{}, next_heartbeat_{}, next_liveness_check_{}, last_drained_{};
     std::uint64_t workers_lost_ = 0, send_order_ = 0, jobs_ended_ = 0;
     std::string host_ = this_host_name(), spawns_blocked_;  // the latter: why no more spawns
     std::size_t cores_ = usable_cores(), local_workers_ = 0;

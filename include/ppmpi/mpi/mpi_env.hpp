@@ -27,9 +27,11 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
 
 // A worker: talks to its parent (spawned) or to rank 0 of its world (mpirun / MPMD).
 WorkerEnvironmentFactory mpi_worker_environment();
-// Its options: a world rank gives its MPI start-up (a collective of the whole world) a second
-// per rank of the world, at least the default 120 s (hundreds of ranks on a few cores start
-// one after another).
+// MPI start-up is a collective of the whole world, and hundreds of ranks on a few cores start
+// one after another: its bound is a second per rank of this process's world (as its launcher
+// tells), and at least `at_least`.
+std::chrono::milliseconds mpi_start_bound(std::chrono::milliseconds at_least);
+// Its options: first contact bounded by mpi_start_bound (at least the default 120 s).
 WorkerOptions mpi_worker_options();
 
 }  // namespace ppmpi

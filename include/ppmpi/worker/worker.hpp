@@ -22,6 +22,7 @@
 
 #include "ppmpi/core/backoff.hpp"
 #include "ppmpi/core/baton.hpp"
+#include "ppmpi/core/process.hpp"
 #include "ppmpi/transport/transport.hpp"
 #include "ppmpi/worker/executor.hpp"
 
@@ -85,6 +86,7 @@ class WorkerHost {
     void withdraw(JobId job);
     bool master_alive(Clock::time_point now);
     void execute_loop(Executor& executor);
+    void run_task(Executor& executor, const Task& task, Message& item);
     void wait_for_result_sends();
     void stop_executor();
 
@@ -96,7 +98,7 @@ class WorkerHost {
     bool welcomed_ = false, shutdown_ = false, released_ = false, awaits_release_ = false;
     bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
     Clock::time_point last_from_master_{}, next_heartbeat_{}, next_master_check_{};
-    bool master_process_ = true;  // it was there at the last check
+    ProcessState master_state_ = ProcessState::Running;  // at the last check (this host)
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;
 
