@@ -165,7 +165,14 @@ void Dispatcher::welcome(WorkerRecord& worker) {
     w.master_host = options_.master_host;
     w.sys_path = pool.spec.sys_path;
     w.cwd = pool.spec.cwd;
-    w.heartbeat_ms = static_cast<std::int32_t>(options_.heartbeat.count());
+    // A worker of this host is judged by its process (dispatcher_faults.cpp): its heartbeats
+    // only tell that a running process is not hung, so it beats every half worker_timeout.
+    // Wake-ups are most of what an idle worker costs (0.1 % of a core each at 128 workers).
+    auto beat = judged_here(worker.process)
+                    ? std::max<Clock::duration>(options_.heartbeat, pool.spec.worker_timeout / 2)
+                    : Clock::duration(options_.heartbeat);
+    w.heartbeat_ms = static_cast<std::int32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(beat).count());
     w.master_timeout_ms = static_cast<std::int32_t>(options_.master_timeout.count());
     queue_message(worker.peer, Message{std::move(w), {}});
     worker.phase = Phase::Active;
