@@ -281,6 +281,7 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         take_back_for_idle(pool);
         return false;
     }
+    notice_long_runs(pool);
     auto assignments = pool.scheduler.assign();
     for (const auto& [job, worker] : assignments) {
         QueuedJob& queued = pool.queued.at(job);
@@ -304,48 +305,6 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         if (topped_up.insert(worker).second) start_head(pool, worker);
     take_back_for_idle(pool);
     return !assignments.empty();
-}
-
-// Pipelined jobs wait on their worker behind its running one. When the queue is empty and a
-// worker has nothing to do, such a job is asked back (protocol step 4) and runs there instead
-// of behind a job that may be long (the queue keeps one job per worker waiting on it, so that
-// none waits a round trip for its next job; without taking back, a job stuck behind a slow one
-// waited for it while other workers idled). Only from behind a job that has run for
-// kWorthTakingBack already: short jobs end before the answer would come.
-void Dispatcher::take_back_for_idle(Pool& pool) {
-    constexpr auto kWorthTakingBack = std::chrono::milliseconds(5);
-    constexpr std::size_t kLookedAtPerTurn = 64;
-    if (pool.scheduler.pending() > 0 || pool.scheduler.idle_workers() <= pool.withdrawing) return;
-    std::size_t wanted = pool.scheduler.idle_workers() - pool.withdrawing;
-    for (WorkerId worker : pool.scheduler.loaded_workers(2, kLookedAtPerTurn)) {
-        if (wanted == 0) break;
-        auto head = head_job(pool, worker);
-        if (!head || now_ - pool.queued.at(*head).started_at < kWorthTakingBack) continue;
-        std::optional<JobId> last;
-        std::uint64_t order = 0;
-        for (JobId job : pool.scheduler.in_flight(worker)) {
-            const QueuedJob& queued = pool.queued.at(job);
-            if (job == head || queued.withdrawing || queued.send_order <= order) continue;
-            last = job;
-            order = queued.send_order;
-        }
-        if (!last) continue;
-        pool.queued.at(*last).withdrawing = true;
-        ++pool.withdrawing;
-        --wanted;
-        queue_message(worker, Message{Withdraw{*last}, {}});
-    }
-}
-
-// The worker gave the job back (it had not started): it waits at the front of the queue.
-bool Dispatcher::on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job) {
-    auto queued = pool.queued.find(job);
-    if (queued == pool.queued.end() || !queued->second.withdrawing) return false;
-    queued->second.withdrawing = false;
-    --pool.withdrawing;
-    if (!pool.scheduler.withdraw(worker.peer, job)) return false;
-    ++pool.jobs_taken_back;
-    return true;
 }
 
 std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {

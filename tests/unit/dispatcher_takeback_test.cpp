@@ -1,5 +1,7 @@
 // Taking a waiting job back for an idle worker (protocol step 4, Withdraw), with puppet workers
 // the test plays by hand (fault_rig.hpp).
+#include <set>
+
 #include "fault_rig.hpp"
 
 using namespace ppmpi;
@@ -85,4 +87,44 @@ TEST_CASE("take-back: nothing is asked back from behind a job that started just 
     CHECK_FALSE(t.w1.take(Kind::Withdraw).has_value());
     t.c.jump(10ms);  // but once it has run longer than a take-back takes
     CHECK(t.c.await(t.w1, Kind::Withdraw).has_value());
+}
+
+// After short jobs the pool engages few workers, with deep queues; long jobs that follow must
+// reach the idle workers once the running ones have outlasted the short jobs' time, before any
+// of their results comes (Dispatcher::notice_long_runs).
+TEST_CASE("balance: long jobs after short ones reach every worker before the first result",
+          "[dispatcher][takeback]") {
+    FaultCluster c;
+    c.final_grace = 200ms;  // puppets do not answer the final Shutdown
+    c.launcher.puppets = true;
+    PoolId p = c.pool(8, 16);
+    std::vector<std::unique_ptr<Puppet>> w;
+    for (PeerId peer = 1; peer <= 8; ++peer) {
+        w.push_back(std::make_unique<Puppet>(c.hub, peer));
+        w.back()->hello();
+    }
+    for (auto& puppet : w) REQUIRE(c.await(*puppet, Kind::Welcome));
+    auto answer_all = [&] {  // every task answered as a 1 us job
+        for (auto& puppet : w)
+            while (auto task = puppet->take(Kind::Task))
+                puppet->send({{Result{job_of(task), ResultStatus::Ok, 1e-6}, "r"}});
+    };
+    for (JobId job = 1; job <= 64; ++job) c.submit(p, job, "f", "F", "a");
+    REQUIRE(c.run_until([&] {
+        answer_all();
+        return c.dispatcher.stats(p).pending + c.dispatcher.stats(p).running == 0;
+    }));
+    for (JobId job = 100; job < 300; ++job) c.submit(p, job, "f", "F", "a");  // long ones
+    for (int i = 0; i < 3; ++i) c.step();  // well within the 5 ms that make a job long
+    std::set<PeerId> engaged;
+    auto note_tasks = [&] {
+        for (auto& puppet : w)
+            while (puppet->take(Kind::Task)) engaged.insert(puppet->peer);
+    };
+    note_tasks();
+    CHECK(engaged.size() < 8);  // few engaged, as for 1 us jobs
+    c.jump(10ms);               // the running ones have outlasted that by far
+    for (int i = 0; i < 3; ++i) c.step();
+    note_tasks();
+    CHECK(engaged.size() == 8);
 }

@@ -95,6 +95,7 @@ class Dispatcher {
     std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
     void start_head(Pool& pool, WorkerId worker);
     void learn_job_time(Pool& pool, double seconds);
+    void notice_long_runs(Pool& pool);
     void replace_lost_workers();
     void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
     void fail_without_workers();
