@@ -60,10 +60,9 @@ void Dispatcher::check_liveness(Clock::time_point now, bool drained) {
 // host (hundreds of ranks on a few cores, or a CPU hog beside them) heartbeats come late, and
 // declaring starved workers lost, then starting replacements, only adds load (measured: at 256
 // ranks on 2 cores every worker in turn, and the run never ended). A stopped process is hung;
-// a running one is given kPatience timeouts, in case it is hung in a way no state shows.
+// a running one is given kStarvedTimeouts timeouts, in case it is hung in a way no state shows.
 void Dispatcher::judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
                                   Clock::time_point now, Clock::duration behind) {
-    constexpr int kPatience = 10;
     switch (process_state(worker.process)) {
         case ProcessState::Gone: lose_worker(worker, "its process exited", true); return;
         case ProcessState::Stopped:
@@ -72,7 +71,7 @@ void Dispatcher::judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::
             return;
         case ProcessState::Running: break;
     }
-    if (silence.silent_for - behind > kPatience * silence.timeout) {
+    if (silence.silent_for - behind > kStarvedTimeouts * silence.timeout) {
         lose_worker(worker, "silent for " + seconds_text(silence.silent_for) +
                                 " although its process runs (hung)", true);
         return;

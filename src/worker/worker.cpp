@@ -82,9 +82,8 @@ void WorkerHost::withdraw(JobId job) {
 // A master on this host is judged by its process, as it judges its workers here: silence from a
 // master whose process runs is starvation (hundreds of ranks starting on a few cores delayed its
 // heartbeats past master_timeout, and workers that left then were replaced, adding more load),
-// given kPatience timeouts; a stopped or silent master elsewhere is gone after one.
+// given kStarvedTimeouts timeouts; a stopped or silent master elsewhere is gone after one.
 bool WorkerHost::master_alive(Clock::time_point now) {
-    constexpr int kPatience = 10;
     auto timeout = welcomed_ ? std::chrono::milliseconds(welcome_.master_timeout_ms)
                              : options_.first_contact_timeout;
     ProcessIdentity master{welcome_.master_pid, 0, welcome_.master_host};
@@ -96,7 +95,7 @@ bool WorkerHost::master_alive(Clock::time_point now) {
     if (master_state_ == ProcessState::Gone) return false;
     auto silent = now - last_from_master_;
     if (silent <= timeout) return true;
-    return here && master_state_ == ProcessState::Running && silent <= kPatience * timeout;
+    return here && master_state_ == ProcessState::Running && silent <= kStarvedTimeouts * timeout;
 }
 
 // Results (and heartbeats) go out; true if anything was sent. A result is a sign of life as

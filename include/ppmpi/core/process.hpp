@@ -39,6 +39,10 @@ bool process_exists(const ProcessIdentity& process);
 // SIGKILL, only if it is still that very process on this host. True if a signal was sent.
 bool kill_process(const ProcessIdentity& process);
 
+// A silent peer whose process runs on this host is starved of CPU, not dead: master and
+// workers give it this many of their timeouts before they take it as hung in a way no process
+// state shows (an overloaded host delays heartbeats; losing peers for it only adds load).
+inline constexpr int kStarvedTimeouts = 10;
 enum class ProcessState { Running, Stopped, Gone };  // Running: R, S or D (waiting for a core,
                                                       // sleeping, or in the kernel)
 // Stopped: SIGSTOP or a debugger. A process that cannot be judged here counts as Running.
