@@ -44,9 +44,11 @@ futex_waitv waiter(std::atomic<std::uint32_t>& word, std::uint32_t expected, boo
 
 }  // namespace
 
-void ring(Doorbell& bell) {
+void ring(Doorbell& bell, bool urgent) {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the record, then the sleepers
-    if (bell.sleepers.load(std::memory_order_relaxed) == 0) return;
+    // Acquire: a sleeper counted here set only_urgent before it counted itself.
+    if (bell.sleepers.load(std::memory_order_acquire) == 0) return;
+    if (!urgent && bell.only_urgent.load(std::memory_order_relaxed) != 0) return;
     bell.seq.fetch_add(1, std::memory_order_seq_cst);
     futex(bell.seq, FUTEX_WAKE, INT_MAX, nullptr);  // shared: the sleeper is another process
 }
@@ -132,7 +134,10 @@ bool Wakeup::doze(const Doze& plan) {
     for (Doorbell* bell : plan.bells)
         waiters.push_back(waiter(bell->seq, bell->seq.load(std::memory_order_acquire), true));
     word_.sleepers.fetch_add(1, std::memory_order_seq_cst);
-    for (Doorbell* bell : plan.bells) bell->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    for (Doorbell* bell : plan.bells) {
+        bell->only_urgent.store(plan.only_urgent ? 1 : 0, std::memory_order_seq_cst);
+        bell->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    }
     bool timed_out = false, failed = false;
     if (!(plan.arrived && plan.arrived())) {
         timespec deadline = to_timespec(plan.until.time_since_epoch());

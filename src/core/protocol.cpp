@@ -1,6 +1,7 @@
 // Frame encoding: headers through Boost.Serialization binary archives, payloads copied raw.
 #include "ppmpi/core/protocol.hpp"
 
+#include <algorithm>
 #include <array>
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
@@ -149,6 +150,10 @@ static Frame encode_range(const std::vector<Message>& messages, std::size_t begi
                  messages[i].payload.size();
     }
     Frame frame;
+    frame.urgent = std::any_of(messages.begin() + begin, messages.begin() + end, [](const Message& m) {
+        Kind kind = kind_of(m.header);
+        return kind != Kind::Task && kind != Kind::FunctionDef && kind != Kind::Heartbeat;
+    });
     frame.bytes.reserve(total);
     put_int<std::uint32_t>(frame.bytes, static_cast<std::uint32_t>(end - begin));
     for (std::size_t i = begin; i < end; ++i) {

@@ -286,7 +286,7 @@ void Dispatcher::send_heartbeats(Clock::time_point now) {
         if (!worker.hello || (worker.phase == Phase::Gone && !awaits_release)) continue;
         auto queued = outbox_.find(peer);
         if (queued != outbox_.end() && !queued->second.empty()) continue;  // that says it
-        transport_.post(peer, Frame{frame, {}});
+        transport_.post(peer, Frame{frame, {}, false});
     }
 }
 

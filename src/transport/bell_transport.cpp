@@ -13,6 +13,15 @@ constexpr const char* kVersion = "1";
 constexpr const char* kAttached = "ppmpi-bell attached";
 constexpr const char* kDeclined = "ppmpi-bell declined";
 constexpr std::size_t kPageRingBytes = 64;  // no frames go through a bell page
+// Open MPI's shared-memory eager limit (btl_vader_eager_limit): larger frames need both sides'
+// calls to move.
+constexpr std::size_t kLazyFrameBytes = 4096;
+
+std::size_t frame_size(const Frame& frame) {
+    std::size_t size = frame.bytes.size();
+    for (const Buffer& b : frame.buffers) size += b.size;
+    return size;
+}
 
 Doorbell& worker_bell(ShmSegment& page) { return page.to_worker().control().bell; }
 }  // namespace
@@ -42,13 +51,19 @@ bool BellTransport::attached(PeerId peer) const {
 }
 
 // Step 2, after each post (master side).
+// A frame that is not urgent wakes W only if W waits for more than urgent ones (doorbell.hpp,
+// step 4), unless it is large: MPI moves a large one only while W's side calls MPI too.
 void BellTransport::post(PeerId peer, Frame frame) {
+    bool urgent = frame.urgent || frame_size(frame) > kLazyFrameBytes;
     inner_->post(peer, std::move(frame));
     auto it = bells_.find(peer);
     if (it == bells_.end() || it->second.mine || !it->second.attached) return;
-    ring(worker_bell(*it->second.page));
-    if (!it->second.ring_when_sent && inner_->unfinished_sends(peer) > 0) {
-        it->second.ring_when_sent = true;
+    Bell& bell = it->second;
+    ring(worker_bell(*bell.page), urgent);
+    if (inner_->unfinished_sends(peer) == 0) return;
+    bell.urgent_when_sent |= urgent;
+    if (!bell.ring_when_sent) {
+        bell.ring_when_sent = true;
         unfinished_after_post_.push_back(peer);
     }
 }
@@ -59,7 +74,8 @@ void BellTransport::ring_completed_sends() {
         if (it == bells_.end()) return true;
         if (inner_->unfinished_sends(peer) > 0) return false;
         it->second.ring_when_sent = false;
-        ring(worker_bell(*it->second.page));
+        ring(worker_bell(*it->second.page), it->second.urgent_when_sent);
+        it->second.urgent_when_sent = false;
         return true;
     };
     unfinished_after_post_.erase(

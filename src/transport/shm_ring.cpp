@@ -109,10 +109,11 @@ std::uint64_t ShmRing::write_head(RecordKind kind, const Frame& frame, std::uint
     return position;
 }
 
-// The record up to `head` becomes visible to the reader, which is woken if it dozes.
-void ShmRing::publish(std::uint64_t head) {
+// The record up to `head` becomes visible to the reader, which is woken if it dozes (and, for
+// a record that is not urgent, waits for more than urgent ones: doorbell.hpp, step 4).
+void ShmRing::publish(std::uint64_t head, bool urgent) {
     control_->head.store(head, std::memory_order_release);
-    ring(control_->bell);
+    ring(control_->bell, urgent);
 }
 
 bool ShmRing::unread() const {
@@ -129,7 +130,7 @@ bool ShmRing::try_write(const Frame& frame) {
         copy_in(at, piece, n);
         at += n;
     });
-    publish(head + size);
+    publish(head + size, frame.urgent);
     return true;
 }
 

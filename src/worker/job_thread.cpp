@@ -100,6 +100,7 @@ std::optional<Message> WorkerHost::next_work() {
     // Bounded (1 s: an idle worker wakes rarely) so a lost notification can never park this
     // thread for good.
     while (work_.empty() && !executor_stop_) {
+        if (comm_only_urgent_.load()) comm_wakeup_.notify();  // see only_urgent_while_job_runs
         executor_waiting_ = true;
         work_ready_.wait_for(lock, std::chrono::seconds(1));
         executor_waiting_ = false;

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "ppmpi/core/errors.hpp"
@@ -17,6 +19,39 @@ namespace {
 
 // Sends still in flight when we leave get this long (a dead master never completes them).
 constexpr auto kSendDrain = std::chrono::seconds(2);
+// MPI's own ending (disconnect, finalize) waits for every process it is collective with; one
+// that left without it (a lost worker; a master that ended before its Release reached every
+// rank) would keep this process waiting for good (seen once with 512 world ranks on 2 cores).
+// Past this bound the process exits without it.
+constexpr auto kMpiEndBound = std::chrono::seconds(60);
+
+// Ends the process with `status` unless disarmed (destroyed) within `bound`.
+class ExitUnlessDoneWithin {
+  public:
+    ExitUnlessDoneWithin(std::chrono::seconds bound, int status)
+        : thread_([this, bound, status] {
+              std::unique_lock<std::mutex> lock(mutex_);
+              if (changed_.wait_for(lock, bound, [this] { return done_; })) return;
+              std::cerr << "ppmpi-worker: MPI did not end within " << bound.count()
+                        << " s (a process it waits for left without it); exiting" << std::endl;
+              std::fflush(nullptr);
+              std::_Exit(status);
+          }) {}
+    ~ExitUnlessDoneWithin() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            done_ = true;
+        }
+        changed_.notify_all();
+        thread_.join();
+    }
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    bool done_ = false;
+    std::thread thread_;  // last: starts once the members above exist
+};
 
 }  // namespace
 
@@ -220,14 +255,15 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
 }
 
 // Whether nothing here needs the comm thread before the master sends or a heartbeat is due:
-// no result waits, and the executor sleeps until work comes or runs a job that has run a while
-// (short jobs' results leave within the short sleeps, many per frame). Not between two jobs,
-// nor while the executor drives the loop: the master would ring for every frame it sends.
+// no result waits, and the executor sleeps until work comes or runs a job. A job's result
+// leaves from the executor's own turn where it can borrow the loop; where it cannot, this
+// thread sends it, and short jobs' results leave within its short sleeps, many per frame: it
+// dozes only behind a job that has run a while. Not between two jobs.
 bool WorkerHost::executor_quiet() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!results_.empty()) return false;
     if (!executor_busy_) return executor_waiting_ && work_.empty();
-    return Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
+    return borrowable_ || Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
 }
 
 // Sleeps `delay`; or, when the executor is quiet and the master rings a doorbell, dozes until
@@ -251,12 +287,26 @@ bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::mic
             auto check = std::move(plan.arrived);
             plan.arrived = [&] { return baton_.owner_turn(check).value_or(true); };
             comm_dozing_.store(true);  // before `arrived` is checked: see execute_loop
+            plan.only_urgent = only_urgent_while_job_runs();
             bool woken = comm_wakeup_.doze(plan);
+            comm_only_urgent_.store(false);
             comm_dozing_.store(false);
             return woken;
         }
     }
     return comm_wakeup_.wait_for(delay);
+}
+
+// While a job runs, only urgent frames need this thread (doorbell.hpp, step 4): the next tasks
+// are read by the executor in its turn at the job's end (send_result_here), so a pipelined
+// worker is not woken for each of them. The flag is set before executor_busy_ is read, and the
+// executor clears executor_busy_ before it reads the flag, then wakes this thread if it waits
+// for work (next_work): one of the two sees the other, so no task waits on a sleeping pair.
+bool WorkerHost::only_urgent_while_job_runs() {
+    comm_only_urgent_.store(true);
+    if (executor_busy_.load()) return true;
+    comm_only_urgent_.store(false);
+    return false;
 }
 
 void WorkerHost::close(WorkerEnvironment& env, bool clean) {
@@ -266,9 +316,12 @@ void WorkerHost::close(WorkerEnvironment& env, bool clean) {
         env.transport->poll();
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if (env.before_close) env.before_close(clean);
-    env.transport.reset();
-    env.session.reset();
+    {
+        ExitUnlessDoneWithin bounded(kMpiEndBound, exit_status_.load());
+        if (env.before_close) env.before_close(clean);
+        env.transport.reset();
+        env.session.reset();
+    }
     // A job still running cannot be interrupted; it gets a grace period, then the process ends
     // so that no orphan outlives the master.
     auto grace_until = Clock::now() + options_.exit_grace;

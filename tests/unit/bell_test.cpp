@@ -84,6 +84,38 @@ TEST_CASE("bell transport: the master's next frame wakes a dozing worker; frames
     CHECK_FALSE(pair.master.plan_doze({kWorker}, master_plan));  // its peer's frames ring nothing
 }
 
+TEST_CASE("bell transport: a worker dozing behind its running job is woken by an urgent frame "
+          "or a large one, not by a small task",
+          "[bell][doorbell]") {
+    BellPair pair;
+    pair.handshake();
+    Doze plan;
+    REQUIRE(pair.worker.plan_doze({kMaster}, plan));
+    plan.only_urgent = true;
+    plan.until = Clock::now() + std::chrono::seconds(30);
+    Doorbell& bell = *plan.bells[0];
+    Wakeup wakeup;
+    auto dozer = std::async(std::launch::async, [&] { return wakeup.doze(plan); });
+    REQUIRE(someone_sleeps_on(bell));
+    pair.master.post(kWorker, Frame{"task", {}, /*urgent=*/false});
+    CHECK(bell.seq.load() == 0);  // not rung: read when the job ends
+    pair.master.post(kWorker, Frame{Bytes(5000, 't'), {}, /*urgent=*/false});
+    REQUIRE(dozer.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(dozer.get());
+    CHECK(next(pair.worker).frame == "task");
+    CHECK(next(pair.worker).frame.size() == 5000);
+    Doze again;
+    REQUIRE(pair.worker.plan_doze({kMaster}, again));
+    again.only_urgent = true;
+    again.until = Clock::now() + std::chrono::seconds(30);
+    auto second = std::async(std::launch::async, [&] { return wakeup.doze(again); });
+    REQUIRE(someone_sleeps_on(bell));
+    pair.master.post(kWorker, Frame{"withdraw", {}});  // urgent
+    REQUIRE(second.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(second.get());
+    CHECK(next(pair.worker).frame == "withdraw");
+}
+
 TEST_CASE("bell transport: a frame posted before the worker counted itself asleep is found by "
           "the re-check, and comes out first",
           "[bell][doorbell]") {

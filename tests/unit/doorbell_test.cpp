@@ -52,6 +52,29 @@ TEST_CASE("doorbell: a bell rung by another thread ends a doze long before its d
     CHECK(bell.sleepers.load() == 0);  // the dozer left the count
 }
 
+TEST_CASE("doorbell: a sleeper that waits only for urgent records sleeps through others",
+          "[doorbell]") {
+    Doorbell bell;
+    Wakeup w;
+    auto plan = doze_on(bell, std::chrono::seconds(30));
+    plan.only_urgent = true;
+    auto dozer = std::async(std::launch::async, [&] { return w.doze(plan); });
+    REQUIRE(someone_sleeps_on(bell));
+    ring(bell, /*urgent=*/false);
+    CHECK(bell.seq.load() == 0);  // not woken
+    CHECK(dozer.wait_for(milliseconds(50)) == std::future_status::timeout);
+    ring(bell, /*urgent=*/true);
+    REQUIRE(dozer.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(dozer.get());
+    // The next doze waits for everything again: a record that is not urgent wakes it.
+    auto again = std::async(std::launch::async,
+                            [&] { return w.doze(doze_on(bell, std::chrono::seconds(30))); });
+    REQUIRE(someone_sleeps_on(bell));
+    ring(bell, /*urgent=*/false);
+    REQUIRE(again.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(again.get());
+}
+
 TEST_CASE("doorbell: ringing with nobody asleep changes nothing", "[doorbell]") {
     Doorbell bell;
     ring(bell);

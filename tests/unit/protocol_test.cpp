@@ -89,6 +89,23 @@ TEST_CASE("protocol: Heartbeat, Shutdown, Goodbye, Release round trip", "[protoc
     CHECK(kind_of(round_trip_one({Release{}, "x"}).header) == Kind::Release);
 }
 
+TEST_CASE("protocol: a frame of tasks and heartbeats is not urgent; one with anything else is",
+          "[protocol]") {
+    auto urgent = [](std::vector<Message> messages) {
+        auto frames = encode_frames(messages);
+        REQUIRE(frames.size() == 1);
+        return frames[0].urgent;
+    };
+    Message def{FunctionDef{"k"}, "f"}, task{Task{1, "k"}, "args"}, beat{Heartbeat{}, {}};
+    CHECK_FALSE(urgent({def, task, task}));
+    CHECK_FALSE(urgent({beat}));
+    CHECK(urgent({task, Message{Withdraw{1}, {}}}));
+    CHECK(urgent({Message{Shutdown{false}, {}}}));
+    CHECK(urgent({Message{Release{true}, {}}}));
+    CHECK(urgent({Message{Welcome{}, {}}}));
+    CHECK(urgent({Message{Result{1, ResultStatus::Ok, 0.0}, "r"}}));
+}
+
 TEST_CASE("protocol: many messages per frame keep their order and payloads", "[protocol]") {
     std::vector<Message> in;
     in.push_back({Welcome{}, {}});

@@ -279,3 +279,25 @@ TEST_CASE("scheduler: with set_deep_queue, a short queue is spread, not pipeline
     CHECK(s.assign().size() == 14);
     for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 8);
 }
+
+TEST_CASE("scheduler: with every worker busy, a short queue waits one job behind each running "
+          "one, the longest busy first",
+          "[scheduler]") {
+    Scheduler s(8);
+    s.set_deep_queue(4);
+    for (WorkerId w = 1; w <= 3; ++w) s.add_worker(w);
+    for (JobId job = 1; job <= 3; ++job) s.enqueue(job);
+    CHECK(s.assign().size() == 3);  // one each
+    s.enqueue(4);
+    s.enqueue(5);  // fewer than the workers, none of them idle
+    auto a = s.assign();
+    REQUIRE(a.size() == 2);
+    CHECK(a[0].worker == 1);  // busy the longest
+    CHECK(a[1].worker == 2);
+    CHECK(s.in_flight(3).size() == 1);
+    s.enqueue(6);
+    s.enqueue(7);
+    CHECK(s.assign().size() == 1);  // worker 3 takes one; the others hold two already
+    CHECK(s.pending() == 1);
+    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() == 2);
+}

@@ -17,6 +17,10 @@
 //     there; one published after it finds the sleeper counted: no record is slept through
 //     (Dekker's pattern). A writer that finds nobody asleep pays a load of a cache line that
 //     nobody is writing.
+//  4. A sleeper that only needs urgent records (a worker whose job runs reads its next tasks
+//     when the job ends: protocol.hpp, Frame::urgent) sets `only_urgent` before it counts
+//     itself; a writer of a record that is not urgent then does not wake it. Whoever ends that
+//     need (the job's end) must itself read what came, or wake the sleeper to.
 // A thread dozes this way only while every peer it waits for rings a bell (else it polls as
 // before), and never past its next periodic duty (heartbeats, liveness checks, deadlines).
 // A peer on another host cannot ring; what it sends arrives on a socket (MPI over TCP). A doze
@@ -38,11 +42,12 @@ using Clock = std::chrono::steady_clock;
 struct Doorbell {
     std::atomic<std::uint32_t> seq{0};
     std::atomic<std::uint32_t> sleepers{0};
+    std::atomic<std::uint32_t> only_urgent{0};  // step 4
 };
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "a futex word must be lock-free");
 
 // Step 3, the writer's side: after it published a record for the bell's sleeper.
-void ring(Doorbell& bell);
+void ring(Doorbell& bell, bool urgent = true);
 
 // Whether this kernel can wait on several futexes at once (probed once). If not, nobody
 // dozes: the loops poll as they did before doorbells.
@@ -55,6 +60,7 @@ struct Doze {
     std::vector<int> fds;  // or: descriptors whose readability means a peer sent something
     bool* woke_on_fd = nullptr;  // if set: made true when one of `fds` ended the doze
     std::function<bool()> arrived;  // re-checked once counted: data already waits, don't sleep
+    bool only_urgent = false;  // step 4
     std::vector<std::shared_ptr<const void>> keep;  // keeps the bells' memory mapped meanwhile
     Clock::time_point until{};
 };

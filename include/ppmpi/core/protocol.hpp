@@ -21,8 +21,7 @@
 //     M→W Withdraw{job_id}: the master takes back a task still waiting on this worker behind
 //     its running job (another worker has nothing to do). W answers Result{job_id, Withdrawn}
 //     if the task had not started; if it had, nothing (its result comes as usual).
-//  5. W→M Result{job_id, status, seconds} + payload(pickled result or exception, job output)
-//     + buffers(the result's large arrays).
+//  5. W→M Result{job_id, status, seconds} + payload(pickled result or error, output) + buffers.
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
 //  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
@@ -51,7 +50,6 @@ namespace ppmpi {
 
 using JobId = std::uint64_t;
 using Bytes = std::string;
-
 enum class Kind : std::uint8_t {
     Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release, Withdraw
 };
@@ -90,7 +88,6 @@ struct Task {
     std::string func_key;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id & func_key; }
 };
-
 enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1, Withdrawn = 2 };
 struct Result {
     JobId job_id = 0;
@@ -129,6 +126,9 @@ struct Message {
 struct Frame {  // what one MPI message carries (the bytes), then its buffers
     Bytes bytes;
     Buffers buffers = {};
+    // Wakes a worker dozing while its job runs (doorbell.hpp)? Not for tasks and heartbeats
+    // only: read when the job ends. encode_frames sets it.
+    bool urgent = true;
 };
 
 // The largest frame (one MPI message of MPI_BYTE counts at most INT_MAX bytes), and the largest

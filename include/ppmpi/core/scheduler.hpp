@@ -5,9 +5,10 @@
 // workers first, so N jobs on N workers run one each before any worker gets a second. A
 // pipelined worker is topped up once a quarter of its slots are free, not after every result,
 // so that jobs (and then results) cross in batches, many per MPI message. And only while the
-// queue is deep (set_deep_queue; a pool sets PoolSpec::deep_queue): a job is never queued
-// behind another on a busy worker when a few jobs could be spread over the workers instead
-// (the one ahead may be long); with at least one job waiting per worker, one each.
+// queue is deep (set_deep_queue; a pool sets PoolSpec::deep_queue): otherwise idle workers get
+// jobs first, then each busy one at most one behind its running one (the longest busy first),
+// so that no worker waits a round trip for its next job, to the last one; the master takes such
+// a job back for a worker that comes idle while the one ahead runs long (protocol step 4).
 // The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
 // front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
 #pragma once

@@ -10,7 +10,8 @@
 //  2. M, if <host> is its own and the page maps with that nonce, answers "ppmpi-bell attached"
 //     and from then on rings W's bell after each frame it posts to W, and once more when a
 //     send still unfinished after its post has completed (its data is then with W); otherwise
-//     it answers "ppmpi-bell declined <why>".
+//     it answers "ppmpi-bell declined <why>". A small frame that is not urgent (a task for a
+//     worker whose job runs) rings only a W that waits for more (doorbell.hpp, step 4).
 //  3. W, attached, may doze on its bell: counted asleep first, it probes MPI once more (a frame
 //     posted before M read the count is found then; one posted after finds W counted, and M
 //     rings), then sleeps until rung, woken by its own threads, or its next duty. Declined, it
@@ -53,6 +54,7 @@ class BellTransport : public Transport {
         bool mine = false;      // made here (worker side); else the peer's (master side)
         bool attached = false;  // live: the master rings it
         bool ring_when_sent = false;  // master side: a send to it was still unfinished
+        bool urgent_when_sent = false;  // ... and one of them urgent (doorbell.hpp, step 4)
     };
     std::optional<Envelope> next_frame();
     bool on_control(const Envelope& envelope);  // true if it was this layer's

@@ -92,7 +92,7 @@ class ShmRing {
         std::uint64_t frame_length;
     };
     bool has_room(std::size_t bytes, std::uint64_t head) const;
-    void publish(std::uint64_t head);
+    void publish(std::uint64_t head, bool urgent = true);
     void copy_in(std::uint64_t position, const void* from, std::size_t length);
     void copy_out(std::uint64_t position, void* to, std::size_t length) const;
     RecordHead head_at(std::uint64_t position) const;

@@ -82,6 +82,7 @@ class WorkerHost {
     bool nothing_in_flight(Transport& transport) const;
     bool send_result_here();
     bool idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay);
+    bool only_urgent_while_job_runs();
     void on_message(Message& message);
     void withdraw(JobId job);
     bool master_alive(Clock::time_point now);
@@ -116,6 +117,7 @@ class WorkerHost {
     std::atomic<bool> executor_busy_{false};
     std::atomic<bool> executor_failed_{false};
     std::atomic<bool> comm_dozing_{false};  // the comm thread sleeps on doorbells (idle_wait)
+    std::atomic<bool> comm_only_urgent_{false};  // ... and only urgent frames wake it
     std::atomic<double> last_job_seconds_{0.0};  // how long the last job ran
     std::atomic<int> exit_status_{0};
     Wakeup comm_wakeup_;
