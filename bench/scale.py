@@ -49,7 +49,10 @@ def measure(peer, n, args):
     """One run, bounded: on expiry its whole process group is killed and the row says so."""
     limit = args.limit_per_worker * n + 120
     t = time.monotonic()
-    proc = subprocess.Popen(command(peer, n, args), stdout=subprocess.PIPE,
+    env = dict(os.environ)  # the build measured: its ppmpi first on the path
+    built = os.path.join(args.build, "python")
+    env["PYTHONPATH"] = built + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.Popen(command(peer, n, args), stdout=subprocess.PIPE, env=env,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=limit)
