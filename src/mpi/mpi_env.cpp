@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ppmpi/core/exit_watch.hpp"
 #include "ppmpi/core/log.hpp"
 #include "ppmpi/master/mpirun_watch.hpp"
 #include "ppmpi/mpi/mpi_launcher.hpp"
@@ -46,34 +47,12 @@ std::shared_ptr<MpiSession> start_worker_session() {
     if (!attempt) return start_patient_session();
     std::string name = attempt;
     ::unsetenv(kSpawnAttemptVariable);  // not for the jobs' own child processes
-    std::mutex mutex;
-    std::condition_variable started_cv;
-    bool started = false;
-    std::thread watchdog([&] {
-        std::unique_lock<std::mutex> lock(mutex);
-        if (started_cv.wait_for(lock, kSpawnedStartBound, [&] { return started; })) return;
-        std::fprintf(stderr,
-                     "ppmpi-worker: MPI start-up (spawn attempt %s) did not finish in %lld s; "
-                     "exiting (the master has started another worker)\n",
-                     name.c_str(), static_cast<long long>(kSpawnedStartBound.count()));
-        std::_Exit(3);
-    });
-    auto finish = [&] {
-        {
-            std::lock_guard<std::mutex> lock(mutex);
-            started = true;
-        }
-        started_cv.notify_one();
-        watchdog.join();
-    };
-    try {
-        auto session = start_patient_session();
-        finish();
-        return session;
-    } catch (...) {
-        finish();
-        throw;
-    }
+    ExitUnlessDoneWithin bounded(kSpawnedStartBound, 3,
+                                 "ppmpi-worker: MPI start-up (spawn attempt " + name +
+                                     ") did not finish in " +
+                                     std::to_string(kSpawnedStartBound.count()) +
+                                     " s; exiting (the master has started another worker)");
+    return start_patient_session();
 }
 
 // A spawned worker offers the master a ring (its frames then go through shared memory), a world

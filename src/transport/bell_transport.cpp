@@ -17,12 +17,6 @@ constexpr std::size_t kPageRingBytes = 64;  // no frames go through a bell page
 // calls to move.
 constexpr std::size_t kLazyFrameBytes = 4096;
 
-std::size_t frame_size(const Frame& frame) {
-    std::size_t size = frame.bytes.size();
-    for (const Buffer& b : frame.buffers) size += b.size;
-    return size;
-}
-
 Doorbell& worker_bell(ShmSegment& page) { return page.to_worker().control().bell; }
 }  // namespace
 
@@ -54,7 +48,7 @@ bool BellTransport::attached(PeerId peer) const {
 // A frame that is not urgent wakes W only if W waits for more than urgent ones (doorbell.hpp,
 // step 4), unless it is large: MPI moves a large one only while W's side calls MPI too.
 void BellTransport::post(PeerId peer, Frame frame) {
-    bool urgent = frame.urgent || frame_size(frame) > kLazyFrameBytes;
+    bool urgent = frame.urgent || ShmRing::stream_size(frame) > kLazyFrameBytes;
     inner_->post(peer, std::move(frame));
     auto it = bells_.find(peer);
     if (it == bells_.end() || it->second.mine || !it->second.attached) return;

@@ -5,13 +5,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 #include "ppmpi/core/errors.hpp"
+#include "ppmpi/core/exit_watch.hpp"
 #include "ppmpi/core/process.hpp"
 
 namespace ppmpi {
@@ -25,33 +24,6 @@ constexpr auto kSendDrain = std::chrono::seconds(2);
 // Past this bound the process exits without it.
 constexpr auto kMpiEndBound = std::chrono::seconds(60);
 
-// Ends the process with `status` unless disarmed (destroyed) within `bound`.
-class ExitUnlessDoneWithin {
-  public:
-    ExitUnlessDoneWithin(std::chrono::seconds bound, int status)
-        : thread_([this, bound, status] {
-              std::unique_lock<std::mutex> lock(mutex_);
-              if (changed_.wait_for(lock, bound, [this] { return done_; })) return;
-              std::cerr << "ppmpi-worker: MPI did not end within " << bound.count()
-                        << " s (a process it waits for left without it); exiting" << std::endl;
-              std::fflush(nullptr);
-              std::_Exit(status);
-          }) {}
-    ~ExitUnlessDoneWithin() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            done_ = true;
-        }
-        changed_.notify_all();
-        thread_.join();
-    }
-
-  private:
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    bool done_ = false;
-    std::thread thread_;  // last: starts once the members above exist
-};
 
 }  // namespace
 
@@ -317,7 +289,10 @@ void WorkerHost::close(WorkerEnvironment& env, bool clean) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     {
-        ExitUnlessDoneWithin bounded(kMpiEndBound, exit_status_.load());
+        ExitUnlessDoneWithin bounded(kMpiEndBound, exit_status_.load(),
+                                     "ppmpi-worker: MPI did not end within " +
+                                         std::to_string(kMpiEndBound.count()) +
+                                         " s (a process it waits for left without it); exiting");
         if (env.before_close) env.before_close(clean);
         env.transport.reset();
         env.session.reset();

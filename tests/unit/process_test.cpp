@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "ppmpi/core/backoff.hpp"
+#include "ppmpi/core/exit_watch.hpp"
 #include "ppmpi/core/process.hpp"
 
 using namespace ppmpi;
@@ -202,4 +203,25 @@ TEST_CASE("process watch: a process gone before it was watched is reported", "[p
     ++identity.start_ticks;  // the pid now belongs to another process
     watch.watch(3, identity);
     CHECK(watch.exited() == std::vector<ProcessWatch::Key>{3});
+}
+
+TEST_CASE("exit watch: a wait past its bound ends the process with the status; one done in "
+          "time does not",
+          "[process]") {
+    auto run_child = [](int wait_ms) {
+        pid_t child = ::fork();
+        if (child == 0) {
+            {
+                ppmpi::ExitUnlessDoneWithin bounded(std::chrono::seconds(1), 7, "test: too long");
+                std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+            }
+            std::_Exit(0);
+        }
+        int status = -1;
+        for (int i = 0; i < 1000 && ::waitpid(child, &status, WNOHANG) == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    };
+    CHECK(run_child(3000) == 7);
+    CHECK(run_child(10) == 0);
 }
