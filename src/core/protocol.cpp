@@ -5,6 +5,8 @@
 #include <array>
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
+#include <boost/archive/impl/basic_binary_iarchive.ipp>
+#include <boost/archive/impl/basic_binary_iprimitive.ipp>
 #include <boost/serialization/level.hpp>
 #include <boost/serialization/string.hpp>
 #include <cstring>
@@ -61,13 +63,49 @@ class ViewBuffer : public std::streambuf {
     }
 };
 
+// Boost's binary archive sizes a string to the length it reads before reading the contents: a
+// corrupt or hostile length would allocate up to 2^64 bytes first. This one checks the length
+// against the bytes left in the header first (found by the fuzzer,
+// tests/fuzz/fuzz_decode_frame.cpp). The wire format is Boost's binary archive unchanged.
+class HeaderArchive : public boost::archive::binary_iarchive_impl<HeaderArchive, char,
+                                                                  std::char_traits<char>> {
+    using Base = boost::archive::binary_iarchive_impl<HeaderArchive, char, std::char_traits<char>>;
+    friend class boost::archive::detail::interface_iarchive<HeaderArchive>;
+    friend class boost::archive::basic_binary_iarchive<HeaderArchive>;
+    friend class boost::archive::basic_binary_iprimitive<HeaderArchive, char,
+                                                         std::char_traits<char>>;
+    friend class boost::archive::load_access;
+
+  public:
+    HeaderArchive(ViewBuffer& source, unsigned flags) : Base(source, flags), source_(source) {}
+
+  protected:
+    using Base::load;
+    void load(std::string& s) {
+        std::size_t size = 0;
+        Base::load(size);
+        check(size);
+        s.resize(size);
+        if (size > 0) load_binary(s.data(), size);
+    }
+
+  private:
+    void check(std::size_t size) {
+        auto left = static_cast<std::size_t>(std::max<std::streamsize>(0, source_.in_avail()));
+        if (size > left)
+            throw ProtocolError("malformed message header: a string of " + std::to_string(size) +
+                                " bytes in " + std::to_string(left) + " bytes left");
+    }
+    ViewBuffer& source_;
+};
+
 struct Writer {
     AppendBuffer sink;
     boost::archive::binary_oarchive archive{sink, kArchiveFlags};
 };
 struct Reader {
     ViewBuffer source;
-    boost::archive::binary_iarchive archive{source, kArchiveFlags};
+    HeaderArchive archive{source, kArchiveFlags};
 };
 // One of each per thread (the dispatcher, a worker's comm thread, tests' threads).
 thread_local std::optional<Writer> t_writer;
@@ -100,16 +138,16 @@ Bytes encode_header(const Header& header) {
     return out;
 }
 
-template <std::size_t I> Header load_alternative(boost::archive::binary_iarchive& archive) {
+template <std::size_t I> Header load_alternative(HeaderArchive& archive) {
     std::variant_alternative_t<I, Header> alt;
     archive >> alt;
     return Header{std::in_place_index<I>, std::move(alt)};
 }
 
 template <std::size_t... I>
-Header load_by_index(std::size_t index, boost::archive::binary_iarchive& archive,
+Header load_by_index(std::size_t index, HeaderArchive& archive,
                      std::index_sequence<I...>) {
-    using Loader = Header (*)(boost::archive::binary_iarchive&);
+    using Loader = Header (*)(HeaderArchive&);
     static constexpr std::array<Loader, sizeof...(I)> loaders{&load_alternative<I>...};
     return loaders[index](archive);
 }
@@ -125,6 +163,7 @@ Header decode_header(std::string_view bytes) {
         return load_by_index(kind, t_reader->archive,
                              std::make_index_sequence<std::variant_size_v<Header>>{});
     } catch (const ProtocolError&) {
+        t_reader.reset();  // as below
         throw;
     } catch (const std::exception& e) {
         // archive_exception, or length_error/bad_alloc from a corrupt string length (Boost

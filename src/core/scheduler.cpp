@@ -110,10 +110,13 @@ bool Scheduler::cancel_pending(JobId job) {
 
 // The least loaded worker that may take one more job now: one topped up in this assign() while
 // under the limit, any other once a quarter of its slots are free (1 of 1 or 2, 16 of 64).
+// None while more workers have jobs than the engaged limit (it fell: jobs got shorter): they
+// drain, and those still busy when the number is down to the limit are the ones topped up.
 Scheduler::WorkerSlots* Scheduler::least_loaded_free_worker() const {
     std::size_t batch = std::max<std::size_t>(1, slots_ / 4);
     std::size_t loads = std::min(limit_, std::max(ready_.size(), filling_.size()));
     std::size_t idle = ready_.empty() ? 0 : ready_[0].size;
+    if (engaged_limit_ != 0 && placed_ - idle > engaged_limit_) return nullptr;
     bool engage_more = engaged_limit_ == 0 || placed_ - idle < engaged_limit_;
     for (std::size_t load = engage_more ? 0 : 1; load < loads; ++load) {
         if (load < filling_.size() && filling_[load].head) return filling_[load].head;

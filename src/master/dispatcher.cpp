@@ -95,6 +95,12 @@ bool Dispatcher::results_within(std::chrono::microseconds window) const {
     return due && local_workers_ < cores_;
 }
 
+bool Dispatcher::quiet() const {
+    for (const auto& [id, pool] : pools_)
+        if (pool.scheduler.pending() > 0 || pool.scheduler.running() > 0) return false;
+    return true;
+}
+
 bool Dispatcher::plan_doze(Doze& plan) const {
     std::vector<PeerId> peers;
     for (const auto& [peer, worker] : workers_) {
@@ -206,8 +212,9 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
     if (log_enabled(LogLevel::Debug))
         log_debug("job " + std::to_string(result.job_id) + " done on worker " + worker.label +
                   " in " + std::to_string(result.seconds) + " s");
+    pool.last_result_at = now_;
     end_job(pool, result.job_id, std::move(outcome));
-    learn_job_time(pool, result.seconds);
+    learn_job_time(pool, std::max(0.0, result.seconds - result.cpu_wait_seconds));
     start_head(pool, worker.peer);
 }
 

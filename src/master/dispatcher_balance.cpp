@@ -53,8 +53,13 @@ bool Dispatcher::on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job) {
 // The job time learnt from results lags a change of workload: after short jobs, long ones
 // would go to the few workers the short ones engaged, in deep queues, while the rest idle
 // (measured: 5 x 128 jobs of 100 ms after no-op jobs ran at 0.55 efficiency, 4 to 8 jobs per
-// worker). A job that has run longer than twice the mean, and kLong (longer than a short job's
-// round trip, which a job sent is counted running for), tells it before any result does.
+// worker). Workers running jobs longer than twice the mean, and kLong (longer than a short
+// job's round trip, which a job sent is counted running for), while no result came for as
+// long, tell it before any result does. Both are judged as of the last time the master had read
+// everything there was (last_drained_). A long-looking job alone is not enough: on a crowded
+// host (128 ranks on 2 cores) no-op jobs looked 15-60 ms long, their workers waiting for a CPU
+// or results unread behind a late master; read as long jobs, these kept the mean at 1-5 ms and
+// every worker engaged, each woken for one job at a time. Their results still flowed.
 void Dispatcher::notice_long_runs(Pool& pool) {
     constexpr auto kEvery = std::chrono::milliseconds(1);
     constexpr double kLong = 0.005;
@@ -62,15 +67,17 @@ void Dispatcher::notice_long_runs(Pool& pool) {
     if (pool.mean_job_seconds < 0.0 || pool.scheduler.idle_workers() == 0 ||
         now_ < pool.next_long_run_check)
         return;
+    auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+    double expected = std::max(kLong, 2.0 * pool.mean_job_seconds);
+    if (seconds(last_drained_ - pool.last_result_at) <= expected) return;
     pool.next_long_run_check = now_ + kEvery;
     double longest = 0.0;
     for (WorkerId worker : pool.scheduler.loaded_workers(1, kLookedAt)) {
         auto head = head_job(pool, worker);
         if (!head || !pool.queued.at(*head).started) continue;
-        auto ran = now_ - pool.queued.at(*head).started_at;
-        longest = std::max(longest, std::chrono::duration<double>(ran).count());
+        longest = std::max(longest, seconds(last_drained_ - pool.queued.at(*head).started_at));
     }
-    if (longest > std::max(kLong, 2.0 * pool.mean_job_seconds)) learn_job_time(pool, longest);
+    if (longest > expected) learn_job_time(pool, longest);
 }
 
 }  // namespace ppmpi

@@ -133,6 +133,7 @@ bool Master::turn(Dispatcher& dispatcher) {
     bool moved = dispatcher.step(now);
     spin_worthwhile_.store(dispatcher.results_within(BackoffPolicy{}.spin_for),
                            std::memory_order_relaxed);
+    quiet_.store(dispatcher.quiet(), std::memory_order_relaxed);
     return moved;
 }
 
@@ -163,8 +164,12 @@ void Master::loop(Dispatcher& dispatcher) {
 // Sleeps `delay`; or, once the backoff reached its cap and every worker rings a doorbell,
 // dozes until one sends, a thread here posts, or a periodic duty is due (doorbell.hpp): a long
 // job's result is then seen at once, and an idle master wakes ~10 times a second, not 500.
-// True if woken early.
+// Where it cannot doze (world ranks ring only their own bells), a quiet master sleeps
+// kQuietSleep at a time: polling every 2 ms cost an idle master with two world ranks 2-4 % of a
+// core, and with no job out only arrivals, heartbeats and liveness checks are left, none due
+// within 10 ms. True if woken early.
 bool Master::idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay) {
+    constexpr auto kQuietSleep = std::chrono::milliseconds(10);
     if (delay >= BackoffPolicy{}.max_sleep) {
         Doze plan;
         auto planned = baton_.owner_turn([&] { return dispatcher.plan_doze(plan); });
@@ -173,6 +178,7 @@ bool Master::idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay) 
             plan.arrived = [&] { return !check || baton_.owner_turn(check).value_or(true); };
             return wakeup_.doze(plan);
         }
+        if (quiet_.load(std::memory_order_relaxed)) delay = kQuietSleep;
     }
     return wakeup_.wait_for(delay);
 }

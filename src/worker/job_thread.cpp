@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "ppmpi/core/cpu_wait.hpp"
 #include "ppmpi/core/process.hpp"
 #include "ppmpi/worker/worker.hpp"
 
@@ -148,10 +149,13 @@ void WorkerHost::execute_loop(Executor& executor) {
 
 void WorkerHost::run_task(Executor& executor, const Task& task, Message& item) {
     wait_for_result_sends();
+    static thread_local const ThreadCpuWait cpu_wait;
+    double waited_before = cpu_wait.seconds();
     ExecOutcome out = executor.run(task, std::move(item.payload), std::move(item.buffers));
+    double waited = std::min(out.seconds, cpu_wait.seconds() - waited_before);
     last_job_seconds_.store(out.seconds, std::memory_order_relaxed);
     for (const Buffer& b : out.buffers) results_in_flight_.push_back(b.owner);
-    Message result{Result{task.job_id, out.status, out.seconds}, std::move(out.payload),
+    Message result{Result{task.job_id, out.status, out.seconds, waited}, std::move(out.payload),
                    std::move(out.buffers)};
     // Sent at once, never held back for a batch: if the next job kills this process, the
     // master must already have this result (or it would blame this job too).

@@ -74,10 +74,11 @@ TEST_CASE("protocol: FunctionDef, Task and Result round trip", "[protocol]") {
     CHECK(task.func_key == "k1");
 
     for (auto status : {ResultStatus::Ok, ResultStatus::Error}) {
-        auto r = std::get<Result>(round_trip_one({Result{77, status, 1.25}, "res"}).header);
+        auto r = std::get<Result>(round_trip_one({Result{77, status, 1.25, 0.5}, "res"}).header);
         CHECK(r.job_id == 77);
         CHECK(r.status == status);
         CHECK(r.seconds == 1.25);
+        CHECK(r.cpu_wait_seconds == 0.5);
     }
 }
 
@@ -303,4 +304,16 @@ TEST_CASE("protocol: a message encodes to the same bytes every time, on any thre
     }
     auto back = std::get<Welcome>(decode_frame(encode_frame({{w, {}}, {w, {}}})).at(1).header);
     CHECK(back.sys_path == w.sys_path);
+}
+
+TEST_CASE("protocol: a string length beyond the header is refused before allocating",
+          "[protocol]") {
+    Bytes frame = encode_frame({Message{Hello{1, 2, "host"}, ""}});
+    auto at = frame.find("host");
+    REQUIRE(at != Bytes::npos);
+    Bytes huge = frame;
+    std::uint64_t length = 0x7fffffffffffffffULL;  // Boost writes a string's length, then it
+    std::memcpy(&huge[at - sizeof length], &length, sizeof length);
+    CHECK_THROWS_WITH(decode_frame(huge), Catch::Contains("a string of 9223372036854775807"));
+    CHECK(std::get<Hello>(decode_frame(frame).at(0).header).host == "host");  // still decodes
 }

@@ -301,3 +301,65 @@ TEST_CASE("scheduler: with every worker busy, a short queue waits one job behind
     CHECK(s.pending() == 1);
     for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() == 2);
 }
+
+TEST_CASE("workers_worth_engaging: few for short jobs, no limit before any is known",
+          "[scheduler]") {
+    CHECK(workers_worth_engaging(-1.0) == 0);
+    CHECK(workers_worth_engaging(0.0) == 4);       // each worker's own 40 us per job
+    CHECK(workers_worth_engaging(100e-6) == 14);   // (100 + 40) / 10
+    CHECK(workers_worth_engaging(0.1) == 10'004);  // long jobs: as many as there are
+}
+
+TEST_CASE("scheduler: an idle worker is engaged only below the engaged limit", "[scheduler]") {
+    Scheduler s(8);
+    s.set_engaged_limit(2);
+    for (WorkerId w = 1; w <= 4; ++w) s.add_worker(w);
+    for (JobId job = 1; job <= 12; ++job) s.enqueue(job);
+    auto load = load_of(s.assign());
+    CHECK(load.size() == 2);  // two workers, both full: 16 slots for 12 jobs
+    CHECK(load[1] + load[2] == 12);
+    CHECK(s.in_flight(3).empty());
+    CHECK(s.in_flight(4).empty());
+}
+
+TEST_CASE("scheduler: when the engaged limit falls, workers drain until it holds, and only "
+          "those still busy are topped up",
+          "[scheduler]") {
+    Scheduler s(4);
+    for (WorkerId w = 1; w <= 4; ++w) s.add_worker(w);
+    for (JobId job = 1; job <= 16; ++job) s.enqueue(job);
+    REQUIRE(s.assign().size() == 16);  // no limit: all four engaged, four jobs each
+    for (JobId job = 17; job <= 40; ++job) s.enqueue(job);
+    s.set_engaged_limit(2);  // jobs turned out short
+    for (WorkerId w : {1, 2})
+        for (JobId job : s.in_flight(w)) CHECK(s.complete(w, job));
+    CHECK(s.assign().empty());  // 1 and 2 idle, 3 and 4 still at the limit: none engaged anew
+    JobId three = s.in_flight(3).front();
+    CHECK(s.complete(3, three));
+    CHECK(s.complete(4, s.in_flight(4).front()));
+    auto load = load_of(s.assign());  // the busy ones get their free slots back; 1 and 2 none
+    CHECK(load.size() == 2);
+    CHECK(load[3] == 1);
+    CHECK(load[4] == 1);
+    for (JobId job : s.in_flight(4)) CHECK(s.complete(4, job));
+    s.set_engaged_limit(1);
+    for (JobId job = 41; job <= 44; ++job) s.enqueue(job);
+    CHECK(s.in_flight(3).size() == 4);
+    CHECK(s.complete(3, s.in_flight(3).front()));
+    CHECK(load_of(s.assign()) == std::map<WorkerId, std::size_t>{{3, 1}});  // not 4, now idle
+}
+
+TEST_CASE("scheduler: more workers busy than the engaged limit get nothing until they drain",
+          "[scheduler]") {
+    Scheduler s(4);
+    for (WorkerId w = 1; w <= 3; ++w) s.add_worker(w);
+    for (JobId job = 1; job <= 12; ++job) s.enqueue(job);
+    REQUIRE(s.assign().size() == 12);
+    s.set_engaged_limit(1);
+    for (JobId job = 13; job <= 20; ++job) s.enqueue(job);
+    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.complete(w, s.in_flight(w).front()));
+    CHECK(s.assign().empty());  // three busy, limit one: no top-up
+    for (WorkerId w : {1, 2})
+        for (JobId job : s.in_flight(w)) CHECK(s.complete(w, job));
+    CHECK(load_of(s.assign()) == std::map<WorkerId, std::size_t>{{3, 1}});
+}

@@ -39,6 +39,25 @@ class UnknownJobError : public PpmpiError {
     using PpmpiError::PpmpiError;
 };
 
+// The link to a remote peer broke, or the peer broke the link's protocol (link/).
+class LinkError : public PpmpiError {
+  public:
+    using PpmpiError::PpmpiError;
+};
+
+// The peer does not know the secret, or a frame failed its authentication (forged, altered,
+// replayed or reordered).
+class AuthError : public LinkError {
+  public:
+    using LinkError::LinkError;
+};
+
+// The peer speaks another version of the link protocol, or is not ppmpi at all.
+class VersionError : public LinkError {
+  public:
+    using LinkError::LinkError;
+};
+
 class InternalError : public std::logic_error {
   public:
     using std::logic_error::logic_error;

@@ -21,7 +21,7 @@
 //     M→W Withdraw{job_id}: the master takes back a task still waiting on this worker behind
 //     its running job (another worker has nothing to do). W answers Result{job_id, Withdrawn}
 //     if the task had not started; if it had, nothing (its result comes as usual).
-//  5. W→M Result{job_id, status, seconds} + payload(pickled result or error, output) + buffers.
+//  5. W→M Result{job_id, status, seconds, cpu_wait_seconds} + payload(pickled outcome) + buffers.
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
 //  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
@@ -45,7 +45,6 @@
 #include <vector>
 
 #include "ppmpi/core/buffer.hpp"
-
 namespace ppmpi {
 
 using JobId = std::uint64_t;
@@ -92,9 +91,10 @@ enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1, Withdrawn = 2 };
 struct Result {
     JobId job_id = 0;
     ResultStatus status = ResultStatus::Ok;
-    double seconds = 0.0;  // time the job ran on the worker
+    double seconds = 0.0;           // time the job ran on the worker, of which waiting for a CPU:
+    double cpu_wait_seconds = 0.0;  // core/cpu_wait.hpp
     template <class Archive> void serialize(Archive& ar, unsigned) {
-        ar & job_id & status & seconds;
+        ar & job_id & status & seconds & cpu_wait_seconds;
     }
 };
 struct Heartbeat {

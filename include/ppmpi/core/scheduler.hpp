@@ -99,7 +99,7 @@ class Scheduler {
     // Pipeline only while at least this many jobs per active worker wait (0: always).
     void set_deep_queue(std::size_t jobs_per_worker) { deep_queue_ = jobs_per_worker; }
     // An idle worker gets a job only while fewer than this many workers have jobs (0: no
-    // limit): the jobs go to the busy ones' free slots instead.
+    // limit): the jobs go to the busy ones' free slots instead, and none while more have jobs.
     void set_engaged_limit(std::size_t workers) { engaged_limit_ = workers; }
 
   private:

@@ -53,6 +53,9 @@ class Dispatcher {
     bool step(Clock::time_point now);
     // Whether a result is likely within `window`, so worth polling for without sleeping.
     bool results_within(std::chrono::microseconds window) const;
+    // No job queued or running in any pool: nothing needs an answer within a poll interval
+    // (a submission wakes the dispatcher thread itself, Master::post).
+    bool quiet() const;
     // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
     bool plan_doze(Doze& plan) const;
     // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,

@@ -51,6 +51,7 @@ struct PoolRecord {
     std::size_t withdrawing = 0;  // jobs asked back from their workers, not answered yet
     std::set<std::pair<Clock::time_point, JobId>> deadlines;  // of its running timed jobs
     double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)
+    Clock::time_point last_result_at{};  // the last result of one of its jobs
     Clock::time_point next_long_run_check{};  // Dispatcher::notice_long_runs
     bool destroyed = false;
 };
