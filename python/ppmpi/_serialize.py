@@ -20,8 +20,25 @@ def check_size(what, data):
         raise ValueError(f"{what} pickle to {len(data)} bytes; one job's data must stay under "
                          f"2 GiB (one MPI message)")
 
-# Outcome codes, as in the C++ enum ppmpi::Outcome (job_table.hpp).
-OK, REMOTE_ERROR, DESTROYED, WORKER_LOST, TIMEOUT, CANCELLED, NO_WORKERS = range(7)
+# Outcome codes (OK, REMOTE_ERROR, ...): read from the one table, core/outcomes.hpp, which
+# _core exports as OUTCOMES; looked up on first use, so importing ppmpi loads no MPI library.
+_OUTCOMES = {"OK": "Ok", "REMOTE_ERROR": "RemoteError", "DESTROYED": "Destroyed",
+             "WORKER_LOST": "WorkerLost", "TIMEOUT": "Timeout", "CANCELLED": "Cancelled",
+             "NO_WORKERS": "NoWorkers"}
+
+
+def _outcome_code(constant):
+    from ._core import OUTCOMES
+
+    code = OUTCOMES[_OUTCOMES[constant]]
+    globals()[constant] = code  # from now on a plain module attribute
+    return code
+
+
+def __getattr__(name):
+    if name in _OUTCOMES:
+        return _outcome_code(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def describe(obj):
@@ -99,9 +116,10 @@ def outcome_error(code, message, job_label):
     """The exception for a job that ended without a result from its function."""
     from .errors import JobTimeout, NoWorkers, WorkerLost
 
-    kinds = {DESTROYED: DestroyedServerError, WORKER_LOST: WorkerLost, TIMEOUT: JobTimeout,
-             NO_WORKERS: NoWorkers}
-    if code == CANCELLED:
+    kinds = {_outcome_code("DESTROYED"): DestroyedServerError,
+             _outcome_code("WORKER_LOST"): WorkerLost, _outcome_code("TIMEOUT"): JobTimeout,
+             _outcome_code("NO_WORKERS"): NoWorkers}
+    if code == _outcome_code("CANCELLED"):
         import concurrent.futures
         return concurrent.futures.CancelledError(f"{job_label} was cancelled")
     kind = kinds.get(code, RuntimeError)

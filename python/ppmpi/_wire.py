@@ -8,8 +8,9 @@ Every message is one authenticated frame of _auth.Link (kind byte + payload), in
      BUFFER frames (out-of-band pickle buffers: large arrays travel without a copy into one
      blob). A bundle of length 0 means "the bundle sent before under this key": each function
      crosses the link once per connection;
-  3. server -> client RESULT: struct RESULT_HEAD (client job id, outcome code, seconds, lengths
-     of worker label / message / payload, number of buffers) + worker + message + payload,
+  3. server -> client RESULT: struct RESULT_HEAD (client job id, outcome code of the table in
+     include/ppmpi/core/outcomes.hpp, seconds, lengths of worker label / message / payload,
+     number of buffers) + worker + message + payload,
      then its BUFFER frames; the payload is exactly what the server's workers produced
      (pickled (result, output) or an exception report), so the server never unpickles it;
   4. client -> server CANCEL: u64 client job id (a job of a client that went away is cancelled
@@ -25,7 +26,6 @@ import struct
 
 INFO, JOB, BUFFER, RESULT, CANCEL, PING, BYE = range(1, 8)
 PROTOCOL_VERSION = 1
-MAX_OUTCOME_CODE = 6  # _serialize's outcome codes are 0..6
 PING_INTERVAL_S = 1.0
 SILENCE_LIMIT_S = 10.0
 # One frame: as one MPI message on the server's side, at most 2 GiB.

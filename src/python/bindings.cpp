@@ -98,8 +98,7 @@ class PoolHandle {
     // The outcome of a job that ran elsewhere (a remote server); false if it was over already.
     bool finish(JobId job, int code, py::bytes payload, std::string message, std::string worker,
                 double seconds, py::list result_buffers) {
-        PPMPI_ENFORCE(code >= 0 && code <= static_cast<int>(Outcome::NoWorkers),
-                      "unknown outcome code ", code);
+        PPMPI_ENFORCE(code >= 0 && code < kOutcomeCount, "unknown outcome code ", code);
         release_python_buffers();
         JobOutcome outcome{static_cast<Outcome>(code), std::string(payload), std::move(message),
                            std::move(worker), seconds, buffers_from_python(result_buffers)};
@@ -332,4 +331,8 @@ PYBIND11_MODULE(_core, m) {
           "Serve as a worker rank in this process until the master lets it go; returns the "
           "exit status.");
     m.def("apply_product_mpi_settings", &apply_product_mpi_settings);
+    py::dict outcomes;  // core/outcomes.hpp: the one table of outcome codes
+    for (const OutcomeName& entry : kOutcomeNames)
+        outcomes[entry.name] = static_cast<int>(entry.outcome);
+    m.attr("OUTCOMES") = outcomes;
 }

@@ -132,3 +132,21 @@ def test_destroy_with_jobs_in_flight_fails_them_without_hanging(fresh_server):
             job()
         except ppmpi.DestroyedServerError as exc:
             assert "destroyed" in str(exc)
+
+
+def test_every_outcome_code_of_the_one_table_has_its_meaning_in_python():
+    """core/outcomes.hpp declares the codes; Python reads them from _core.OUTCOMES."""
+    import concurrent.futures
+
+    from ppmpi import _core, _serialize, errors
+
+    codes = _core.OUTCOMES
+    assert sorted(codes.values()) == list(range(len(codes)))
+    assert _serialize.OK == codes["Ok"] and _serialize.REMOTE_ERROR == codes["RemoteError"]
+    expected = {"Destroyed": ppmpi.DestroyedServerError, "WorkerLost": errors.WorkerLost,
+                "Timeout": errors.JobTimeout, "Cancelled": concurrent.futures.CancelledError,
+                "NoWorkers": errors.NoWorkers}
+    assert set(codes) == {"Ok", "RemoteError"} | set(expected)
+    for name, kind in expected.items():
+        error = _serialize.outcome_error(codes[name], "why", "job 1")
+        assert type(error) is kind, name

@@ -19,19 +19,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ppmpi/core/outcomes.hpp"
 #include "ppmpi/core/protocol.hpp"
 
 namespace ppmpi {
-
-enum class Outcome : std::uint8_t {
-    Ok = 0,       // payload: pickled (result, output)
-    RemoteError,  // payload: pickled exception report from the worker
-    Destroyed,    // the server was destroyed before the job completed
-    WorkerLost,   // message says which workers the job took down
-    Timeout,
-    Cancelled,
-    NoWorkers,    // the pool lost every worker and could not replace them (message says why)
-};
 
 struct JobOutcome {
     Outcome outcome = Outcome::Ok;
