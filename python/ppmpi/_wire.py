@@ -1,6 +1,7 @@
 """What a client and a ppmpi-server say to each other once _auth's handshake is done.
 
-Every message is one authenticated frame of _auth.Link (kind byte + payload), in order:
+Every message is one sealed (encrypted and authenticated) frame of _auth.Link (kind byte +
+payload), in order:
   1. server -> client INFO: JSON {"version", "workers", "host", "pid"}; the client uses the
      server only after it (a server that sends anything else first is another version);
   2. client -> server JOB: struct JOB_HEAD (client job id, time limit in seconds, lengths of

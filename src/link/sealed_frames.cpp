@@ -55,10 +55,30 @@ Bytes FrameSealer::seal(std::string_view plain) {
     return frame;
 }
 
-FrameOpener::FrameOpener(Bytes key, std::size_t max_body)
-    : key_(std::move(key)), max_body_(std::min(max_body, kMaxSealedBody)) {
+InPlaceOpener::InPlaceOpener(Bytes key) : key_(std::move(key)) {
     PPMPI_ENFORCE(key_.size() == kKeyBytes, "a link key of ", kKeyBytes, " bytes");
 }
+
+std::size_t InPlaceOpener::body_size(std::string_view header, std::size_t max_body) {
+    PPMPI_ENFORCE(header.size() == kSealHeaderBytes, "a sealed frame's header is 4 bytes");
+    std::size_t size = size_in(header);
+    if (size > std::min(max_body, kMaxSealedBody))
+        throw LinkError("a frame of " + std::to_string(size) + " bytes exceeds the bound of " +
+                        std::to_string(std::min(max_body, kMaxSealedBody)));
+    return size;
+}
+
+void InPlaceOpener::open(std::string_view header, char* data, std::size_t size,
+                         const char* tag) {
+    if (size_in(header) != size || !link::open_in_place(key_, iv_for(counter_), header, data,
+                                                        size, tag))
+        throw AuthError("a frame failed its authentication (forged, altered, replayed or out "
+                        "of order)");
+    ++counter_;
+}
+
+FrameOpener::FrameOpener(Bytes key, std::size_t max_body)
+    : opener_(std::move(key)), max_body_(std::min(max_body, kMaxSealedBody)) {}
 
 void FrameOpener::feed(std::string_view bytes) {
     if (broken_) throw LinkError("the link ended after a bad frame");
@@ -68,12 +88,9 @@ void FrameOpener::feed(std::string_view bytes) {
             header_.append(bytes.substr(0, part));
             bytes.remove_prefix(part);
             if (header_.size() < kSealHeaderBytes) return;
-            std::size_t size = size_in(header_);
-            if (size > max_body_) {
-                broken_ = true;
-                throw LinkError("a frame of " + std::to_string(size) +
-                                " bytes exceeds the bound of " + std::to_string(max_body_));
-            }
+            broken_ = true;  // until the length passed
+            std::size_t size = InPlaceOpener::body_size(header_, max_body_);
+            broken_ = false;
             body_size_ = size;
             body_.reserve(std::min(size + kTagBytes, kFirstReserve));
         }
@@ -86,14 +103,9 @@ void FrameOpener::feed(std::string_view bytes) {
 
 void FrameOpener::open_current() {
     std::size_t size = *body_size_;
-    bool ok = link::open_in_place(key_, iv_for(counter_), header_, body_.data(), size,
-                                  body_.data() + size);
-    if (!ok) {
-        broken_ = true;
-        throw AuthError("a frame failed its authentication (forged, altered, replayed or out "
-                        "of order)");
-    }
-    ++counter_;
+    broken_ = true;  // until it opened
+    opener_.open(header_, body_.data(), size, body_.data() + size);
+    broken_ = false;
     body_.resize(size);
     ready_.push_back(std::move(body_));
     body_ = Bytes();

@@ -316,6 +316,10 @@ void bind_pool(py::module_& m) {
 
 }  // namespace
 
+namespace ppmpi {
+void bind_link(py::module_& m);  // link_bindings.cpp
+}
+
 PYBIND11_MODULE(_core, m) {
     keep_freed_memory_for_reuse();
     m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
@@ -325,6 +329,7 @@ PYBIND11_MODULE(_core, m) {
     py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
     py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
     bind_logging(m);
+    bind_link(m);
     bind_master(m);
     bind_pool(m);
     m.def("serve_worker", &serve_worker,

@@ -47,6 +47,24 @@ def link_pair():
     return client, out["server"], a
 
 
+class Recorder:
+    """A socket's stand-in that sends through it and keeps a copy of what it sent."""
+
+    def __init__(self, sock, sent):
+        self._sock, self._sent = sock, sent
+
+    def setblocking(self, flag):
+        self._sock.setblocking(flag)
+
+    def fileno(self):
+        return self._sock.fileno()
+
+    def send(self, data):
+        count = self._sock.send(data)
+        self._sent.append(bytes(data[:count]))
+        return count
+
+
 def close_pair(client_socket, server):
     client_socket.close()
     server.close()
@@ -108,37 +126,52 @@ def test_a_peer_that_never_speaks_times_out_within_the_bound():
 
 def test_a_huge_length_prefix_is_refused_before_anything_is_read():
     _, server, a = link_pair()
-    a.sendall(struct.pack(">BI", 1, 0xFFFFFFFF))
+    a.sendall(struct.pack(">I", 0xFFFFFFFF))  # a sealed frame's length
     with pytest.raises(_auth.LinkError, match="exceeds the bound"):
         server.receive(1 << 20, 5)
     close_pair(a, server)
 
 
 @pytest.mark.parametrize("attack", ["tamper", "replay"])
-def test_a_forged_or_replayed_frame_fails_its_mac(attack):
+def test_a_forged_or_replayed_frame_fails_its_authentication(attack):
     client, server, a = link_pair()
     sent = []
 
-    class Recorder:  # the client's socket, keeping a copy of what it sends
-        def setblocking(self, flag):
-            a.setblocking(flag)
-
-        def fileno(self):
-            return a.fileno()
-
-        def send(self, data):
-            count = a.send(data)
-            sent.append(bytes(data[:count]))
-            return count
-
-    client.sock = Recorder()
+    client.sock = Recorder(a, sent)
     client.send(1, b"payload")
     assert server.receive(100, 5) == (1, b"payload")
     frame = b"".join(sent)
     if attack == "tamper":
-        frame = frame[:5] + b"PAYLOAD" + frame[12:]
+        frame = frame[:5] + bytes([frame[5] ^ 0x20]) + frame[6:]  # one bit of the body
     a.setblocking(True)
     a.sendall(frame)
-    with pytest.raises(_auth.AuthError, match="MAC"):
+    with pytest.raises(_auth.AuthError, match="failed its authentication"):
         server.receive(100, 5)
     close_pair(a, server)
+
+
+def test_frames_are_encrypted_on_the_wire_and_large_ones_round_trip():
+    client, server, a = link_pair()
+    sent = []
+
+    client.sock = Recorder(a, sent)
+    secret_text = b"plain text that must not cross the wire as it is" * 4
+    client.send(3, secret_text)
+    assert server.receive(1 << 10, 5) == (3, secret_text)
+    assert b"plain text" not in b"".join(sent)
+    big = bytes(range(256)) * (3 << 12)  # 3 MiB: sealed in place, sent in parts
+    sender = threading.Thread(target=lambda: client.send(4, big))
+    sender.start()
+    kind, payload = server.receive(8 << 20, 30)
+    sender.join()
+    assert kind == 4 and bytes(payload) == big
+    close_pair(a, server)
+
+
+def test_an_older_link_version_is_named():
+    def old_client(sock):
+        sock.sendall(b"PPMPIR01" + os.urandom(32))
+
+    _, server = run_both(old_client, lambda s: _auth.server_handshake(s, "k", timeout=5))
+    assert isinstance(server, _auth.VersionError)
+    assert "version 1, this side version 2" in str(server)

@@ -92,6 +92,10 @@ TEST_CASE("link handshake: the same secret gives both sides matching keys", "[li
         CHECK(c.keys().send != c.keys().receive);
         CHECK(c.keys().send.size() == kKeyBytes);
     }
+    Handshake open_client = client(""), open_server = server("");  // loopback, no secret
+    pump(open_client, open_server);
+    CHECK(open_client.done());
+    CHECK(open_client.keys().send == open_server.keys().receive);
     Handshake c1 = client("s"), s1 = server("s"), c2 = client("s"), s2 = server("s");
     pump(c1, s1);
     pump(c2, s2);

@@ -48,7 +48,8 @@ class Handshake {
     enum class Role { Client, Server };
     enum class Failure { None, Auth, Version };
 
-    // `secret` must not be empty (a link without one is refused before it starts).
+    // An empty `secret` is allowed here; whether a link may go without one (loopback only) is
+    // the caller's rule.
     Handshake(Role role, std::string secret);
     // For tests and fuzzing: this side's nonce given, not drawn.
     Handshake(Role role, std::string secret, Bytes nonce);

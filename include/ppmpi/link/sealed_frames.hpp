@@ -45,6 +45,22 @@ class FrameSealer {
     std::uint64_t counter_ = 0;
 };
 
+// Opens frames read by the caller into memory of its own (a large array's), in order.
+class InPlaceOpener {
+  public:
+    explicit InPlaceOpener(Bytes key);
+    // The body size a header announces; LinkError above `max_body` (step 4).
+    static std::size_t body_size(std::string_view header, std::size_t max_body);
+    // Decrypts data[0, size) where it lies; AuthError if the tag does not match (step 3).
+    void open(std::string_view header, char* data, std::size_t size, const char* tag);
+    std::uint64_t opened() const { return counter_; }
+
+  private:
+    Bytes key_;
+    std::uint64_t counter_ = 0;
+};
+
+// Opens frames from bytes fed in any pieces (a stream).
 class FrameOpener {
   public:
     FrameOpener(Bytes key, std::size_t max_body);
@@ -54,14 +70,13 @@ class FrameOpener {
     void feed(std::string_view bytes);
     // The next opened frame's plaintext, oldest first.
     std::optional<Bytes> next();
-    std::uint64_t opened() const { return counter_; }
+    std::uint64_t opened() const { return opener_.opened(); }
 
   private:
     void open_current();
 
-    Bytes key_;
+    InPlaceOpener opener_;
     std::size_t max_body_;
-    std::uint64_t counter_ = 0;
     Bytes header_;
     std::optional<std::size_t> body_size_;  // known once the header is in
     Bytes body_;                            // body, then tag
