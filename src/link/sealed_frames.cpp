@@ -80,17 +80,25 @@ void InPlaceOpener::open(std::string_view header, char* data, std::size_t size,
 FrameOpener::FrameOpener(Bytes key, std::size_t max_body)
     : opener_(std::move(key)), max_body_(std::min(max_body, kMaxSealedBody)) {}
 
+// Any error ends the link: a stream cut at an unknown place cannot be read on.
 void FrameOpener::feed(std::string_view bytes) {
     if (broken_) throw LinkError("the link ended after a bad frame");
+    try {
+        read(bytes);
+    } catch (...) {
+        broken_ = true;
+        throw;
+    }
+}
+
+void FrameOpener::read(std::string_view bytes) {
     while (!bytes.empty()) {
         if (!body_size_) {
             std::size_t part = std::min(kSealHeaderBytes - header_.size(), bytes.size());
             header_.append(bytes.substr(0, part));
             bytes.remove_prefix(part);
             if (header_.size() < kSealHeaderBytes) return;
-            broken_ = true;  // until the length passed
             std::size_t size = InPlaceOpener::body_size(header_, max_body_);
-            broken_ = false;
             body_size_ = size;
             body_.reserve(std::min(size + kTagBytes, kFirstReserve));
         }
@@ -103,9 +111,7 @@ void FrameOpener::feed(std::string_view bytes) {
 
 void FrameOpener::open_current() {
     std::size_t size = *body_size_;
-    broken_ = true;  // until it opened
     opener_.open(header_, body_.data(), size, body_.data() + size);
-    broken_ = false;
     body_.resize(size);
     ready_.push_back(std::move(body_));
     body_ = Bytes();

@@ -12,8 +12,13 @@ shift $(( $# >= 2 ? 2 : $# ))
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(decode_frame link_frames handshake)
 cxx=$(command -v clang++ || command -v clang++-14)
-cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$build" -j2 >/dev/null
+mkdir -p "$build"
+if ! { cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug &&
+       cmake --build "$build" -j2; } >"$build/build.log" 2>&1; then
+  tail -n 40 "$build/build.log"
+  echo "fuzz: building the fuzzers failed (whole log: $build/build.log)"
+  exit 1
+fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for name in "${names[@]}"; do

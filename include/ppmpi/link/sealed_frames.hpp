@@ -73,6 +73,7 @@ class FrameOpener {
     std::uint64_t opened() const { return opener_.opened(); }
 
   private:
+    void read(std::string_view bytes);
     void open_current();
 
     InPlaceOpener opener_;
