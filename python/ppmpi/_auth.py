@@ -4,7 +4,8 @@ pp authenticates one way (the server sends a challenge, the client answers SHA-1
 secret) and then unpickles whatever arrives. Here both sides prove the secret before anything
 else moves, nothing from a peer is unpickled before, and every later frame is encrypted and
 authenticated (README "Remote servers"). The protocol and its cryptography are C++ on OpenSSL
-(include/ppmpi/link/, exported by _core); this module moves their bytes over the socket:
+(include/ppmpi/link/, exported by _core, loaded on first use: importing ppmpi loads no MPI
+library); this module moves their bytes over the socket:
   - the handshake, numbered in link/handshake.hpp: both send a hello (MAGIC, which names the
     link version, and a fresh nonce), the client proves the secret, the server answers ACCEPTED
     with its own proof or REFUSED, the client checks that proof; both derive one AES-256-GCM key
@@ -18,8 +19,6 @@ import select
 import socket
 import time
 
-from . import _core
-
 MAGIC = b"PPMPIR02"  # link protocol version 2 (1 was HMAC frames in the clear)
 NONCE_BYTES = 32
 MAC_BYTES = 32  # a proof in the handshake
@@ -31,9 +30,18 @@ SEND_TIMEOUT_S = 30.0
 _JOIN_BELOW = 64 * 1024
 _UNFILLED_FROM = 1 << 20
 
-LinkError = _core.LinkError  # a ConnectionError: the link broke, or the peer broke the protocol
-AuthError = _core.AuthError  # the peer does not know the secret, or a frame failed its tag
-VersionError = _core.VersionError  # the peer speaks another version, or is not ppmpi
+
+# _core raises these three for the C++ link's errors too (link_bindings.cpp).
+class LinkError(ConnectionError):
+    """The link to a peer broke or the peer broke the protocol."""
+
+
+class AuthError(LinkError):
+    """The peer does not know the secret (or we do not know its), or a frame failed its tag."""
+
+
+class VersionError(LinkError):
+    """The peer speaks another version of the link (or is not ppmpi at all)."""
 
 
 def _wait_ready(sock, events, deadline, what):
@@ -102,6 +110,8 @@ class Link:
     time."""
 
     def __init__(self, sock, keys):
+        from . import _core
+
         self.sock = sock
         self._sealer = _core.LinkSealer(keys[0])
         self._opener = _core.LinkOpener(keys[1])
@@ -127,7 +137,7 @@ class Link:
         LinkError if it is late or too big, AuthError if it is forged."""
         deadline = time.monotonic() + timeout
         header = bytes(read_exactly(self.sock, HEADER_BYTES, deadline, "a frame header"))
-        size = _core.LinkOpener.body_size(header, max_bytes + 1)  # + its kind byte
+        size = self._opener.body_size(header, max_bytes + 1)  # + its kind byte
         if size == 0:
             raise LinkError("an empty frame (every frame starts with its kind)")
         # The payload may be large: its own bound grows with it.
@@ -152,6 +162,8 @@ class Link:
 
 def _handshake(sock, secret, client, timeout):
     """The steps of link/handshake.hpp, as the client or the server; returns the Link."""
+    from . import _core
+
     deadline = time.monotonic() + timeout
     side = _core.LinkHandshake(client, _as_bytes(secret))
     try:

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from . import _auth, _core, _wire
+from . import _auth, _wire
 from ._balance import REMOTE_DEPTH, Node
 
 log = logging.getLogger("ppmpi")
@@ -183,6 +183,8 @@ class RemoteNode(Node):
     def _on_result(self, link, payload):
         tid, code, seconds, worker, message, body, nbuf = _wire.unpack_result(payload)
         buffers = _wire.receive_buffers(link, nbuf, _wire.SILENCE_LIMIT_S)
+        from . import _core  # loaded by now: this process runs a Server
+
         if code not in _core.OUTCOMES.values():  # the one table, core/outcomes.hpp
             raise _wire.WireError(f"unknown outcome code {code}")
         if self._pending.release(self, tid, seconds) is not None:

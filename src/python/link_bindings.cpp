@@ -76,10 +76,25 @@ void bind_frames(py::module_& m) {
 
 }  // namespace
 
+// The link's errors become ppmpi._auth's own exceptions (defined in Python so that importing
+// ppmpi needs no _core), most derived first.
+static void raise_as(const char* name, const std::exception& e) {
+    py::object kind = py::module_::import("ppmpi._auth").attr(name);
+    PyErr_SetString(kind.ptr(), e.what());
+}
+
 void bind_link(py::module_& m) {
-    auto link_error = py::register_exception<LinkError>(m, "LinkError", PyExc_ConnectionError);
-    py::register_exception<AuthError>(m, "AuthError", link_error.ptr());
-    py::register_exception<VersionError>(m, "VersionError", link_error.ptr());
+    py::register_exception_translator([](std::exception_ptr error) {
+        try {
+            if (error) std::rethrow_exception(error);
+        } catch (const VersionError& e) {
+            raise_as("VersionError", e);
+        } catch (const AuthError& e) {
+            raise_as("AuthError", e);
+        } catch (const LinkError& e) {
+            raise_as("LinkError", e);
+        }
+    });
     bind_handshake(m);
     bind_frames(m);
 }
