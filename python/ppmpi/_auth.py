@@ -19,7 +19,7 @@ import select
 import socket
 import time
 
-MAGIC = b"PPMPIR02"  # link protocol version 2 (1 was HMAC frames in the clear)
+MAGIC = b"PPMPIR03"  # link version 3 (link/handshake.hpp)
 NONCE_BYTES = 32
 MAC_BYTES = 32  # a proof in the handshake
 TAG_BYTES = 16  # a sealed frame's
@@ -113,6 +113,7 @@ class Link:
         from . import _core
 
         self.sock = sock
+        self.keys = keys  # (send, receive): the dispatcher takes them with the socket
         self._sealer = _core.LinkSealer(keys[0])
         self._opener = _core.LinkOpener(keys[1])
 

@@ -1,19 +1,24 @@
 """Server(ppservers=..., secret=...): the local pool and remote ppmpi-servers as one.
 
-The Balancer owns the Pending queue, the LocalNode and one RemoteNode per server (named, or
-found by auto-discovery). Jobs keep the id the Server's job table gave them wherever they run,
-so job(), wait(), callbacks and futures work the same for every node."""
+Each server's workers are slots of the Server's own pool in the C++ dispatcher, scheduled by
+load beside the local workers (one scheduler, one retry accounting; link_transport.hpp). Here
+are only the connectors that bring the links (one per server, named or found by
+auto-discovery, _remote.Connector) and the views of them."""
 import logging
 import socket
 import threading
 import time
 
-from . import _auth, _serialize
-from ._balance import Entry, LocalNode, Pending, end_job
-from ._remote import CONNECT_TIMEOUT_S, RemoteNode, parse_address
+from . import _auth
+from ._bounds import CONTROL_TIMEOUT_S
+from ._remote import CONNECT_TIMEOUT_S, Connector, parse_address
 from .errors import NoWorkers
 
 log = logging.getLogger("ppmpi")
+
+# With jobs waiting and no worker (local or remote) usable this long, they fail with
+# NoWorkers instead of waiting for a server that may never come back.
+NO_NODE_LIMIT_S = 60.0
 
 # Auto-discovery, as pp's: UDP on the service's port number; a client sends b"C" (here
 # ANNOUNCE_ASK) to the broadcast address, servers answer and announce themselves every 10 s.
@@ -46,12 +51,11 @@ def discovery_addresses(entry):
     return pattern.replace("*", "255"), port
 
 
-class Balancer:
-    def __init__(self, pool, ncpus, ppservers, secret, max_retries):
-        self.pool, self.secret, self.max_retries = pool, secret, max_retries
-        self.pending = Pending(pool)
+class ServerLinks:
+    def __init__(self, pool, ppservers, secret):
+        self.pool, self.secret = pool, secret
         self.closing = threading.Event()
-        self._lock = threading.Lock()
+        self.cond = threading.Condition()
         self.remotes = {}
         self._discoveries = []
         try:  # first what can fail (a UDP port in use), before any thread starts
@@ -62,9 +66,7 @@ class Balancer:
             for discovery in self._discoveries:
                 discovery.close()
             raise
-        self.local = LocalNode(self.pending, pool, ncpus)
-        self.pending.add_node(self.local)
-        self.local.thread.start()
+        pool.expect_links(NO_NODE_LIMIT_S, ", ".join(ppservers), CONTROL_TIMEOUT_S)
         for entry in ppservers:
             if "*" not in entry:
                 self.add_server(*parse_address(entry))
@@ -72,46 +74,27 @@ class Balancer:
             discovery.thread.start()
 
     def add_server(self, host, port):
-        """Connects to host:port unless a node for it exists already."""
-        with self._lock:
+        """Connects to host:port unless a connector for it exists already."""
+        with self.cond:
             name = f"{host}:{port}"
             if name in self.remotes or self.closing.is_set():
                 return
-            node = self.remotes[name] = RemoteNode(self, host, port)
-        self.pending.add_node(node)
+            node = self.remotes[name] = Connector(self, host, port)
         node.thread.start()
-
-    # -- jobs -------------------------------------------------------------------------------
-    def submit(self, key, bundle, data, buffers, group_id, notify, limit):
-        tid = self.pool.create(group_id, notify)
-        self.pending.add(Entry(tid, key, bundle, data, buffers, limit))
-        return tid
-
-    def cancel(self, tid, timeout, running_too=True):
-        if self.pending.remove(tid) is not None:
-            return end_job(self.pool, tid, _serialize.CANCELLED, "cancelled")
-        node = self.pending.holder(tid)
-        if node is self.local or node is None:
-            return self.pool.cancel(tid, timeout, running_too)
-        if not running_too:
-            return False  # it may be running on its server already
-        node.cancel(tid)  # the server stops it; its late result is dropped
-        return end_job(self.pool, tid, _serialize.CANCELLED, "cancelled")
 
     # -- start-up and views -----------------------------------------------------------------
     def _wait_until(self, settled, bound):
         """Waits (at most bound seconds) until settled(nodes) is true; returns whether it is.
-        A node that connects or fails notifies pending.cond, so this wakes at once."""
+        A connector that connects or fails notifies cond, so this wakes at once."""
         deadline = time.monotonic() + bound
-        while True:
-            with self._lock:
-                nodes = list(self.remotes.values())
-            if settled(nodes):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            with self.pending.cond:
-                self.pending.cond.wait(0.05)
+        with self.cond:
+            while True:
+                if settled(list(self.remotes.values())):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.05))
 
     def await_first_attempts(self, bound):
         """Waits (at most bound seconds) until every static server has connected or failed
@@ -131,7 +114,7 @@ class Balancer:
                 all(n.refused() for n in nodes) and time.monotonic() > discovery_until)
 
         self._wait_until(settled, bound)
-        with self._lock:
+        with self.cond:
             nodes = list(self.remotes.values())
         if any(n.usable for n in nodes):
             return
@@ -141,28 +124,29 @@ class Balancer:
 
     def nodes(self):
         """{"host:port": workers} of the servers connected now."""
-        with self.pending.cond:
+        with self.cond:
             return {n.name: n.workers for n in self.remotes.values() if n.usable}
 
     def rows(self):
         """[(name, workers, jobs, seconds)] of every server that ran jobs or is connected."""
-        with self.pending.cond:
-            return [(n.name, n.workers, n.jobs, n.seconds) for n in self.remotes.values()
-                    if n.usable or n.jobs]
+        with self.cond:
+            nodes = list(self.remotes.values())
+        rows = []
+        for node in nodes:
+            jobs, seconds = node.totals()
+            if node.usable or jobs:
+                rows.append((node.name, node.workers, jobs, seconds))
+        return rows
 
     def close(self):
-        """Stops every node thread (each within its bounds); unfinished jobs are then failed
-        by the pool's destroy."""
+        """Stops every connector (each within its bounds; its link is closed with a Bye)."""
         self.closing.set()
-        self.local.stopping.set()
-        self.pending.close()
-        with self._lock:
+        with self.cond:
             nodes = list(self.remotes.values())
         for discovery in self._discoveries:
             discovery.close()
         for node in nodes:
-            node.thread.join(CONNECT_TIMEOUT_S + 1.0)
-        self.local.thread.join(1.0)
+            node.thread.join(CONNECT_TIMEOUT_S + _auth.HANDSHAKE_TIMEOUT_S + 1.0)
 
 
 class Discovery:
@@ -170,14 +154,14 @@ class Discovery:
     announcements while the Server lives. A found server is connected like a named one (and
     must know the secret: an announcement proves nothing)."""
 
-    def __init__(self, balancer, broadcast, port):
-        self._balancer, self._broadcast, self._port = balancer, broadcast, port
+    def __init__(self, links, broadcast, port):
+        self._links, self._broadcast, self._port = links, broadcast, port
         self._sock = discovery_socket(port)
         self.thread = threading.Thread(target=self._run, name="ppmpi-discovery", daemon=True)
 
     def _run(self):
         asked = 0.0
-        while not self._balancer.closing.is_set():
+        while not self._links.closing.is_set():
             if time.monotonic() - asked > ANNOUNCE_INTERVAL_S:
                 try:
                     self._sock.sendto(ANNOUNCE_ASK, (self._broadcast, self._port))
@@ -190,7 +174,7 @@ class Discovery:
             except (socket.timeout, OSError):
                 continue
             if data.startswith(ANNOUNCE) and data[len(ANNOUNCE):].isdigit():
-                self._balancer.add_server(host, int(data[len(ANNOUNCE):]))
+                self._links.add_server(host, int(data[len(ANNOUNCE):]))
 
     def close(self):
         if self.thread.is_alive():

@@ -1,11 +1,11 @@
 """ppmpi-server: pp's ppserver, serving remote clients with ppmpi workers on MPI.
 
-Written in Python on purpose: the network side is a listener, a bounded handshake and two
-threads per client moving opaque frames; the jobs themselves run on the ppmpi.Server of this
-process (its C++ dispatcher and MPI workers, with their heartbeats, replacement of lost
-workers and time limits), whose job table it feeds directly with the clients' pickled bytes.
-This process never unpickles what a client sends: only workers do, for clients that proved
-the secret. Frames: _wire; handshake: _auth."""
+Python here is the command line, the listener and each client's bounded handshake (_auth,
+_server_sessions.Hub); from then on a client's socket belongs to this process's C++
+dispatcher, which relays the client's jobs into the pool of the ppmpi.Server below (its MPI
+workers, heartbeats, replacement of lost workers and time limits) and their outcomes back, as
+the workers made them (include/ppmpi/master/link_relay.hpp). This process never unpickles what
+a client sends: only workers do, for clients that proved the secret."""
 import getopt
 import ipaddress
 import logging
@@ -224,7 +224,8 @@ def _serve(listener, opts):
     try:
         server = ppmpi.Server(opts["workers"] if opts["workers"] is not None
                               else "autodetect", restart=opts["restart"],
-                              proto=opts["proto"], job_timeout=opts["job_timeout"] or None)
+                              proto=opts["proto"], job_timeout=opts["job_timeout"] or None,
+                              max_retries=1)  # a lost worker's job: retried by its client
     except Exception as exc:
         return _fail(f"cannot start the workers: {exc}", 1)
     try:

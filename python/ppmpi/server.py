@@ -6,7 +6,7 @@ import threading
 import time
 
 from . import _launch, _progress, _remote, _runtime, _serialize, _stats
-from ._ppservers import Balancer
+from ._ppservers import ServerLinks
 from ._checks import (check_ncpus, check_proto, check_retries, check_seconds, check_tuple,
                       from_globals)
 from ._stats import Statistics
@@ -76,7 +76,7 @@ class Server:
             wanted = _runtime.world_workers() or _launch.detect_ncpus()
         self._created = time.time()
         self._destroyed = False
-        self._balancer = None  # with ppservers: where each job runs (_ppservers.Balancer)
+        self._links = None  # with ppservers: the connectors to them (_ppservers.ServerLinks)
         self._lock = threading.Lock()
         self._groups = {}
         self._notified = {}  # job id -> Job whose completion the notifier thread handles
@@ -96,19 +96,18 @@ class Server:
             self.destroy()
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from None
         if ppservers:
-            self._start_balancer(ppservers, secret)
+            self._connect_servers(ppservers, secret)
         _stats.install_sigusr1(_runtime.live_servers)
 
-    def _start_balancer(self, ppservers, secret):
+    def _connect_servers(self, ppservers, secret):
         """Local and remote workers as one (_ppservers); with ncpus=0 a usable server is
         required now (bounded wait), not found out by a job that never runs."""
         try:
-            self._balancer = Balancer(self._pool, lambda: self._ncpus, ppservers,
-                                      b"" if secret is None else secret, self.max_retries)
+            self._links = ServerLinks(self._pool, ppservers, b"" if secret is None else secret)
             if self._ncpus == 0:
-                self._balancer.require_a_server()
+                self._links.require_a_server()
             else:
-                self._balancer.await_first_attempts(FIRST_CONTACT_WAIT_S)
+                self._links.await_first_attempts(FIRST_CONTACT_WAIT_S)
         except Exception:
             self.destroy()  # its workers do not outlive the failed Server()
             raise
@@ -152,7 +151,7 @@ class Server:
         init: (key, initializer, initargs) run once per worker before its first such job."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        if self._ncpus == 0 and self._balancer is None:
+        if self._ncpus == 0 and self._links is None:
             log.warning("ppmpi: this server has no workers (ncpus=0); the job waits until "
                         "set_ncpus(n) with n > 0")
         key, bundle = _serialize.dump_bundle(func, depfuncs, modules, self.restart, self.proto,
@@ -166,7 +165,7 @@ class Server:
         if group_id is None:
             group_id = self._group_id(group)
         limit = timeout or self.job_timeout or 0.0
-        place = self._pool.submit if self._balancer is None else self._balancer.submit
+        place = self._pool.submit
         if callback is None:
             job_id = place(key, bundle, data, buffers, group_id, False, limit)
             return Job(self, job_id, func, group, callback, callbackargs)
@@ -197,9 +196,7 @@ class Server:
             self._notifier.start()
 
     def _cancel(self, tid, running_too=True):
-        """Job.cancel and its future's cancel: the node running the job cancels it."""
-        if self._balancer is not None:
-            return self._balancer.cancel(tid, CONTROL_TIMEOUT_S, running_too)
+        """Job.cancel and its future's cancel (a remote server stops it there too)."""
         return self._pool.cancel(tid, CONTROL_TIMEOUT_S, running_too=running_too)
 
     def _watch(self, job):
@@ -324,8 +321,8 @@ class Server:
             nodes[key] = nodes.get(key, 0) + 1
         if nodes["local"] == 0 and len(nodes) == 1:
             nodes["local"] = self.get_ncpus()
-        if self._balancer is not None:
-            nodes.update(self._balancer.nodes())  # "host:port": that server's workers
+        if self._links is not None:
+            nodes.update(self._links.nodes())  # "host:port": that server's workers
         return nodes
 
     def _stats(self):
@@ -344,7 +341,7 @@ class Server:
                      self.get_ncpus() + sum(row[1] for row in remote), remote)
 
     def _remote_rows(self):
-        return self._balancer.rows() if self._balancer is not None else []
+        return self._links.rows() if self._links is not None else []
 
     def destroy(self):
         """Stops the workers; unfinished jobs fail with DestroyedServerError."""
@@ -352,12 +349,12 @@ class Server:
             if self._destroyed:
                 return
             self._destroyed = True
-        if self._balancer is not None:
-            self._balancer.close()  # bounded: each node thread within its own bounds
         try:
             self._pool.destroy(CONTROL_TIMEOUT_S)
         except Exception as exc:
             log.warning("ppmpi: destroy: %s", exc)
+        if self._links is not None:  # after the pool: its servers' slots said Goodbye first
+            self._links.close()  # bounded: each connector within its own bounds
         with self._lock:
             pending = list(self._notified.values())
             self._notified.clear()

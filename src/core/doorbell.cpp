@@ -11,9 +11,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <ctime>
+#include <mutex>
 #include <thread>
+#include <utility>
 
 namespace ppmpi {
 namespace {
@@ -44,6 +47,75 @@ futex_waitv waiter(std::atomic<std::uint32_t>& word, std::uint32_t expected, boo
 
 }  // namespace
 
+// Polls descriptors for a Wakeup that dozes on bells, and notifies it once one is readable;
+// then waits to be armed again (the dozer reads what came before it dozes again).
+class FdWatch {
+  public:
+    explicit FdWatch(Wakeup& owner)
+        : owner_(owner), control_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+          thread_([this] { run(); }) {}
+    ~FdWatch() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+        }
+        poke();
+        thread_.join();
+        ::close(control_);
+    }
+    void arm(const std::vector<int>& fds) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            fds_ = fds;
+            armed_ = true;
+        }
+        poke();
+    }
+    void disarm() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        armed_ = false;
+    }
+
+  private:
+    void poke() {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(control_, &one, sizeof one);
+        changed_.notify_all();
+    }
+    void run() {
+        for (;;) {
+            std::vector<pollfd> set{{control_, POLLIN, 0}};
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                changed_.wait(lock, [&] { return stop_ || armed_; });
+                if (stop_) return;
+                for (int fd : fds_) set.push_back({fd, POLLIN, 0});
+            }
+            // Bounded so that a change of descriptors is never missed for long.
+            ::poll(set.data(), set.size(), 1000);
+            std::uint64_t drained = 0;
+            [[maybe_unused]] auto n = ::read(control_, &drained, sizeof drained);
+            bool ready = std::any_of(set.begin() + 1, set.end(),
+                                     [](const pollfd& p) { return p.revents != 0; });
+            if (!ready) continue;
+            bool armed = false;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                armed = std::exchange(armed_, false);
+            }
+            if (armed) owner_.notify();
+        }
+    }
+
+    Wakeup& owner_;
+    int control_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<int> fds_;
+    bool armed_ = false, stop_ = false;
+    std::thread thread_;  // last: starts once the rest is made
+};
+
 void ring(Doorbell& bell, bool urgent) {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the record, then the sleepers
     // Acquire: a sleeper counted here set only_urgent before it counted itself.
@@ -69,6 +141,8 @@ bool Wakeup::take_signal() {
     seen_ = now;
     return true;
 }
+
+Wakeup::Wakeup() = default;
 
 Wakeup::~Wakeup() {
     if (event_fd_ >= 0) ::close(event_fd_);
@@ -108,8 +182,9 @@ bool Wakeup::doze_on_fds(const Doze& plan) {
     fd_sleepers_.fetch_add(1, std::memory_order_seq_cst);
     bool timed_out = false;
     if (!take_signal() && !(plan.arrived && plan.arrived())) {
-        auto left = std::chrono::ceil<std::chrono::milliseconds>(plan.until - Clock::now());
-        int r = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, left.count())));
+        auto left = std::max(plan.until - Clock::now(), Clock::duration::zero());
+        timespec timeout = to_timespec(left);
+        int r = ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
         timed_out = r == 0;
         bool on_fd = std::any_of(fds.begin() + 1, fds.end(),
                                  [](const pollfd& p) { return p.revents != 0; });
@@ -124,7 +199,16 @@ bool Wakeup::doze_on_fds(const Doze& plan) {
 
 bool Wakeup::doze(const Doze& plan) {
     if (take_signal()) return true;
-    if (!plan.fds.empty()) return doze_on_fds(plan);
+    if (!plan.fds.empty() && plan.bells.empty()) return doze_on_fds(plan);
+    if (!plan.fds.empty()) {
+        if (!watch_) watch_ = std::make_unique<FdWatch>(*this);
+        watch_->arm(plan.fds);
+        Doze bells = plan;
+        bells.fds.clear();
+        bool woken = doze(bells);
+        watch_->disarm();
+        return woken;
+    }
     if (plan.bells.size() > Doze::kMaxBells || !doze_supported()) {
         using std::chrono::microseconds;
         auto left = std::chrono::duration_cast<microseconds>(plan.until - Clock::now());

@@ -1,4 +1,13 @@
-// Dispatcher, fault side: lost workers, job time-outs, replacing workers (see dispatcher.hpp).
+// Dispatcher, fault side: lost workers, job time-outs, replacing workers.
+//
+// A worker is *lost* when its process is gone or stopped (on this host, judged by the
+// process), or it stays silent past its pool's worker_timeout (elsewhere, HeartbeatMonitor).
+// A lost worker is never spoken to again (killed by pid if on this host); its in-flight jobs go
+// back to the front of the queue, the one it ran charged with the loss (a job charged
+// max_retries times fails with WorkerLost). Lost workers are replaced by spawns (if none is
+// possible the pool shrinks, and with no worker left its jobs fail with NoWorkers); a remote
+// server's slot is not (its server offers another). A job past its timeout (or cancelled while
+// running) ends; its worker is stopped and replaced. Lost workers' results are dropped.
 #include <algorithm>
 #include <cstdio>
 
@@ -151,17 +160,20 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     kill_process(worker.process);  // on this host: no orphan, and no word from it again
     release(launcher_.lost(worker.peer));
     // A surplus process (of a spawn attempt given up on, which returned late) belongs to no
-    // pool; its warning came with the attempt.
-    (worker.pool ? log_warning : log_debug)("worker " + worker.label + " lost: " + reason);
+    // pool; its warning came with the attempt. A destroyed pool's losses matter to nobody.
+    auto owner = worker.pool ? pools_.find(*worker.pool) : pools_.end();
+    bool heeded = owner != pools_.end() && !owner->second.destroyed;
+    (heeded ? log_warning : log_debug)("worker " + worker.label + " lost: " + reason);
+    if (worker.linked && charge_jobs)  // a remote server's slot silent: the server is hung
+        transport_.fail(link::LinkTransport::link_of(worker.peer), "its worker " + worker.label +
+                                                                       " was lost: " + reason);
     note_host_loss(worker);
-    if (!worker.pool) return;
-    auto it = pools_.find(*worker.pool);
-    if (it == pools_.end() || it->second.destroyed) return;
-    Pool& pool = it->second;
+    if (!heeded) return;
+    Pool& pool = owner->second;
     ++pool.workers_lost;
     std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
     requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
-    if (was_serving) pool.replace_lost = true;  // spawned later in this turn (below)
+    if (was_serving && !worker.linked) pool.replace_lost = true;  // spawned later this turn
 }
 
 // Under mpirun, a host whose every rank was lost may have lost its Open MPI daemon too, and then
@@ -240,6 +252,7 @@ void Dispatcher::shrink_to_members(PoolId id, Pool& pool, const std::string& why
 
 void Dispatcher::fail_without_workers() {
     for (auto& [id, pool] : pools_) {
+        if (pool.no_worker_limit > Clock::duration::zero()) fail_without_servers(pool);
         if (pool.no_workers.empty() || pool.destroyed || pool.queued.empty()) continue;
         std::vector<JobId> jobs;
         for (const auto& [job, queued] : pool.queued) jobs.push_back(job);

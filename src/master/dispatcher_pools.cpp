@@ -36,7 +36,8 @@ const Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) const {
 std::size_t Dispatcher::members(PoolId pool) const {
     std::size_t count = 0;
     for (const auto& [peer, worker] : workers_)
-        if (worker.pool == pool && (worker.phase == Phase::Waiting || worker.phase == Phase::Active))
+        if (worker.pool == pool && !worker.linked &&
+            (worker.phase == Phase::Waiting || worker.phase == Phase::Active))
             ++count;
     return count;
 }
@@ -178,7 +179,9 @@ void Dispatcher::settle_departures() {
 void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
     Pool& p = pool_at(pool);
     auto in_phase = [pool](Phase phase) {
-        return [pool, phase](const WorkerRecord& w) { return w.pool == pool && w.phase == phase; };
+        return [pool, phase](const WorkerRecord& w) {
+            return w.pool == pool && w.phase == phase && !w.linked;
+        };
     };
     std::vector<PeerId> waiting = in_order(in_phase(Phase::Waiting));
     for (auto peer = waiting.rbegin(); peer != waiting.rend() && count > 0; ++peer) {
@@ -254,7 +257,8 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     out.pending = p.scheduler.pending();
     out.running = p.scheduler.running();
     std::vector<WorkerId> ids;
-    for (const auto& [id, s] : p.stats) ids.push_back(id);
+    for (const auto& [id, s] : p.stats)  // remote servers' slots: in their link's status
+        if (!LinkedLauncher::linked(id)) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
     for (WorkerId id : ids) out.per_worker.push_back(p.stats.at(id));
     for (const auto& [job, queued] : p.queued) {

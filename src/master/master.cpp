@@ -180,6 +180,12 @@ bool Master::idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay) 
         }
         if (quiet_.load(std::memory_order_relaxed)) delay = kQuietSleep;
     }
+    Doze sockets;  // remote servers' links: what arrives on them ends the sleep
+    auto have = baton_.owner_turn([&] { return dispatcher.plan_socket_doze(sockets); });
+    if (have.value_or(false)) {
+        sockets.until = Clock::now() + delay;
+        return wakeup_.doze(sockets);
+    }
     return wakeup_.wait_for(delay);
 }
 

@@ -20,6 +20,7 @@
 
 namespace py = pybind11;
 using namespace ppmpi;
+using namespace pybind11::literals;
 
 namespace {
 
@@ -65,9 +66,6 @@ class PoolHandle {
         return job;
     }
 
-    // A job in this server's table that the dispatcher does not know yet: a job the Python
-    // balancer places later, on the local workers (dispatch) or on a remote server (its
-    // outcome then comes back through finish).
     JobId create(int group, bool notify) {
         JobId job = master_->next_job_id();
         jobs_->create(job, group, notify);
@@ -93,16 +91,6 @@ class PoolHandle {
             }
         });
         master_->help_if_stalled(/*lone=*/jobs_->unfinished() == 1);
-    }
-
-    // The outcome of a job that ran elsewhere (a remote server); false if it was over already.
-    bool finish(JobId job, int code, py::bytes payload, std::string message, std::string worker,
-                double seconds, py::list result_buffers) {
-        PPMPI_ENFORCE(code >= 0 && code < kOutcomeCount, "unknown outcome code ", code);
-        release_python_buffers();
-        JobOutcome outcome{static_cast<Outcome>(code), std::string(payload), std::move(message),
-                           std::move(worker), seconds, buffers_from_python(result_buffers)};
-        return jobs_->finish(job, std::move(outcome));
     }
 
     py::object take(JobId job) {
@@ -254,12 +242,58 @@ void bind_master(py::module_& m) {
         .def_property_readonly("running", &Master::running);
 }
 
+// Remote servers (dispatcher.hpp, dispatcher_links.cpp): the socket's descriptor passes to the
+// dispatcher, which closes it.
+void bind_pool_links(py::class_<PoolHandle>& pool) {
+    using link::SessionKeys;
+    pool.def("attach_link",
+             [](PoolHandle& p, int fd, py::bytes send, py::bytes receive, std::string name,
+                double timeout) {
+                 SessionKeys keys{send, receive};
+                 return p.on_dispatcher<int>(
+                     [=](Dispatcher& d, PoolId id) { return d.attach_link(id, fd, keys, name); },
+                     timeout);
+             })
+        .def("close_link",
+             [](PoolHandle& p, int link, double timeout) {
+                 p.on_dispatcher<void>([=](Dispatcher& d, PoolId) { d.close_link(link); }, timeout);
+             })
+        .def("link_status",
+             [](PoolHandle& p, int link, double timeout) {
+                 auto s = p.on_dispatcher<LinkStatus>(
+                     [=](Dispatcher& d, PoolId) { return d.link_status(link); }, timeout);
+                 return py::dict("known"_a = s.known, "ready"_a = s.ready, "ended"_a = s.ended,
+                                 "reason"_a = s.reason, "host"_a = s.host, "pid"_a = s.pid,
+                                 "workers"_a = s.workers, "jobs"_a = s.jobs,
+                                 "seconds"_a = s.seconds);
+             })
+        .def("expect_links",
+             [](PoolHandle& p, double limit, std::string servers, double timeout) {
+                 auto wait = std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(limit));
+                 p.on_dispatcher<void>(
+                     [=](Dispatcher& d, PoolId id) { d.expect_links(id, wait, servers); }, timeout);
+             })
+        .def("serve_link",
+             [](PoolHandle& p, int fd, py::bytes send, py::bytes receive, std::string where,
+                double limit, double timeout) {
+                 SessionKeys keys{send, receive};
+                 auto each = std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(limit > 0 ? limit : 0.0));
+                 p.on_dispatcher<void>(
+                     [=](Dispatcher& d, PoolId id) { d.serve_link(id, fd, keys, where, each); },
+                     timeout);
+             })
+        .def("link_sessions", [](PoolHandle& p, double timeout) {  // (count, events)
+            return p.on_dispatcher<std::pair<std::size_t, std::vector<std::string>>>(
+                [](Dispatcher& d, PoolId) { return d.link_sessions(); }, timeout);
+        });
+}
+
 void bind_pool(py::module_& m) {
-    py::class_<PoolHandle>(m, "Pool")
+    py::class_<PoolHandle> pool(m, "Pool");
+    pool.def("submit", &PoolHandle::submit)
         .def("submit", &PoolHandle::submit)
-        .def("create", &PoolHandle::create)
-        .def("dispatch", &PoolHandle::dispatch)
-        .def("finish", &PoolHandle::finish)
         .def("take", &PoolHandle::take)
         .def("wait", &PoolHandle::wait_job)
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
@@ -312,6 +346,7 @@ void bind_pool(py::module_& m) {
         .def("destroy", [](PoolHandle& p, double timeout) {
             p.on_dispatcher<void>([](Dispatcher& d, PoolId id) { d.destroy_pool(id); }, timeout);
         });
+    bind_pool_links(pool);
 }
 
 }  // namespace

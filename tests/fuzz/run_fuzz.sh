@@ -10,7 +10,7 @@ build=$1
 seconds=${2:-20}
 shift $(( $# >= 2 ? 2 : $# ))
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(decode_frame link_frames handshake)
+[ ${#names[@]} -gt 0 ] || names=(decode_frame link_frames link_stream handshake)
 cxx=$(command -v clang++ || command -v clang++-14)
 mkdir -p "$build"
 if ! { cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug &&

@@ -170,8 +170,8 @@ def test_frames_are_encrypted_on_the_wire_and_large_ones_round_trip():
 
 def test_an_older_link_version_is_named():
     def old_client(sock):
-        sock.sendall(b"PPMPIR01" + os.urandom(32))
+        sock.sendall(b"PPMPIR02" + os.urandom(32))  # the link of _wire frames over Python
 
     _, server = run_both(old_client, lambda s: _auth.server_handshake(s, "k", timeout=5))
     assert isinstance(server, _auth.VersionError)
-    assert "version 1, this side version 2" in str(server)
+    assert "version 2, this side version 3" in str(server)

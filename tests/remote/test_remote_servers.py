@@ -13,7 +13,7 @@ import time
 import numpy as np
 import ppmpi
 import pytest
-from ppmpi import _auth, _balance
+from ppmpi import _auth, _ppservers
 
 import helpers
 from servers import (SERVER_BIN, descendants, free_port, run_client, server_env,
@@ -253,7 +253,7 @@ def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_s
 
 
 def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, monkeypatch):
-    monkeypatch.setattr(_balance, "NO_NODE_LIMIT_S", 2.0)
+    monkeypatch.setattr(_ppservers, "NO_NODE_LIMIT_S", 2.0)
     remote = start_server(workers=1)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
         assert server.submit(helpers.sleep_and_return, (0, 1))() == 1

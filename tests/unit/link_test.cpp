@@ -125,11 +125,11 @@ TEST_CASE("link handshake: a server that accepts without knowing the secret is r
 
 TEST_CASE("link handshake: another version or another protocol is named", "[link]") {
     Handshake s = server("secret");
-    std::string old_hello = "PPMPIR01" + std::string(kNonceBytes, 'n');
+    std::string old_hello = "PPMPIR02" + std::string(kNonceBytes, 'n');
     CHECK(s.feed(old_hello + "more") == kHelloBytes);  // nothing read past the step
     CHECK(s.failure() == Handshake::Failure::Version);
     CHECK_THROWS_AS(s.raise(), VersionError);
-    CHECK_THROWS_WITH(s.raise(), Catch::Contains("version 1, this side version 2"));
+    CHECK_THROWS_WITH(s.raise(), Catch::Contains("version 2, this side version 3"));
     Handshake s2 = server("secret");
     s2.feed("GET / HTTP/1.1\r\n" + std::string(kHelloBytes, 'x'));
     CHECK_THROWS_WITH(s2.raise(), Catch::Contains("not a ppmpi client or server") &&

@@ -25,7 +25,9 @@
 // before), and never past its next periodic duty (heartbeats, liveness checks, deadlines).
 // A peer on another host cannot ring; what it sends arrives on a socket (MPI over TCP). A doze
 // may instead wait for any of a set of file descriptors to become readable (poll()), and for
-// this process's own Wakeup through an eventfd; a plan has bells or descriptors, not both.
+// this process's own Wakeup through an eventfd. A plan with bells and descriptors dozes on the
+// bells while a helper thread polls the descriptors and notifies the Wakeup (a hand-off more
+// per wake-up that a descriptor brings).
 #pragma once
 
 #include <atomic>
@@ -67,9 +69,11 @@ struct Doze {
 
 // A sleep that other threads of this process can cut short (and, dozing, peers' bells too).
 // One thread waits on it at a time; notify() before the wait is not lost.
+class FdWatch;
+
 class Wakeup {
   public:
-    Wakeup() = default;
+    Wakeup();
     ~Wakeup();
     Wakeup(const Wakeup&) = delete;
     Wakeup& operator=(const Wakeup&) = delete;
@@ -88,6 +92,7 @@ class Wakeup {
     // For dozes on descriptors: notify() writes this eventfd while a dozer counts itself here.
     std::atomic<std::uint32_t> fd_sleepers_{0};
     int event_fd_ = -1;  // made by the first such doze
+    std::unique_ptr<FdWatch> watch_;  // made by the first doze on bells and descriptors
 };
 
 // The sockets this process has open now (from /proc/self/fd).

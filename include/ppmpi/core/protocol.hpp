@@ -22,6 +22,8 @@
 //     its running job (another worker has nothing to do). W answers Result{job_id, Withdrawn}
 //     if the task had not started; if it had, nothing (its result comes as usual).
 //  5. W→M Result{job_id, status, seconds, cpu_wait_seconds} + payload(pickled outcome) + buffers.
+//     A remote server's slot (link_stream.hpp) may also answer Lost (its worker died running
+//     it; payload: why) or Failed{outcome} (the server's limit; payload: the message).
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
 //  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
@@ -46,20 +48,17 @@
 
 #include "ppmpi/core/buffer.hpp"
 namespace ppmpi {
-
 using JobId = std::uint64_t;
 using Bytes = std::string;
 enum class Kind : std::uint8_t {
     Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release, Withdraw
 };
-
 struct Hello {
     std::int64_t pid = 0;
     std::uint64_t start_ticks = 0;
     std::string host;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & pid & start_ticks & host; }
 };
-
 struct Welcome {
     std::int64_t worker_id = 0;
     std::int64_t master_pid = 0;
@@ -87,14 +86,15 @@ struct Task {
     std::string func_key;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id & func_key; }
 };
-enum class ResultStatus : std::uint8_t { Ok = 0, Error = 1, Withdrawn = 2 };
+enum class ResultStatus : std::uint8_t { Ok = 0, Error, Withdrawn, Lost, Failed };
 struct Result {
     JobId job_id = 0;
     ResultStatus status = ResultStatus::Ok;
     double seconds = 0.0;           // time the job ran on the worker, of which waiting for a CPU:
     double cpu_wait_seconds = 0.0;  // core/cpu_wait.hpp
+    std::uint8_t outcome = 0;       // Failed: an Outcome code (outcomes.hpp)
     template <class Archive> void serialize(Archive& ar, unsigned) {
-        ar & job_id & status & seconds & cpu_wait_seconds;
+        ar & job_id & status & seconds & cpu_wait_seconds & outcome;
     }
 };
 struct Heartbeat {

@@ -15,7 +15,7 @@
 //  5. The client checks the server's proof the same way: a server that does not know the
 //     secret is refused by the client (AuthError).
 //  6. Both derive one key per direction: HKDF-SHA256(secret, salt = client nonce + server
-//     nonce, info = "ppmpi link 02 c>s" or "... s>c"), 32 bytes each. Fresh nonces from both
+//     nonce, info = "ppmpi link 03 c>s" or "... s>c"), 32 bytes each. Fresh nonces from both
 //     sides make every connection's keys new, so frames of one connection replayed into
 //     another fail their authentication.
 //
@@ -34,7 +34,7 @@
 namespace ppmpi::link {
 
 constexpr std::string_view kMagic = "PPMPIR";
-constexpr int kLinkVersion = 2;  // 1: the Python link (HMAC per frame, no encryption)
+constexpr int kLinkVersion = 3;  // 1: HMAC frames in the clear; 2: _wire frames over Python
 constexpr std::size_t kNonceBytes = 32;
 constexpr std::size_t kHelloBytes = kMagic.size() + 2 + kNonceBytes;
 

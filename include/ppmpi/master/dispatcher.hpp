@@ -5,17 +5,9 @@
 // step() is one turn of the loop: receive frames, hand queued jobs to free worker slots (each
 // function bundle sent once per worker), send heartbeats, post one frame per worker. Nothing
 // here waits on a peer, so a silent worker cannot stall the loop.
-//
-// Worker phases: records.hpp.
-//
-// Faults (dispatcher_faults.cpp): a worker is *lost* when its process is gone or stopped (on
-// this host, judged by the process), or it stays silent past its pool's worker_timeout
-// (elsewhere, HeartbeatMonitor). A lost worker is never
-// spoken to again (killed by pid if on this host); its in-flight jobs go back to the front of the
-// queue, the one it ran charged with the loss (a job charged max_retries times fails with
-// WorkerLost). Lost workers are replaced by spawns (if none is possible the pool shrinks, and
-// with no worker left its jobs fail with NoWorkers). A job past its timeout (or cancelled while
-// running) ends; its worker is stopped and replaced. Lost workers' results are dropped.
+// Worker phases: records.hpp. Faults: dispatcher_faults.cpp. Remote servers (dispatcher_links.cpp): a client's links make
+// each server worker a slot of a pool (link_transport.hpp); a server relays its clients' jobs
+// into its pool (link_relay.hpp).
 #pragma once
 
 #include <chrono>
@@ -28,7 +20,9 @@
 #include <vector>
 
 #include "ppmpi/core/heartbeat.hpp"
-#include "ppmpi/master/launcher.hpp"
+#include "ppmpi/link/link_transport.hpp"
+#include "ppmpi/master/link_relay.hpp"
+#include "ppmpi/master/linked_launcher.hpp"
 #include "ppmpi/master/records.hpp"
 
 namespace ppmpi {
@@ -36,7 +30,6 @@ namespace ppmpi {
 class Dispatcher {
   public:
     Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options);
-
     PoolId create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs);
     void resize_pool(PoolId pool, std::size_t ncpus);
     // timeout: the job fails with Timeout past it (zero: no limit).
@@ -54,15 +47,25 @@ class Dispatcher {
     // Whether a result is likely within `window`, so worth polling for without sleeping.
     bool results_within(std::chrono::microseconds window) const;
     // No job queued or running in any pool: nothing needs an answer within a poll interval
-    // (a submission wakes the dispatcher thread itself, Master::post).
+    // (a submission wakes the dispatcher thread, Master::post).
     bool quiet() const;
     // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
     bool plan_doze(Doze& plan) const;
+    bool plan_socket_doze(Doze& plan) const;  // on remote links' sockets only; false: none
     // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,
     // kills the silent on this host. True if none was lost and all ended in order.
     bool shutdown(Clock::duration grace);
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
-    bool any_worker_lost() const { return workers_lost_ > 0; }
+    bool any_worker_lost() const { return workers_lost_ > 0; }  // dispatcher_links.cpp: A client: an authenticated socket to a server whose slots join
+    // `pool`; with no worker usable for `limit`, the pool's waiting jobs fail (NoWorkers).
+    int attach_link(PoolId pool, int fd, const link::SessionKeys& keys, std::string name);
+    void close_link(int link);
+    LinkStatus link_status(int link) const;
+    void expect_links(PoolId pool, Clock::duration limit, std::string servers);
+    // A server: a client's socket, its jobs run in `pool` within `limit` each (zero: none).
+    void serve_link(PoolId pool, int fd, const link::SessionKeys& keys, std::string where,
+                    Clock::duration limit);
+    std::pair<std::size_t, std::vector<std::string>> link_sessions();  // count, events
   private:
     using Phase = WorkerPhase;
     using WorkerRecord = ppmpi::WorkerRecord;
@@ -103,6 +106,10 @@ class Dispatcher {
     void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
     void fail_without_workers();
     void kill_unanswering_workers();
+    void adopt_slot(PeerId peer);
+    void lose_ended_links();
+    void fail_without_servers(Pool& pool);
+    void on_remote_loss(WorkerRecord& worker, Pool& pool, const Result& result, Bytes why);
     void handle_frame(Envelope envelope);
     void handle(WorkerRecord& worker, Message& message);
     void on_hello(WorkerRecord& worker, const Hello& hello);
@@ -118,8 +125,10 @@ class Dispatcher {
     void queue_message(PeerId peer, Message message);
     bool flush_outbox();
 
-    Transport& transport_;
-    Launcher& launcher_;
+    mutable link::LinkTransport transport_;  // the given transport, and remote servers' links
+    LinkedLauncher launcher_;
+    std::unique_ptr<LinkRelay> relay_;  // a ppmpi-server's clients
+    std::map<int, PoolId> link_pools_;
     DispatcherOptions options_;
     std::map<PoolId, Pool> pools_;
     PoolId next_pool_ = 1;

@@ -50,6 +50,19 @@ struct PoolStats {
     std::uint64_t jobs_taken_back = 0;  // given back unstarted to run elsewhere (sent twice)
 };
 
+// A client's link to a remote server, for Python (its connector and statistics).
+struct LinkStatus {
+    bool known = false;  // attached and not closed
+    bool ready = false;  // the server's Info came: its slots are joining
+    bool ended = false;
+    std::string reason;  // why it ended
+    std::string host;
+    std::int64_t pid = 0;
+    std::size_t workers = 0;
+    std::uint64_t jobs = 0;  // done by its slots
+    double seconds = 0.0;
+};
+
 struct DispatcherOptions {
     std::int64_t master_pid = 0;
     std::string master_host;

@@ -29,6 +29,7 @@ struct WorkerRecord {
     WorkerPhase phase = WorkerPhase::Waiting;
     bool hello = false, goodbye = false, released = false;
     bool local = false;    // its process runs on this host (counted in local_workers_)
+    bool linked = false;   // a remote server's slot (link_transport.hpp)
     bool excused = false;  // silent with many others: given one more timeout (faults)
     bool settled = false;  // Gone, and its process's end was waited for before a spawn
     ProcessIdentity process;
@@ -54,6 +55,12 @@ struct PoolRecord {
     Clock::time_point last_result_at{};  // the last result of one of its jobs
     Clock::time_point next_long_run_check{};  // Dispatcher::notice_long_runs
     bool destroyed = false;
+    bool relayed = false;  // its jobs are a ppmpi-server's clients' (link_relay.hpp)
+    // With remote servers: how long its jobs may wait with no worker usable, local or remote,
+    // before they fail with NoWorkers (zero: no such limit), and since when none is.
+    Clock::duration no_worker_limit{};
+    Clock::time_point no_worker_since{};
+    std::string servers;  // their names, for that error
 };
 
 }  // namespace ppmpi
