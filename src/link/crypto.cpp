@@ -38,8 +38,9 @@ Cipher gcm(std::string_view key, std::string_view iv, bool encrypt) {
     return ctx;
 }
 
-// AAD, then the data in place, part by part.
-bool run(EVP_CIPHER_CTX* ctx, std::string_view aad, char* data, std::size_t size) {
+// AAD, then the data (from `in` into `data`, or in place), part by part.
+bool run(EVP_CIPHER_CTX* ctx, std::string_view aad, char* data, std::size_t size,
+         const char* in = nullptr) {
     int out = 0;
     if (!aad.empty() && EVP_CipherUpdate(ctx, nullptr, &out, bytes_of(aad),
                                          static_cast<int>(aad.size())) != 1)
@@ -47,7 +48,8 @@ bool run(EVP_CIPHER_CTX* ctx, std::string_view aad, char* data, std::size_t size
     for (std::size_t done = 0; done < size;) {
         int part = static_cast<int>(std::min(kPart, size - done));
         auto* at = reinterpret_cast<unsigned char*>(data + done);
-        if (EVP_CipherUpdate(ctx, at, &out, at, part) != 1 || out != part) return false;
+        auto* from = in ? reinterpret_cast<const unsigned char*>(in + done) : at;
+        if (EVP_CipherUpdate(ctx, at, &out, from, part) != 1 || out != part) return false;
         done += static_cast<std::size_t>(part);
     }
     return true;
@@ -99,11 +101,11 @@ Bytes hkdf_sha256(std::string_view secret, std::string_view salt, std::string_vi
 }
 
 void seal_in_place(std::string_view key, std::string_view iv, std::string_view aad, char* data,
-                   std::size_t size, char* tag) {
+                   std::size_t size, char* tag, const char* from) {
     Cipher ctx = gcm(key, iv, true);
     unsigned char none[kTagBytes];  // GCM's final step writes nothing
     int out = 0;
-    if (!run(ctx.get(), aad, data, size) || EVP_CipherFinal_ex(ctx.get(), none, &out) != 1 ||
+    if (!run(ctx.get(), aad, data, size, from) || EVP_CipherFinal_ex(ctx.get(), none, &out) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kTagBytes), tag) !=
             1)
         throw LinkError("OpenSSL's AES-256-GCM failed to seal a frame");

@@ -56,16 +56,30 @@ LinkStream::~LinkStream() {
     ::close(fd_);
 }
 
-void LinkStream::queue_small(const std::string& plain) {
-    auto frame = std::make_shared<Bytes>(sealer_.seal(plain));
-    chunks_.push_back(Chunk{frame->data(), frame->size(), frame});
-}
-
-void LinkStream::queue_sealed(Buffer buffer) {
-    auto wrap = std::make_shared<FrameSealer::Wrapping>(sealer_.seal_in_place(buffer.data, buffer.size));
+// Sealing waits for the writing: a large buffer's chunks are sealed while earlier ones travel.
+// Frames are sealed strictly in queue order, which numbers them (sealed_frames.hpp step 1).
+void LinkStream::seal_next() {
+    Unsealed next = std::move(unsealed_.front());
+    unsealed_.pop_front();
+    if (!next.chunk) {
+        auto frame = std::make_shared<Bytes>(sealer_.seal(next.plain));
+        chunks_.push_back(Chunk{frame->data(), frame->size(), frame});
+        chunk_bytes_ += frame->size();
+        return;
+    }
+    Buffer target = next.source;
+    const char* from = nullptr;
+    if (!next.owned) {  // the sender's memory (a job's arguments, kept to send again)
+        target = Buffer::allocate(next.size);
+        from = next.source.data + next.offset;
+        next.offset = 0;
+    }
+    char* data = target.data + next.offset;
+    auto wrap = std::make_shared<FrameSealer::Wrapping>(sealer_.seal_in_place(data, next.size, from));
     chunks_.push_back(Chunk{wrap->header.data(), wrap->header.size(), wrap});
-    if (buffer.size > 0) chunks_.push_back(Chunk{buffer.data, buffer.size, buffer.owner});
+    if (next.size > 0) chunks_.push_back(Chunk{data, next.size, target.owner});
     chunks_.push_back(Chunk{wrap->tag.data(), wrap->tag.size(), wrap});
+    chunk_bytes_ += kSealHeaderBytes + next.size + kTagBytes;
 }
 
 void LinkStream::send_info(const LinkInfo& info) {
@@ -73,7 +87,7 @@ void LinkStream::send_info(const LinkInfo& info) {
     put(plain, info.workers, 4);
     put(plain, static_cast<std::uint64_t>(info.pid), 8);
     plain += info.host;
-    queue_small(plain);
+    unsealed_.push_back(Unsealed{std::move(plain)});
 }
 
 void LinkStream::send_slot(std::uint32_t slot, std::string_view frame, const Buffers& buffers,
@@ -84,23 +98,30 @@ void LinkStream::send_slot(std::uint32_t slot, std::string_view frame, const Buf
     put(plain, buffers.size(), 4);
     for (const Buffer& buffer : buffers) put(plain, buffer.size, 8);
     plain.append(frame);
-    queue_small(plain);
+    unsealed_.push_back(Unsealed{std::move(plain)});
     for (const Buffer& buffer : buffers) {
-        if (owned) {
-            queue_sealed(buffer);
-        } else {  // the sender's own memory (a job's arguments, kept to send again): a copy
-            Buffer copy = Buffer::allocate(buffer.size);
-            if (buffer.size > 0) std::memcpy(copy.data, buffer.data, buffer.size);
-            queue_sealed(std::move(copy));
-        }
+        std::size_t offset = 0;
+        do {  // an empty buffer: one empty frame
+            std::size_t size = std::min(kChunkBytes, buffer.size - offset);
+            unsealed_.push_back(Unsealed{{}, buffer, offset, size, owned, true});
+            offset += size;
+        } while (offset < buffer.size);
     }
 }
 
-void LinkStream::send_ping() { queue_small(std::string(1, static_cast<char>(LinkKind::Ping))); }
-void LinkStream::send_bye() { queue_small(std::string(1, static_cast<char>(LinkKind::Bye))); }
+void LinkStream::send_ping() {
+    unsealed_.push_back(Unsealed{std::string(1, static_cast<char>(LinkKind::Ping))});
+}
+void LinkStream::send_bye() {
+    unsealed_.push_back(Unsealed{std::string(1, static_cast<char>(LinkKind::Bye))});
+}
 
+// Seals ahead of the writing by at most kSealAhead bytes (the socket takes ~2-4 MiB at once).
 void LinkStream::flush() {
-    while (!chunks_.empty()) {
+    constexpr std::size_t kSealAhead = 2 * kChunkBytes;
+    for (;;) {
+        while (chunk_bytes_ < kSealAhead && !unsealed_.empty()) seal_next();
+        if (chunks_.empty()) return;
         iovec vectors[kMaxIovecs];
         int count = 0;
         for (auto it = chunks_.begin(); it != chunks_.end() && count < kMaxIovecs; ++it, ++count) {
@@ -118,22 +139,18 @@ void LinkStream::flush() {
             throw LinkError(system_error("connection lost while sending"));
         }
         last_sent_ = Clock::now();
-        auto left = static_cast<std::size_t>(sent);
-        while (left > 0) {
-            std::size_t rest = chunks_.front().size - first_sent_;
-            if (left < rest) {
-                first_sent_ += left;
-                break;
-            }
-            left -= rest;
-            chunks_.pop_front();
-            first_sent_ = 0;
-        }
-        while (!chunks_.empty() && chunks_.front().size == first_sent_) {  // empty chunks
-            chunks_.pop_front();
-            first_sent_ = 0;
-        }
+        consume(static_cast<std::size_t>(sent));
     }
+}
+
+void LinkStream::consume(std::size_t sent) {
+    chunk_bytes_ -= sent;
+    while (!chunks_.empty() && sent >= chunks_.front().size - first_sent_) {
+        sent -= chunks_.front().size - first_sent_;
+        chunks_.pop_front();
+        first_sent_ = 0;
+    }
+    first_sent_ += sent;
 }
 
 // More received bytes into the inbox; false if none are there now.
@@ -180,46 +197,64 @@ bool LinkStream::take(char* into, std::size_t count, std::size_t& got) {
     return true;
 }
 
-// The next sealed frame's plaintext, opened where it arrived; false until all of it is in.
-bool LinkStream::read_sealed(Buffer& out) {
-    if (!body_) {
+// The next sealed frame, read where it belongs (a message's own memory, or its place in the
+// buffer being assembled) and opened there; false until all of it is in.
+bool LinkStream::read_frame() {
+    if (!in_frame_) {
         if (!take(header_, kSealHeaderBytes, header_got_)) return false;
-        std::string_view header(header_, kSealHeaderBytes);
-        std::size_t size = InPlaceOpener::body_size(header, kMaxSealedBody);
-        if (waiting_ && size != buffer_sizes_[waiting_->buffers.size()])
-            throw LinkError("a buffer of " + std::to_string(size) + " bytes where " +
-                            std::to_string(buffer_sizes_[waiting_->buffers.size()]) +
-                            " were announced");
-        body_ = Buffer::allocate(size + kTagBytes);
-        body_->size = size;
-        body_got_ = 0;
-        if (size >= kInboxBytes) large_ = &*body_;
+        std::size_t size = InPlaceOpener::body_size({header_, kSealHeaderBytes}, kMaxSealedBody);
+        if (waiting_) {
+            std::size_t expected = std::min(kChunkBytes, assembling_.size - assembled_);
+            if (size != expected)
+                throw LinkError("a buffer's chunk of " + std::to_string(size) + " bytes where " +
+                                std::to_string(expected) + " were due");
+            into_ = assembling_.data + assembled_;
+        } else {
+            body_ = Buffer::allocate(size);
+            into_ = body_->data;
+        }
+        into_size_ = size;
+        into_got_ = tag_got_ = 0;
+        in_frame_ = true;
     }
-    if (!take(body_->data, body_->size + kTagBytes, body_got_)) return false;
-    opener_.open(std::string_view(header_, kSealHeaderBytes), body_->data, body_->size,
-                 body_->data + body_->size);
-    out = std::move(*body_);
-    body_.reset();
-    large_ = nullptr;
+    if (!take(into_, into_size_, into_got_) || !take(tag_, kTagBytes, tag_got_)) return false;
+    opener_.open({header_, kSealHeaderBytes}, into_, into_size_, tag_);
+    in_frame_ = false;
     header_got_ = 0;
     return true;
 }
 
+void LinkStream::start_buffer() {
+    std::size_t size = buffer_sizes_[waiting_->buffers.size()];
+    try {
+        assembling_ = Buffer::allocate(size);
+    } catch (const std::bad_alloc&) {
+        throw LinkError("no memory for a buffer of " + std::to_string(size) + " bytes");
+    }
+    assembled_ = 0;
+}
+
 std::optional<LinkMessage> LinkStream::receive() {
     for (;;) {
-        Buffer body;
-        if (!read_sealed(body)) return std::nullopt;
+        if (!read_frame()) return std::nullopt;
         last_received_ = Clock::now();
         if (waiting_) {
-            waiting_->buffers.push_back(std::move(body));
-            if (waiting_->buffers.size() < buffer_sizes_.size()) continue;
+            assembled_ += into_size_;
+            if (assembled_ < assembling_.size) continue;
+            waiting_->buffers.push_back(std::move(assembling_));
+            if (waiting_->buffers.size() < buffer_sizes_.size()) {
+                start_buffer();
+                continue;
+            }
             std::optional<LinkMessage> done = std::move(waiting_);
             waiting_.reset();
             return done;
         }
-        LinkMessage message = parse(body.view());
+        LinkMessage message = parse(body_->view());
+        body_.reset();
         if (message.kind == LinkKind::Slot && !buffer_sizes_.empty()) {
             waiting_ = std::move(message);
+            start_buffer();
             continue;
         }
         return message;
@@ -241,7 +276,12 @@ LinkMessage LinkStream::parse(std::string_view plain) {
         auto count = at.get(4);
         if (count > kMaxLinkBuffers)
             throw LinkError("a link message announces " + std::to_string(count) + " buffers");
-        for (std::uint64_t i = 0; i < count; ++i) buffer_sizes_.push_back(at.get(8));
+        for (std::uint64_t i = 0; i < count; ++i) {
+            buffer_sizes_.push_back(at.get(8));
+            if (buffer_sizes_.back() > kMaxLinkBuffer)
+                throw LinkError("a link message announces a buffer of " +
+                                std::to_string(buffer_sizes_.back()) + " bytes");
+        }
         message.frame = std::string(at.data);
     } else if (kind != LinkKind::Ping && kind != LinkKind::Bye) {
         throw LinkError("unknown link message kind " + std::to_string(static_cast<int>(kind)));

@@ -68,15 +68,14 @@ void LinkTransport::post_control(PeerId peer, Bytes bytes) {
     if (!is_link_peer(peer)) base_.post_control(peer, std::move(bytes));
 }
 
-// The base transport and the links take turns at being asked first, so neither starves.
+// The links are read once the base transport has nothing, and at least every kLinkTurn-th
+// call while it has (a read is a system call; the base transport's shared memory is not).
 std::optional<Envelope> LinkTransport::poll() {
-    bool base_first = (++turn_ & 1U) != 0 || links_.empty();
-    if (base_first) {
-        if (auto envelope = base_.poll()) return envelope;
-        return links_.empty() ? std::nullopt : poll_links();
-    }
-    if (auto envelope = poll_links()) return envelope;
-    return base_.poll();
+    constexpr unsigned kLinkTurn = 8;
+    if (!links_.empty() && ++turn_ % kLinkTurn == 0)
+        if (auto envelope = poll_links()) return envelope;
+    if (auto envelope = base_.poll()) return envelope;
+    return links_.empty() ? std::nullopt : poll_links();
 }
 
 std::optional<Envelope> LinkTransport::poll_links() {

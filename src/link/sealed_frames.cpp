@@ -35,14 +35,15 @@ FrameSealer::FrameSealer(Bytes key) : key_(std::move(key)) {
     PPMPI_ENFORCE(key_.size() == kKeyBytes, "a link key of ", kKeyBytes, " bytes");
 }
 
-FrameSealer::Wrapping FrameSealer::seal_in_place(char* data, std::size_t size) {
+FrameSealer::Wrapping FrameSealer::seal_in_place(char* data, std::size_t size,
+                                                 const char* from) {
     if (size > kMaxSealedBody)
         throw LinkError("a frame of " + std::to_string(size) + " bytes exceeds the link's " +
                         std::to_string(kMaxSealedBody) + "-byte bound");
     PPMPI_ENFORCE(counter_ != UINT64_MAX, "link frame counter exhausted");
     Wrapping out{header_for(size), {}};
     std::string_view aad(out.header.data(), out.header.size());
-    link::seal_in_place(key_, iv_for(counter_++), aad, data, size, out.tag.data());
+    link::seal_in_place(key_, iv_for(counter_++), aad, data, size, out.tag.data(), from);
     return out;
 }
 

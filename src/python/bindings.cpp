@@ -242,8 +242,8 @@ void bind_master(py::module_& m) {
         .def_property_readonly("running", &Master::running);
 }
 
-// Remote servers (dispatcher.hpp, dispatcher_links.cpp): the socket's descriptor passes to the
-// dispatcher, which closes it.
+// Remote servers (dispatcher.hpp, dispatcher_links.cpp), a client's side: the socket's
+// descriptor passes to the dispatcher, which closes it.
 void bind_pool_links(py::class_<PoolHandle>& pool) {
     using link::SessionKeys;
     pool.def("attach_link",
@@ -273,11 +273,15 @@ void bind_pool_links(py::class_<PoolHandle>& pool) {
                      std::chrono::duration<double>(limit));
                  p.on_dispatcher<void>(
                      [=](Dispatcher& d, PoolId id) { d.expect_links(id, wait, servers); }, timeout);
-             })
-        .def("serve_link",
+             });
+}
+
+// A ppmpi-server's side: its clients' sockets, relayed into its pool (link_relay.hpp).
+void bind_served_links(py::class_<PoolHandle>& pool) {
+    pool.def("serve_link",
              [](PoolHandle& p, int fd, py::bytes send, py::bytes receive, std::string where,
                 double limit, double timeout) {
-                 SessionKeys keys{send, receive};
+                 link::SessionKeys keys{send, receive};
                  auto each = std::chrono::duration_cast<Clock::duration>(
                      std::chrono::duration<double>(limit > 0 ? limit : 0.0));
                  p.on_dispatcher<void>(
@@ -347,6 +351,7 @@ void bind_pool(py::module_& m) {
             p.on_dispatcher<void>([](Dispatcher& d, PoolId id) { d.destroy_pool(id); }, timeout);
         });
     bind_pool_links(pool);
+    bind_served_links(pool);
 }
 
 }  // namespace

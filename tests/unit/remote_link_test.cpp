@@ -93,7 +93,7 @@ TEST_CASE("link stream: messages and buffers arrive sealed and whole", "[link]")
     CHECK(info->kind == link::LinkKind::Info);
     CHECK((info->info.workers == 3 && info->info.pid == 42 && info->info.host == "server-host"));
 
-    Bytes large(3 << 20, '\0');
+    Bytes large((3 << 20) + 12345, '\0');  // three whole chunks and a part
     for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>(i * 7);
     Buffers buffers{Buffer::copy_of("small"), Buffer::copy_of(""), Buffer::copy_of(large)};
     one.send_slot(7, "a frame", buffers, false);

@@ -31,9 +31,10 @@ Bytes hkdf_sha256(std::string_view secret, std::string_view salt, std::string_vi
 // AES-256-GCM over one frame, in place: `data` is encrypted (or decrypted) where it lies, so a
 // large array is never copied for it. `iv` is kIvBytes, `tag` kTagBytes; `aad` is authenticated
 // but not encrypted. open_in_place returns false (and leaves garbage in `data`) if the tag does
-// not match: the frame was altered, or sealed under another key or iv.
+// not match: the frame was altered, or sealed under another key or iv. With `from`,
+// seal_in_place encrypts from there into `data` instead (memory the caller may not change).
 void seal_in_place(std::string_view key, std::string_view iv, std::string_view aad, char* data,
-                   std::size_t size, char* tag);
+                   std::size_t size, char* tag, const char* from = nullptr);
 bool open_in_place(std::string_view key, std::string_view iv, std::string_view aad, char* data,
                    std::size_t size, const char* tag);
 

@@ -10,8 +10,10 @@
 //  2. S→C Slot{s, Hello{pid 0, host}} for each of its workers: the client adopts slot s as a
 //     worker of the pool that attached the link (pid 0: nobody judges or kills it by pid).
 //  3. C→S Slot{s, protocol.hpp messages}: Welcome, FunctionDef, Task, Withdraw, Heartbeat,
-//     Shutdown, each frame as the dispatcher encoded it, its buffers each in a sealed frame of
-//     its own right after (their sizes in the Slot message), sealed where they lie.
+//     Shutdown, each frame as the dispatcher encoded it, its buffers right after (their sizes
+//     in the Slot message), each in sealed frames of kChunkBytes (the last the rest; an empty
+//     one, one empty frame) read where the buffer will stay: a large array is sealed, sent
+//     and opened chunk by chunk, so both sides and the wire work on it at once.
 //     S: a Task runs on S's pool under S's job limit (-k); Withdraw takes it back if it has not
 //     started; Shutdown cancels the slot's jobs (immediate: and offers a new slot, step 2).
 //  4. S→C Slot{s, Result | Heartbeat | Goodbye}: a Result carries the worker's pickled outcome
@@ -44,6 +46,8 @@ namespace ppmpi::link {
 constexpr auto kBeatInterval = std::chrono::seconds(1);
 constexpr auto kSilenceLimit = std::chrono::seconds(10);
 constexpr std::uint32_t kMaxLinkBuffers = 4096;
+constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
+constexpr std::size_t kMaxLinkBuffer = std::size_t{1} << 36;  // 64 GiB, each
 
 enum class LinkKind : std::uint8_t { Info = 1, Slot = 2, Ping = 3, Bye = 4 };
 
@@ -80,38 +84,52 @@ class LinkStream {
     std::optional<LinkMessage> receive();
 
     int fd() const { return fd_; }
-    bool unsent() const { return !chunks_.empty(); }
-    bool receiving_large() const { return large_ != nullptr; }
+    bool unsent() const { return !chunks_.empty() || !unsealed_.empty(); }
+    bool receiving_large() const { return in_frame_ && into_size_ >= kChunkBytes / 2; }
     Clock::time_point last_sent() const { return last_sent_; }
     Clock::time_point last_received() const { return last_received_; }
 
   private:
-    struct Chunk {
+    struct Chunk {  // sealed bytes to write
         const char* data;
         std::size_t size;
         std::shared_ptr<void> owner;
     };
-    void queue_small(const std::string& plain);
-    void queue_sealed(Buffer buffer);
+    struct Unsealed {  // a frame sealed when the writing reaches it, in order: a message's
+        std::string plain;  // bytes, or a chunk of a buffer (owned: sealed where it lies)
+        Buffer source;
+        std::size_t offset = 0, size = 0;
+        bool owned = false;
+        bool chunk = false;
+    };
+    void seal_next();
+    void consume(std::size_t sent);
     bool fill();
     bool take(char* into, std::size_t count, std::size_t& got);
-    bool read_sealed(Buffer& body);
+    bool read_frame();
+    void start_buffer();
     LinkMessage parse(std::string_view plain);
 
     int fd_;
     FrameSealer sealer_;
     InPlaceOpener opener_;
+    std::deque<Unsealed> unsealed_;
     std::deque<Chunk> chunks_;
-    std::size_t first_sent_ = 0;  // bytes of chunks_.front() already written
-    std::string inbox_;           // received, not yet parsed: inbox_[inbox_at_, inbox_end_)
+    std::size_t chunk_bytes_ = 0;  // in chunks_
+    std::size_t first_sent_ = 0;   // bytes of chunks_.front() already written
+    std::string inbox_;            // received, not yet parsed: inbox_[inbox_at_, inbox_end_)
     std::size_t inbox_at_ = 0, inbox_end_ = 0;
-    // The frame being read: its header, body (+ tag) and how much of them is in.
+    // The frame being read: its header, where its body goes, its tag.
     char header_[kSealHeaderBytes] = {};
-    std::size_t header_got_ = 0, body_got_ = 0;
-    std::optional<Buffer> body_;
-    const Buffer* large_ = nullptr;  // body_, while a large one arrives
+    char tag_[kTagBytes] = {};
+    std::size_t header_got_ = 0, into_size_ = 0, into_got_ = 0, tag_got_ = 0;
+    char* into_ = nullptr;
+    bool in_frame_ = false;
+    std::optional<Buffer> body_;          // a message's
     std::optional<LinkMessage> waiting_;  // a Slot message whose buffers are still coming
     std::vector<std::size_t> buffer_sizes_;
+    Buffer assembling_;  // the buffer its chunks go into
+    std::size_t assembled_ = 0;
     Clock::time_point last_sent_, last_received_;
 };
 

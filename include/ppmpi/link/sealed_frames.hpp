@@ -34,8 +34,8 @@ class FrameSealer {
         std::array<char, kSealHeaderBytes> header;
         std::array<char, kTagBytes> tag;
     };
-    // Encrypts data[0, size) where it lies (step 1-2).
-    Wrapping seal_in_place(char* data, std::size_t size);
+    // Encrypts data[0, size) where it lies (step 1-2), or from[0, size) into it.
+    Wrapping seal_in_place(char* data, std::size_t size, const char* from = nullptr);
     // The whole frame for a small payload.
     Bytes seal(std::string_view plain);
     std::uint64_t sealed() const { return counter_; }

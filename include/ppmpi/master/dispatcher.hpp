@@ -52,6 +52,7 @@ class Dispatcher {
     // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
     bool plan_doze(Doze& plan) const;
     bool plan_socket_doze(Doze& plan) const;  // on remote links' sockets only; false: none
+    bool has_links() const { return !link_pools_.empty(); }
     // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,
     // kills the silent on this host. True if none was lost and all ended in order.
     bool shutdown(Clock::duration grace);

@@ -96,6 +96,7 @@ class Master {
     std::atomic<JobId> next_job_{1};
     std::atomic<Clock::rep> last_turn_{0};  // when a turn last started (Clock ticks)
     std::atomic<bool> spin_worthwhile_{true};  // a result is likely within a spin window
+    std::atomic<bool> linked_{false};  // remote servers' links are up: results take longer
     std::atomic<bool> quiet_{false};           // Dispatcher::quiet after the last turn
     std::thread thread_;
     std::promise<void> ended_;  // set as the thread ends
