@@ -94,7 +94,7 @@ class Connector:
         closing = self._links.closing
         while True:
             status = self._pool.link_status(self._link, CONTROL_TIMEOUT_S)
-            if status["ended"] or closing.is_set():
+            if status["ended"] or not status["known"] or closing.is_set():
                 self._forget_link(status)
                 return status["reason"] or "closed"
             if status["ready"] and not self.usable:

@@ -82,12 +82,18 @@ void LinkStream::seal_next() {
     chunk_bytes_ += kSealHeaderBytes + next.size + kTagBytes;
 }
 
+void LinkStream::queue_message(std::string plain) {
+    Unsealed message;
+    message.plain = std::move(plain);
+    unsealed_.push_back(std::move(message));
+}
+
 void LinkStream::send_info(const LinkInfo& info) {
     std::string plain(1, static_cast<char>(LinkKind::Info));
     put(plain, info.workers, 4);
     put(plain, static_cast<std::uint64_t>(info.pid), 8);
     plain += info.host;
-    unsealed_.push_back(Unsealed{std::move(plain)});
+    queue_message(std::move(plain));
 }
 
 void LinkStream::send_slot(std::uint32_t slot, std::string_view frame, const Buffers& buffers,
@@ -98,7 +104,7 @@ void LinkStream::send_slot(std::uint32_t slot, std::string_view frame, const Buf
     put(plain, buffers.size(), 4);
     for (const Buffer& buffer : buffers) put(plain, buffer.size, 8);
     plain.append(frame);
-    unsealed_.push_back(Unsealed{std::move(plain)});
+    queue_message(std::move(plain));
     for (const Buffer& buffer : buffers) {
         std::size_t offset = 0;
         do {  // an empty buffer: one empty frame
@@ -110,10 +116,10 @@ void LinkStream::send_slot(std::uint32_t slot, std::string_view frame, const Buf
 }
 
 void LinkStream::send_ping() {
-    unsealed_.push_back(Unsealed{std::string(1, static_cast<char>(LinkKind::Ping))});
+    queue_message(std::string(1, static_cast<char>(LinkKind::Ping)));
 }
 void LinkStream::send_bye() {
-    unsealed_.push_back(Unsealed{std::string(1, static_cast<char>(LinkKind::Bye))});
+    queue_message(std::string(1, static_cast<char>(LinkKind::Bye)));
 }
 
 // Seals ahead of the writing by at most kSealAhead bytes (the socket takes ~2-4 MiB at once).

@@ -134,7 +134,7 @@ void LinkTransport::forget(PeerId peer) {
 
 bool LinkTransport::transferring(Clock::time_point now) const {
     for (const auto& [id, link] : links_)
-        if (link.stream && (link.stream->unsent() || link.stream->receiving_large())) return true;
+        if (link.stream && link.stream->busy()) return true;
     return base_.transferring(now);
 }
 
@@ -148,11 +148,8 @@ bool LinkTransport::plan_doze(const std::vector<PeerId>& peers, Doze& plan) {
 }
 
 bool LinkTransport::socket_fds(std::vector<int>& fds) const {
-    for (const auto& [id, link] : links_) {
-        if (!link.stream) continue;
-        if (link.stream->unsent()) return false;
-        fds.push_back(link.stream->fd());
-    }
+    for (const auto& [id, link] : links_)
+        if (link.stream && !link.stream->add_fd(fds)) return false;
     return true;
 }
 

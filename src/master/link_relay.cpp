@@ -215,18 +215,14 @@ void LinkRelay::end(Session& session, const std::string& reason) {
 }
 
 bool LinkRelay::plan(std::vector<int>& fds) const {
-    for (const auto& [id, session] : sessions_) {
-        if (!session.stream) continue;
-        if (session.stream->unsent()) return false;
-        fds.push_back(session.stream->fd());
-    }
+    for (const auto& [id, session] : sessions_)
+        if (session.stream && !session.stream->add_fd(fds)) return false;
     return true;
 }
 
 bool LinkRelay::transferring() const {
     for (const auto& [id, session] : sessions_)
-        if (session.stream && (session.stream->unsent() || session.stream->receiving_large()))
-            return true;
+        if (session.stream && session.stream->busy()) return true;
     return false;
 }
 

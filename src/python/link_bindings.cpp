@@ -1,25 +1,15 @@
-// _core's door into link/ for python/ppmpi/_auth.py: the handshake driven by Python's socket
-// code, and frames sealed and opened in place in Python's own buffers (GIL released: a 64 MiB
-// array takes tens of milliseconds).
+// _core's door into link/ for python/ppmpi/_auth.py: the handshake, driven by Python's socket
+// code (every later byte is the dispatcher's, link_stream.hpp).
 #include <pybind11/pybind11.h>
 
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/link/handshake.hpp"
-#include "ppmpi/link/sealed_frames.hpp"
 
 namespace py = pybind11;
 
 namespace ppmpi {
 
 namespace {
-
-// A writable contiguous buffer's bytes (a bytearray, or a numpy array's memory).
-std::pair<char*, std::size_t> writable(const py::buffer& buffer) {
-    py::buffer_info info = buffer.request(true);
-    PPMPI_ENFORCE(info.ndim <= 1 && (info.ndim == 0 || info.strides[0] == info.itemsize),
-                  "a contiguous buffer");
-    return {static_cast<char*>(info.ptr), static_cast<std::size_t>(info.size * info.itemsize)};
-}
 
 const char* failure_name(link::Handshake::Failure failure) {
     switch (failure) {
@@ -46,34 +36,6 @@ void bind_handshake(py::module_& m) {
         });
 }
 
-void bind_frames(py::module_& m) {
-    py::class_<link::FrameSealer>(m, "LinkSealer")
-        .def(py::init([](py::bytes key) { return link::FrameSealer(key); }))
-        .def("seal", [](link::FrameSealer& s, py::buffer body) {  // -> (header, tag)
-            auto [data, size] = writable(body);
-            link::FrameSealer::Wrapping wrap;
-            {
-                py::gil_scoped_release unlocked;
-                wrap = s.seal_in_place(data, size);
-            }
-            return py::make_tuple(py::bytes(wrap.header.data(), wrap.header.size()),
-                                  py::bytes(wrap.tag.data(), wrap.tag.size()));
-        });
-    py::class_<link::InPlaceOpener>(m, "LinkOpener")
-        .def(py::init([](py::bytes key) { return link::InPlaceOpener(key); }))
-        .def_static("body_size", [](py::bytes header, std::size_t max_body) {
-            return link::InPlaceOpener::body_size(std::string(header), max_body);
-        })
-        .def("open", [](link::InPlaceOpener& o, py::bytes header, py::buffer body,
-                        py::bytes tag) {
-            auto [data, size] = writable(body);
-            std::string head(header), mac(tag);
-            PPMPI_ENFORCE(mac.size() == link::kTagBytes, "a tag of ", link::kTagBytes, " bytes");
-            py::gil_scoped_release unlocked;
-            o.open(head, data, size, mac.data());
-        });
-}
-
 }  // namespace
 
 // The link's errors become ppmpi._auth's own exceptions (defined in Python so that importing
@@ -96,7 +58,6 @@ void bind_link(py::module_& m) {
         }
     });
     bind_handshake(m);
-    bind_frames(m);
 }
 
 }  // namespace ppmpi

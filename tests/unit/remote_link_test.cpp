@@ -125,6 +125,31 @@ TEST_CASE("link stream: a changed byte or an oversized length ends the link", "[
     ::close(a);
 }
 
+TEST_CASE("link stream: nothing crosses the wire in the clear, and a replay ends the link",
+          "[link]") {
+    auto [a, b] = socket_pair();
+    link::LinkStream sender(a, {kOneKey, kOtherKey});
+    const std::string plain = "plain text that must not cross the wire as it is";
+    sender.send_slot(1, plain, {Buffer::copy_of(plain)}, false);
+    sender.flush();
+    std::string wire(1 << 16, '\0');
+    ssize_t got = ::recv(b, wire.data(), wire.size(), MSG_DONTWAIT);
+    REQUIRE(got > 0);
+    wire.resize(static_cast<std::size_t>(got));
+    CHECK(wire.find("plain text") == std::string::npos);
+
+    auto [c, d] = socket_pair();
+    link::LinkStream reader(d, {kOtherKey, kOneKey});
+    std::string twice = wire + wire;
+    REQUIRE(::write(c, twice.data(), twice.size()) == static_cast<ssize_t>(twice.size()));
+    auto first = reader.receive();
+    REQUIRE(first);
+    CHECK((first->frame == plain && first->buffers.at(0).view() == plain));
+    CHECK_THROWS_AS(reader.receive(), AuthError);
+    ::close(b);
+    ::close(c);
+}
+
 TEST_CASE("remote link: a pool without workers runs its jobs on a server's", "[link]") {
     Remote remote;
     for (JobId id = 1; id <= 20; ++id) remote.submit(id, "f", "args" + std::to_string(id));

@@ -86,6 +86,14 @@ class LinkStream {
     int fd() const { return fd_; }
     bool unsent() const { return !chunks_.empty() || !unsealed_.empty(); }
     bool receiving_large() const { return in_frame_ && into_size_ >= kChunkBytes / 2; }
+    // Data in motion: the caller should poll on, not sleep.
+    bool busy() const { return unsent() || receiving_large(); }
+    // For a doze: adds the socket; false if something waits to be sent (no doze then).
+    bool add_fd(std::vector<int>& fds) const {
+        if (unsent()) return false;
+        fds.push_back(fd_);
+        return true;
+    }
     Clock::time_point last_sent() const { return last_sent_; }
     Clock::time_point last_received() const { return last_received_; }
 
@@ -102,6 +110,7 @@ class LinkStream {
         bool owned = false;
         bool chunk = false;
     };
+    void queue_message(std::string plain);
     void seal_next();
     void consume(std::size_t sent);
     bool fill();
