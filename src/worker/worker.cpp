@@ -49,7 +49,7 @@ void WorkerHost::on_message(Message& message) {
         case Kind::Task: {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!shutdown_) work_.push_back(std::move(message));
-            work_ready_.notify_one();
+            work_posted_ = true;  // the executor is woken once the turn ends (serve_master)
             break;
         }
         case Kind::Shutdown:
@@ -207,6 +207,10 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
     Backoff backoff;
     for (;;) {
         auto verdict = baton_.owner_turn([&] { return owner_turn(transport, master); });
+        // Woken only now, with the mutex and the baton free: on a shared core a woken executor
+        // ran at once, then blocked on either (its job's result leaves in a turn of its own),
+        // which cost two more context switches per task.
+        if (work_posted_.exchange(false)) work_ready_.notify_one();
         if (!verdict) {  // the executor drives: stand down (it wakes us when it stops)
             comm_wakeup_.wait_for(backoff.policy().max_sleep);
             backoff.reset();

@@ -42,6 +42,7 @@ class LinkRelay {
     bool plan(std::vector<int>& fds) const;
     bool transferring() const;
     Clock::time_point last_heard() const { return last_heard_; }  // from any client
+    std::size_t jobs() const { return jobs_.size(); }  // relayed, not ended yet
     std::size_t sessions() const { return sessions_.size(); }
     std::vector<std::string> take_events() { return std::exchange(events_, {}); }
 

@@ -113,6 +113,7 @@ class WorkerHost {
     std::deque<Message> results_;
     Clock::time_point job_started_{};  // of the job the executor runs (if executor_busy_)
     bool executor_waiting_ = false;     // the executor sleeps until work comes
+    std::atomic<bool> work_posted_{false};  // work_ came in a turn: wake the executor after it
     std::atomic<bool> executor_stop_{false};
     std::atomic<bool> executor_busy_{false};
     std::atomic<bool> executor_failed_{false};
