@@ -4,6 +4,8 @@ half-made package when first asked for (_serve.complete_on_demand), so a job's `
 import Server`` (say, in the user's module that the job's function comes from) works on every
 worker."""
 from ._logging import debug
+from ._nested import get_executor, get_server
+from ._parallel import comm, parallel
 from .errors import (DestroyedServerError, JobExit, JobTimeout, NoWorkers, RemoteError,
                      RemoteTraceback, ResultPicklingError, WorkerLost)
 from .executor import Executor
@@ -12,6 +14,8 @@ from .server import Server, Statistics, Template
 
 __version__ = version = "0.1.0"
 
-__all__ = ["Server", "Template", "Job", "Statistics", "Executor", "debug", "DestroyedServerError",
+__all__ = ["Server", "Template", "Job", "Statistics", "Executor", "comm", "parallel",
+           "get_server", "get_executor", "debug",
+           "DestroyedServerError",
            "RemoteError", "RemoteTraceback", "JobExit", "ResultPicklingError", "WorkerLost",
            "JobTimeout", "NoWorkers", "__version__"]

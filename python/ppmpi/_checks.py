@@ -46,6 +46,26 @@ def check_tuple(name, value):
         raise TypeError(f"{name} argument must be a tuple, not {type(value).__name__}")
 
 
+def check_submit(args, depfuncs, modules, callback, callbackargs, globals, timeout):
+    """submit()'s arguments, as Server.submit and a job's own server (_nested) take them:
+    returns (modules, depfuncs, timeout) with globals= folded in."""
+    if not (type(args) is tuple and type(depfuncs) is tuple and type(modules) is tuple
+            and type(callbackargs) is tuple):  # one test for the usual case
+        for name, value in (("args", args), ("depfuncs", depfuncs), ("modules", modules),
+                            ("callbackargs", callbackargs)):
+            check_tuple(name, value)
+    for module in modules:
+        if not isinstance(module, str):
+            raise TypeError(f"modules entries must be str, not {type(module).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+    if globals is not None:
+        if not isinstance(globals, dict):
+            raise TypeError(f"globals must be a dict, not {type(globals).__name__}")
+        modules, depfuncs = from_globals(globals, modules, depfuncs)
+    return modules, depfuncs, check_seconds("timeout", timeout)
+
+
 def from_globals(namespace, modules, depfuncs):
     """pp's globals=: every module and plain function found in the dict is shipped."""
     found_modules = [v.__name__ for k, v in namespace.items()

@@ -3,6 +3,7 @@
 Functions travel with cloudpickle, so lambdas, closures, ``__main__`` functions, bound methods
 and instances of ``__main__`` classes work. A bundle is the tuple (func, depfuncs, modules,
 fresh, init); its key is a digest of its bytes, so equal keys mean equal bundles (no id() reuse)."""
+import builtins
 import pickle
 
 import cloudpickle
@@ -102,6 +103,12 @@ def rebuild_error(report, job_label):
     if report.get("exc") is not None:
         try:
             exc = pickle.loads(report["exc"])
+        except Exception:
+            exc = None
+    builtin = getattr(builtins, report["type"], None)
+    if exc is None and isinstance(builtin, type) and issubclass(builtin, Exception):
+        try:  # a builtin exception whose pickle was lost (a RecursionError too deep to pickle)
+            exc = builtin(report["message"])
         except Exception:
             exc = None
     if exc is None:

@@ -13,7 +13,7 @@ import types
 
 import cloudpickle
 
-from . import _pickling
+from . import _nested, _parallel, _pickling
 from .errors import JobExit, ResultPicklingError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -120,8 +120,10 @@ def _prepare(func, depfuncs, modules, fresh):
 
 
 class WorkerRuntime:
-    def __init__(self, worker_id):
+    def __init__(self, worker_id, host=None):
+        """host: the worker loop's (submit, wait) for jobs' own jobs (_nested)."""
         self.worker_id = worker_id
+        _nested.attach(host, self)
         self.host = os.uname().nodename  # gethostname(), without importing socket
         self.bundles = {}
         self.loaded = {}
@@ -155,9 +157,22 @@ class WorkerRuntime:
                                  f"{type(exc).__name__}: {exc}") from exc
         self.initialized.add(init_key)
 
-    def run(self, job_id, key, args_data, args_buffers=()):
+    def run(self, job_id, key, args_data, args_buffers=(), comm=None):
         """Runs one job: (True, payload, seconds, buffers) or (False, error report, seconds,
-        []). args_buffers: the arguments' out-of-band buffers, in memory the C++ side owns."""
+        []). args_buffers: the arguments' out-of-band buffers, in memory the C++ side owns.
+        comm: a parallel job's communicator handle (ppmpi.comm())."""
+        if comm is not None:
+            return _parallel.run_with(comm, self.run, job_id, key, args_data, args_buffers)
+        stack = _nested.stack
+        if stack:  # a child, inside the wait of a job running here
+            return _nested.run_inline(self, self._run, job_id, key, args_data, args_buffers)
+        stack.append(job_id)
+        try:
+            return self._run(job_id, key, args_data, args_buffers)
+        finally:
+            stack.pop()
+
+    def _run(self, job_id, key, args_data, args_buffers):
         # The time reported is the job's own, without loading its function (an import the
         # first time on this worker): the master sizes its pipelining by it (scheduler.hpp),
         # and one slow first load taught it that no-op jobs take milliseconds.

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 
-from . import _pickling, _progress
+from . import _parallel, _pickling, _progress
 from ._checks import check_seconds
 from .server import Server
 
@@ -55,10 +55,13 @@ class Executor(concurrent.futures.Executor):
         return self._submit(fn, _pickling.KwCall(args, kwargs) if kwargs else args)
 
     def _submit(self, fn, payload):
+        nranks = None
+        if isinstance(fn, _parallel.parallel):  # a parallel job: its future's result is a list
+            fn, nranks = fn.fn, _parallel.check_nranks(fn.nranks, self._server._ncpus, False)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            future = self._server._submit(fn, payload, init=self._init).future
+            future = self._server._submit(fn, payload, init=self._init, nranks=nranks).future
             self._pending.add(future)
         future.add_done_callback(self._done)
         return future

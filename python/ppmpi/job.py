@@ -4,7 +4,7 @@ import pickle
 import sys
 import threading
 
-from . import _serialize
+from . import _parallel, _serialize
 from ._bounds import WAIT_SLICE_S
 
 
@@ -14,9 +14,10 @@ class Job:
     printed is shown on the master's stdout the first time the result is taken."""
 
     __slots__ = ("_server", "tid", "group", "_func", "callback", "callbackargs", "_lock",
-                 "_taken", "_result", "_error", "_callback_done", "_future", "__weakref__")
+                 "_taken", "_result", "_error", "_callback_done", "_future", "_nranks",
+                 "__weakref__")
 
-    def __init__(self, server, tid, func, group, callback, callbackargs):
+    def __init__(self, server, tid, func, group, callback, callbackargs, nranks=None):
         self._server = server
         self.tid = tid
         self.group = group
@@ -29,6 +30,7 @@ class Job:
         self._error = None
         self._callback_done = threading.Event() if callback is not None else None
         self._future = None
+        self._nranks = nranks  # a parallel job's: its result is a list
 
     def __repr__(self):
         state = "finished" if self.finished else "pending"
@@ -141,7 +143,9 @@ class Job:
     def _apply(self, outcome):
         """Unpickles a taken outcome into this job; returns the job's printed output."""
         code, payload, message, _worker, _seconds, buffers = outcome
-        if code == _serialize.OK:
+        if self._nranks is not None and code in (_serialize.OK, _serialize.REMOTE_ERROR):
+            self._result, self._error, output = _parallel.unpack(payload, buffers, self.label)
+        elif code == _serialize.OK:
             # Large arrays come back as views of the memory they were received into.
             self._result, output = (pickle.loads(payload, buffers=buffers) if buffers
                                     else pickle.loads(payload))

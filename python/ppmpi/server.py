@@ -5,10 +5,9 @@ import sys
 import threading
 import time
 
-from . import _launch, _progress, _remote, _runtime, _serialize, _stats
+from . import _launch, _parallel, _progress, _remote, _runtime, _serialize, _stats
 from ._ppservers import ServerLinks
-from ._checks import (check_ncpus, check_proto, check_retries, check_seconds, check_tuple,
-                      from_globals)
+from ._checks import check_ncpus, check_proto, check_retries, check_seconds, check_submit
 from ._stats import Statistics
 from .errors import DestroyedServerError
 from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
@@ -114,39 +113,30 @@ class Server:
 
     # -- submitting -------------------------------------------------------------------------
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
-               group="default", globals=None, *, timeout=None):
+               group="default", globals=None, *, timeout=None, nranks=None):
         """Submits ``func(*args)``; returns a Job. depfuncs are callable by name on the worker
         and modules are imported there first (``"math"`` or ``"from x import y"``).
         callback: called on the master as ``callback(*callbackargs, result)`` once the job
         succeeded, one callback at a time. timeout: seconds the job may run (default: the
         server's job_timeout); past it the job fails with JobTimeout and its worker is
-        replaced."""
+        replaced. nranks=k: a parallel job, func(*args) on k workers at once, where
+        ppmpi.comm() is an mpi4py communicator of those k; the result is the list of the k
+        return values in rank order (ARCHITECTURE.md, "Parallel jobs")."""
         if self._destroyed:
             self._check_open()
-        if not (type(args) is tuple and type(depfuncs) is tuple and type(modules) is tuple
-                and type(callbackargs) is tuple):  # one test for the usual case
-            for name, value in (("args", args), ("depfuncs", depfuncs), ("modules", modules),
-                                ("callbackargs", callbackargs)):
-                check_tuple(name, value)
-        for module in modules:
-            if not isinstance(module, str):
-                raise TypeError(f"modules entries must be str, not {type(module).__name__}")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        if globals is not None:
-            if not isinstance(globals, dict):
-                raise TypeError(f"globals must be a dict, not {type(globals).__name__}")
-            modules, depfuncs = from_globals(globals, modules, depfuncs)
-        if timeout is not None:
-            timeout = check_seconds("timeout", timeout)
-        return self._submit(func, args, depfuncs, modules, callback, callbackargs, group, timeout)
+        modules, depfuncs, timeout = check_submit(args, depfuncs, modules, callback,
+                                                  callbackargs, globals, timeout)
+        if nranks is not None:
+            nranks = _parallel.check_nranks(nranks, self._ncpus, self._links is not None)
+        return self._submit(func, args, depfuncs, modules, callback, callbackargs, group, timeout,
+                            nranks=nranks)
 
     def _check_open(self):
         if self._destroyed:
             raise DestroyedServerError("Cannot submit jobs: server instance has been destroyed")
 
     def _submit(self, func, payload, depfuncs=(), modules=(), callback=None, callbackargs=(),
-                group="default", timeout=None, init=None):
+                group="default", timeout=None, init=None, nranks=None):
         """Queues one job whose checked arguments are `payload` (a tuple, KwCall or Batch).
         init: (key, initializer, initargs) run once per worker before its first such job."""
         if not callable(func):
@@ -166,15 +156,16 @@ class Server:
             group_id = self._group_id(group)
         limit = timeout or self.job_timeout or 0.0
         place = self._pool.submit
+        ranks = nranks or 0  # 0: an ordinary job
         if callback is None:
-            job_id = place(key, bundle, data, buffers, group_id, False, limit)
-            return Job(self, job_id, func, group, callback, callbackargs)
+            job_id = place(key, bundle, data, buffers, group_id, False, limit, ranks)
+            return Job(self, job_id, func, group, callback, callbackargs, nranks)
         # Submitted and registered under the lock the notifier thread takes to look a finished
         # job up: a job that finishes before it is registered would otherwise be dropped by the
         # notifier, its callback never run and wait() never return.
         with self._lock:
-            job_id = place(key, bundle, data, buffers, group_id, True, limit)
-            job = Job(self, job_id, func, group, callback, callbackargs)
+            job_id = place(key, bundle, data, buffers, group_id, True, limit, ranks)
+            job = Job(self, job_id, func, group, callback, callbackargs, nranks)
             self._register_locked(job)
         return job
 

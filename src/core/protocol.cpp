@@ -30,6 +30,9 @@ PPMPI_PLAIN_SERIALIZABLE(Shutdown)
 PPMPI_PLAIN_SERIALIZABLE(Goodbye)
 PPMPI_PLAIN_SERIALIZABLE(Release)
 PPMPI_PLAIN_SERIALIZABLE(Withdraw)
+PPMPI_PLAIN_SERIALIZABLE(Gang)
+PPMPI_PLAIN_SERIALIZABLE(Submit)
+PPMPI_PLAIN_SERIALIZABLE(Waiting)
 
 namespace ppmpi {
 namespace {
@@ -289,7 +292,8 @@ Kind kind_of(const Header& header) { return static_cast<Kind>(header.index()); }
 const char* kind_name(Kind kind) {
     static constexpr const char* names[] = {"Hello",  "Welcome",   "FunctionDef",
                                             "Task",   "Result",    "Heartbeat",
-                                            "Shutdown", "Goodbye", "Release", "Withdraw"};
+                                            "Shutdown", "Goodbye", "Release", "Withdraw", "Gang",
+                                            "Submit", "Waiting"};
     auto index = static_cast<std::size_t>(kind);
     return index < std::size(names) ? names[index] : "Unknown";
 }

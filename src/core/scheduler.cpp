@@ -46,7 +46,7 @@ void Scheduler::place(WorkerSlots& slots) {
         if (slots.jobs.empty()) idle_retiring_.insert(slots.id);
         return;
     }
-    if (slots.alone) return;
+    if (slots.alone || slots.held) return;
     Buckets& buckets = slots.filling ? filling_ : ready_;
     if (buckets.size() <= slots.jobs.size()) buckets.resize(slots.jobs.size() + 1);
     link_back(buckets[slots.jobs.size()], &slots);
@@ -58,7 +58,7 @@ void Scheduler::unplace(WorkerSlots& slots) {
         idle_retiring_.erase(slots.id);
         return;
     }
-    if (slots.alone) return;
+    if (slots.alone || slots.held) return;
     unlink((slots.filling ? filling_ : ready_)[slots.jobs.size()], &slots);
     --placed_;
 }
@@ -95,9 +95,40 @@ void Scheduler::retire_worker(WorkerId worker) {
     place(it->second);
 }
 
-void Scheduler::enqueue(JobId job) {
-    queue_.push_back(job);
+void Scheduler::hold(WorkerId worker, bool held) {
+    auto it = workers_.find(worker);
+    if (it == workers_.end() || it->second.held == held) return;
+    unplace(it->second);
+    it->second.held = held;
+    place(it->second);
+}
+
+std::size_t Scheduler::load(WorkerId worker) const {
+    auto it = workers_.find(worker);
+    return it == workers_.end() ? 0 : it->second.jobs.size();
+}
+
+void Scheduler::enqueue(JobId job, bool front) {
+    if (front) {
+        queue_.push_front(job);
+    } else {
+        queue_.push_back(job);
+    }
     waiting_.insert(job);
+}
+
+// Out of the queue (a walk: a marked entry left there would come back to life if the job
+// were queued again, as a lost worker's jobs are), onto the worker.
+bool Scheduler::take_for(JobId job, WorkerId worker) {
+    auto it = workers_.find(worker);
+    if (it == workers_.end() || waiting_.erase(job) == 0) return false;
+    auto queued = std::find(queue_.begin(), queue_.end(), job);
+    if (queued != queue_.end()) queue_.erase(queued);
+    unplace(it->second);
+    it->second.jobs.insert(job);
+    place(it->second);
+    running_[job] = worker;
+    return true;
 }
 
 // Marked, and skipped when assign() reaches it: taking it out of the queue would cost a walk.

@@ -43,7 +43,10 @@ bool Dispatcher::flush_outbox() {
 bool Dispatcher::dispatch_all() {
     bool active = false;
     for (auto& [id, pool] : pools_)
-        if (!pool.destroyed) active |= dispatch_jobs(pool);
+        if (!pool.destroyed) {
+            dispatch_gangs(id, pool);  // first: the workers it reserves get no single job
+            active |= dispatch_jobs(pool);
+        }
     return active;
 }
 
@@ -105,7 +108,9 @@ bool Dispatcher::results_within(std::chrono::microseconds window) const {
 
 bool Dispatcher::quiet() const {
     for (const auto& [id, pool] : pools_)
-        if (pool.scheduler.pending() > 0 || pool.scheduler.running() > 0) return false;
+        if (pool.scheduler.pending() > 0 || pool.scheduler.running() > 0 ||
+            pool.gangs.pending() > 0 || pool.gangs.active() > 0)
+            return false;
     return true;
 }
 
@@ -150,6 +155,9 @@ void Dispatcher::handle(WorkerRecord& worker, Message& message) {
             on_result(worker, std::get<Result>(message.header), message);
             break;
         case Kind::Goodbye: on_goodbye(worker); break;
+        case Kind::FunctionDef:
+        case Kind::Submit:
+        case Kind::Waiting: handle_nested(worker, message); break;
         case Kind::Heartbeat: break;  // liveness is tracked from every message (issue 4)
         default:
             log_warning(std::string("unexpected ") + kind_name(kind_of(message.header)) +
@@ -195,6 +203,8 @@ void Dispatcher::welcome(WorkerRecord& worker) {
     worker.phase = Phase::Active;
     monitor_.watch(worker.peer, pool.spec.worker_timeout, now_);
     pool.scheduler.add_worker(worker.peer);
+    auto domain = launcher_.domain(worker.peer);
+    pool.gangs.add_worker(worker.peer, domain.id, domain.rank);
     pool.stats[worker.peer].label = worker.label;
     log_debug("worker " + worker.label + " (pid " + std::to_string(worker.process.pid) +
               ") joined pool " + std::to_string(*worker.pool));
@@ -205,6 +215,8 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
     Pool& pool = pool_at(*worker.pool);
     // Not (or no longer) its job: timed out, cancelled, or taken back from a worker declared
     // lost. Dropping it keeps every job's outcome recorded exactly once.
+    if (pool.gangs.member(result.job_id, worker.peer))
+        return on_gang_result(worker, pool, result, message);
     if (pool.scheduler.worker_of(result.job_id) != worker.peer) return;
     if (result.status == ResultStatus::Withdrawn) {
         on_withdrawn(worker, pool, result.job_id);
@@ -235,7 +247,8 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
 
 // The job's one outcome: it leaves the scheduler, the queue and the function store.
 void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
-    if (auto worker = pool.scheduler.worker_of(job)) {
+    auto ran_on = pool.scheduler.worker_of(job);
+    if (auto worker = ran_on) {
         pool.scheduler.complete(*worker, job);
     } else {
         pool.scheduler.cancel_pending(job);
@@ -247,7 +260,9 @@ void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
         pool.functions.release(queued->second.key);
         pool.queued.erase(queued);
     }
-    if (pool.relayed && relay_) {
+    if (end_child(pool, job, outcome, ran_on)) {
+        // its parent's worker has it
+    } else if (pool.relayed && relay_) {
         relay_->on_end(job, outcome);
     } else {
         pool.jobs->finish(job, std::move(outcome));
@@ -259,7 +274,10 @@ void Dispatcher::say_shutdown(WorkerRecord& worker) {
     if (worker.phase == Phase::Leaving || worker.phase == Phase::Gone) return;
     if (worker.pool) {
         auto it = pools_.find(*worker.pool);
-        if (it != pools_.end()) it->second.scheduler.remove_worker(worker.peer);
+        if (it != pools_.end()) {
+            it->second.scheduler.remove_worker(worker.peer);
+            leave_gang(it->second, worker);
+        }
     }
     // A worker that cannot end in order leaves at once and says nothing more.
     bool immediate = !launcher_.can_end_in_order(worker.peer);

@@ -47,6 +47,7 @@ bool Dispatcher::on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job) {
     --pool.withdrawing;
     if (!pool.scheduler.withdraw(worker.peer, job)) return false;
     ++pool.jobs_taken_back;
+    if (auto helper = pool.children.take_helper(job)) help_with(pool, job, *helper);
     return true;
 }
 

@@ -13,6 +13,7 @@
 
 #include "ppmpi/core/log.hpp"
 #include "ppmpi/master/dispatcher.hpp"
+#include "message_text.hpp"
 
 namespace ppmpi {
 namespace {
@@ -20,18 +21,6 @@ namespace {
 // How often liveness is checked (a pass over every watched worker: not on every loop turn).
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(100);
 constexpr auto kLivenessForced = std::chrono::seconds(1);
-
-std::string seconds_text(Clock::duration d) {
-    char text[32];
-    std::snprintf(text, sizeof(text), "%g s", std::chrono::duration<double>(d).count());
-    return text;
-}
-
-std::string join(const std::vector<std::string>& parts) {
-    std::string out;
-    for (const std::string& part : parts) out += (out.empty() ? "" : ", ") + part;
-    return out;
-}
 
 }  // namespace
 
@@ -116,29 +105,43 @@ void Dispatcher::judge_by_silence(const std::vector<WorkerRecord*>& silent, Cloc
                     true);
 }
 
+namespace {
+// The pool's running jobs whose deadline is at or before `now`, with their workers (none for
+// a parallel job, gangs.hpp), oldest first.
+std::vector<std::pair<JobId, std::optional<WorkerId>>> past_deadline(const PoolRecord& pool,
+                                                                     Clock::time_point now) {
+    std::vector<std::pair<JobId, std::optional<WorkerId>>> past;
+    if (pool.destroyed) return past;
+    for (const auto& [deadline, job] : pool.deadlines) {
+        if (deadline > now) break;
+        if (pool.gangs.running(job)) {
+            past.emplace_back(job, std::nullopt);
+        } else if (auto worker = pool.scheduler.worker_of(job)) {
+            past.emplace_back(job, *worker);
+        }
+    }
+    return past;
+}
+}  // namespace
+
+// A parallel job past its deadline ends as end_gang says: with what came, kAbortGrace after a
+// member's error; timed out otherwise.
 void Dispatcher::check_deadlines(Clock::time_point now) {
     for (auto& [id, pool] : pools_) {
         for (const auto& [job, peer] : past_deadline(pool, now)) {
-            WorkerRecord& worker = workers_.at(peer);
+            if (!peer) {
+                end_gang(pool, job, pool.gangs.any_error(job) ? Outcome::Ok : Outcome::Timeout);
+                continue;
+            }
+            WorkerRecord& worker = workers_.at(*peer);
             std::string message = "ran longer than its timeout of " +
                                   seconds_text(pool.queued.at(job).timeout) + " on worker " +
                                   worker.label + "; the worker was stopped and replaced";
             end_job(pool, job, JobOutcome{Outcome::Timeout, {}, message, worker.label, 0.0});
+            orphan_children(pool, worker.peer, /*stop_running=*/true);
             stop_worker(worker, "its job timed out");
         }
     }
-}
-
-// The pool's running jobs whose deadline is at or before `now`, with their workers.
-std::vector<std::pair<JobId, WorkerId>>
-Dispatcher::past_deadline(const Pool& pool, Clock::time_point now) const {
-    std::vector<std::pair<JobId, WorkerId>> past;
-    if (pool.destroyed) return past;
-    for (const auto& [deadline, job] : pool.deadlines) {
-        if (deadline > now) break;
-        if (auto worker = pool.scheduler.worker_of(job)) past.emplace_back(job, *worker);
-    }
-    return past;
 }
 
 // A worker that still runs but must go (its job timed out or was cancelled): told to leave at
@@ -173,6 +176,8 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     ++pool.workers_lost;
     std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
     requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
+    orphan_children(pool, worker.peer);
+    leave_gang(pool, worker);
     if (was_serving && !worker.linked) pool.replace_lost = true;  // spawned later this turn
 }
 
@@ -200,6 +205,11 @@ void Dispatcher::note_host_loss(const WorkerRecord& lost) {
 void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
                          const std::string& label, std::optional<JobId> charged) {
     for (JobId job : jobs) {
+        const Children::Child* child = pool.children.find(job);
+        if (child && child->orphaned) {  // its parent was cancelled: not run again
+            end_job(pool, job, JobOutcome{Outcome::Cancelled, {}, "its parent ended", {}, 0.0});
+            continue;
+        }
         QueuedJob& queued = pool.queued.at(job);
         pool.deadlines.erase({queued.deadline, job});
         pool.withdrawing -= queued.withdrawing;

@@ -207,7 +207,8 @@ void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
 }
 
 void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bundle,
-                        Bytes args, Clock::duration timeout, Buffers arg_buffers) {
+                        Bytes args, Clock::duration timeout, Buffers arg_buffers,
+                        std::size_t nranks) {
     Pool& p = pool_at(pool);
     if (p.destroyed) throw DestroyedError("the server was destroyed");
     p.functions.acquire(key, std::move(bundle));
@@ -216,13 +217,24 @@ void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bu
     queued.args = std::move(args);
     queued.arg_buffers = std::move(arg_buffers);
     queued.timeout = timeout;
+    queued.nranks = nranks;
     p.queued.emplace(job, std::move(queued));
-    p.scheduler.enqueue(job);
+    if (nranks > 0) {
+        p.gangs.enqueue(job, nranks);
+    } else {
+        p.scheduler.enqueue(job);
+    }
 }
 
 bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
     Pool& p = pool_at(pool);
     if (p.destroyed || p.queued.count(job) == 0) return false;  // over, or never here
+    if (p.queued.at(job).nranks > 0) {
+        if (p.gangs.running(job) && !running_too) return false;
+        end_gang(p, job, Outcome::Cancelled);
+        end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
+        return true;
+    }
     auto worker = p.scheduler.worker_of(job);
     if (worker && !p.queued.at(job).started) {
         // Sent, but waiting behind the worker's running job: cancelled like a queued one (the
@@ -232,7 +244,9 @@ bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
     }
     if (worker && !running_too) return false;
     end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
-    if (worker) stop_worker(workers_.at(*worker), "its job was cancelled");
+    if (!worker) return true;
+    orphan_children(p, *worker, /*stop_running=*/true);  // its descendants are cancelled too
+    stop_worker(workers_.at(*worker), "its job was cancelled");
     return true;
 }
 
@@ -289,19 +303,10 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
     auto assignments = pool.scheduler.assign();
     for (const auto& [job, worker] : assignments) {
         QueuedJob& queued = pool.queued.at(job);
-        if (!known_.knows(worker, queued.key)) {
-            const Bytes& bundle = pool.functions.bundle(queued.key);
-            queue_message(worker, Message{FunctionDef{queued.key}, bundle});
-            known_.learn(worker, queued.key);
-            ++pool.function_defs_sent;
-            pool.function_bytes_sent += bundle.size();
-        }
-        // The args stay here until the result is in, so the job can be sent again if needed.
-        queue_message(worker, Message{Task{job, queued.key}, queued.args, queued.arg_buffers});
+        send_task(pool, worker, job, queued);
         queued.send_order = ++send_order_;
         if (log_enabled(LogLevel::Debug))
             log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
-        ++pool.tasks_sent;
     }
     // After all of them have their send order: only each worker's oldest job starts now.
     std::set<WorkerId> topped_up;
@@ -309,6 +314,20 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         if (topped_up.insert(worker).second) start_head(pool, worker);
     take_back_for_idle(pool);
     return !assignments.empty();
+}
+
+// The job's function bundle first if the worker has not had it (protocol step 3). The args stay
+// here until the result is in, so the job can be sent again if needed.
+void Dispatcher::send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJob& queued) {
+    if (!known_.knows(worker, queued.key)) {
+        const Bytes& bundle = pool.functions.bundle(queued.key);
+        queue_message(worker, Message{FunctionDef{queued.key}, bundle});
+        known_.learn(worker, queued.key);
+        ++pool.function_defs_sent;
+        pool.function_bytes_sent += bundle.size();
+    }
+    queue_message(worker, Message{Task{job, queued.key}, queued.args, queued.arg_buffers});
+    ++pool.tasks_sent;
 }
 
 std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {

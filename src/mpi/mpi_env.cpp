@@ -10,6 +10,7 @@
 #include "ppmpi/core/exit_watch.hpp"
 #include "ppmpi/core/log.hpp"
 #include "ppmpi/master/mpirun_watch.hpp"
+#include "ppmpi/mpi/gang_comms.hpp"
 #include "ppmpi/mpi/mpi_launcher.hpp"
 #include "ppmpi/mpi/mpi_transport.hpp"
 #include "ppmpi/mpi/startup_barrier.hpp"
@@ -44,7 +45,8 @@ void end_mpirun_if_it_hangs() {
 // as MPI does: their start is a collective of the whole job, which mpirun itself supervises.
 std::shared_ptr<MpiSession> start_worker_session() {
     const char* attempt = std::getenv(kSpawnAttemptVariable);
-    if (!attempt) return start_patient_session();
+    // MULTIPLE: a parallel job's thread calls MPI while the comm thread does (gang_comms.hpp).
+    if (!attempt) return start_patient_session(bmpi::threading::multiple);
     std::string name = attempt;
     ::unsetenv(kSpawnAttemptVariable);  // not for the jobs' own child processes
     ExitUnlessDoneWithin bounded(kSpawnedStartBound, 3,
@@ -52,7 +54,7 @@ std::shared_ptr<MpiSession> start_worker_session() {
                                      ") did not finish in " +
                                      std::to_string(kSpawnedStartBound.count()) +
                                      " s; exiting (the master has started another worker)");
-    return start_patient_session();
+    return start_patient_session(bmpi::threading::multiple);
 }
 
 // A spawned worker offers the master a ring (its frames then go through shared memory), a world
@@ -91,7 +93,13 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
             throw MpiError("the ppmpi master must be rank 0 (this is rank " +
                            std::to_string(session->world_rank()) + ")");
         bmpi::communicator world(MPI_COMM_NULL, bmpi::comm_attach);  // empty
-        if (session->world_size() > 1) world = duplicate_world();
+        // The second copy: the world ranks' own, for parallel jobs (gang_comms.hpp); made by
+        // every rank of the world, this one included, and not used here.
+        bmpi::communicator gang_world(MPI_COMM_NULL, bmpi::comm_attach);
+        if (session->world_size() > 1) {
+            world = duplicate_world();
+            gang_world = duplicate_world();
+        }
         auto mpi = std::make_unique<MpiTransport>();
         MpiTransport& mpi_view = *mpi;
         // Spawned workers of this host get rings; world ranks of this host get bells.
@@ -106,7 +114,7 @@ EnvironmentFactory mpi_master_environment(std::string worker_path,
         env.transport = std::move(transport);
         env.launcher = std::move(launcher);
         env.borrowable = session->serialized();
-        env.before_close = [session, launcher_view](bool all_gone) {
+        env.before_close = [session, launcher_view, gang_world](bool all_gone) {
             if (!all_gone || !launcher_view->finalize_is_safe()) session->skip_finalize();
             if (launcher_view->world_rank_lost()) end_mpirun_if_it_hangs();
         };
@@ -150,6 +158,8 @@ WorkerEnvironmentFactory mpi_worker_environment() {
         auto transport = std::make_unique<MpiTransport>();
         bool in_world = session->parent() == MPI_COMM_NULL;
         transport->add_peer(0, link_to_master(*session), 0);
+        // Next, as the master makes its copies (or with the ones spawned together).
+        auto gangs = std::make_shared<MpiGangComms>(duplicate_asleep(MPI_COMM_WORLD));
         transport->allow_socket_dozes();  // over TCP, an idle worker sleeps on its sockets
         WorkerEnvironment env;
         // Protocol step 7: a world rank, or one of several spawned together (their world),
@@ -160,6 +170,7 @@ WorkerEnvironmentFactory mpi_worker_environment() {
         env.transport = offer_shared_memory(std::move(transport), in_world);
         env.master = 0;
         env.borrowable = session->serialized();
+        env.gangs = std::move(gangs);
         env.before_close = [session, alone](bool clean) {
             if (!clean) {
                 session->skip_finalize();

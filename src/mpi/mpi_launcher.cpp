@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <any>
 #include <cstdlib>
 
@@ -208,6 +209,16 @@ void MpiLauncher::leave_group(PeerId peer) {
 }
 
 std::string MpiLauncher::describe(PeerId peer) const { return std::to_string(peer); }
+
+// A world rank's rank is its peer id; a spawned worker's, its place in its spawn.
+Launcher::Domain MpiLauncher::domain(PeerId peer) const {
+    if (in_world(peer)) return Domain{0, static_cast<int>(peer)};
+    auto it = group_of_.find(peer);
+    if (it == group_of_.end()) return {};
+    const auto& members = groups_[it->second].members;
+    auto at = std::find(members.begin(), members.end(), peer);
+    return Domain{static_cast<int>(it->second) + 1, static_cast<int>(at - members.begin())};
+}
 
 std::vector<Launcher::Release> MpiLauncher::lost(PeerId peer) {
     spawns_.cancel(peer);  // if it was still being launched

@@ -59,10 +59,11 @@ class PoolHandle {
     PoolHandle(std::shared_ptr<Master> master, PoolId id, std::shared_ptr<JobTable> jobs)
         : master_(std::move(master)), id_(id), jobs_(std::move(jobs)) {}
 
+    // nranks: 0 for an ordinary job, else a parallel job's (gangs.hpp).
     JobId submit(std::string key, py::bytes bundle, py::bytes args, py::list arg_buffers,
-                 int group, bool notify, double timeout) {
+                 int group, bool notify, double timeout, std::size_t nranks) {
         JobId job = create(group, notify);
-        dispatch(job, std::move(key), bundle, args, arg_buffers, timeout);
+        dispatch(job, std::move(key), bundle, args, arg_buffers, timeout, nranks);
         return job;
     }
 
@@ -73,7 +74,7 @@ class PoolHandle {
     }
 
     void dispatch(JobId job, std::string key, py::bytes bundle, py::bytes args,
-                  py::list arg_buffers, double timeout) {
+                  py::list arg_buffers, double timeout, std::size_t nranks = 0) {
         release_python_buffers();
         Buffers buffers = buffers_from_python(arg_buffers);
         std::string bundle_bytes = bundle, args_bytes = args;
@@ -85,7 +86,7 @@ class PoolHandle {
                        buffers = std::move(buffers)](Dispatcher& d) mutable {
             try {
                 d.submit(pool, job, key, std::move(bundle), std::move(args), limit,
-                         std::move(buffers));
+                         std::move(buffers), nranks);
             } catch (const std::exception& e) {
                 jobs->finish(job, JobOutcome{Outcome::Destroyed, {}, e.what(), {}, 0.0});
             }

@@ -41,11 +41,36 @@ void PythonExecutor::configure(const Welcome& welcome) {
         py::module_::import("sys").attr("path") = merged;
         if (!welcome.cwd.empty()) py::module_::import("os").attr("chdir")(welcome.cwd);
         if (!module_) module_ = py::module_::import("ppmpi._worker");
-        runtime_ = module_.attr("WorkerRuntime")(welcome.worker_id);
+        runtime_ = module_.attr("WorkerRuntime")(welcome.worker_id, host_functions());
         run_ = runtime_.attr("run");  // bound once, not looked up for every job
     } catch (py::error_already_set& e) {
         throw PpmpiError(std::string("could not set up the worker's Python: ") + e.what());
     }
+}
+
+// (submit, wait) for ppmpi._nested: a job's children go to the master through the worker loop;
+// a wait runs, on this thread, the children that come back to it (the GIL released meanwhile).
+py::object PythonExecutor::host_functions() const {
+    if (host_ == nullptr) return py::none();
+    JobHost* host = host_;
+    auto submit = [host](JobId parent, std::string key, py::bytes bundle, py::bytes args,
+                         py::list buffers, double timeout) {
+        return host->submit_child(parent, key, bundle, args, buffers_from_python(buffers),
+                                  timeout);
+    };
+    auto wait = [host](JobId child, double timeout) -> py::object {
+        std::optional<Message> outcome;
+        {
+            py::gil_scoped_release unlocked;
+            outcome = host->wait_child(child, timeout);
+        }
+        if (!outcome) return py::none();
+        const Result& result = std::get<Result>(outcome->header);
+        return py::make_tuple(static_cast<int>(result.status), py::bytes(outcome->payload),
+                              static_cast<int>(result.outcome),
+                              buffers_to_python(std::move(outcome->buffers)));
+    };
+    return py::make_tuple(py::cpp_function(submit), py::cpp_function(wait));
 }
 
 void PythonExecutor::define(const std::string& key, Bytes bundle) {
@@ -55,7 +80,8 @@ void PythonExecutor::define(const std::string& key, Bytes bundle) {
     runtime_.attr("define")(key, py::bytes(bundle));
 }
 
-ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffers) {
+ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffers,
+                                std::optional<std::int64_t> comm) {
     py::gil_scoped_acquire gil;
     PPMPI_ENFORCE(runtime_, "task before configure");
     release_python_buffers();
@@ -68,8 +94,9 @@ ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffer
         last_key_py_ = py::str(task.func_key);
         last_key_ = task.func_key;
     }
+    py::object handle = comm ? py::object(py::int_(*comm)) : py::object(py::none());
     py::tuple out = run_(task.job_id, last_key_py_, view,
-                         buffers_to_python(std::move(arg_buffers)));
+                         buffers_to_python(std::move(arg_buffers)), handle);
     ExecOutcome outcome;
     outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
     outcome.payload = out[1].cast<std::string>();

@@ -125,6 +125,8 @@ void WorkerHost::execute_loop(Executor& executor) {
                 executor.configure(*w);
             } else if (auto* def = std::get_if<FunctionDef>(&item.header)) {
                 executor.define(def->key, std::move(item.payload));
+            } else if (auto* gang = std::get_if<Gang>(&item.header)) {
+                next_gang_ = std::move(*gang);
             } else if (auto* task = std::get_if<Task>(&item.header)) {
                 run_task(executor, *task, item);
             }
@@ -151,7 +153,16 @@ void WorkerHost::run_task(Executor& executor, const Task& task, Message& item) {
     wait_for_result_sends();
     static thread_local const ThreadCpuWait cpu_wait;
     double waited_before = cpu_wait.seconds();
-    ExecOutcome out = executor.run(task, std::move(item.payload), std::move(item.buffers));
+    // A parallel job's communicator: made with the job's other ranks (this thread waits for
+    // them in MPI, the comm thread goes on answering the master), freed after the job.
+    std::optional<std::int64_t> comm;
+    if (next_gang_ && next_gang_->job_id == task.job_id && gang_comms_) {
+        constexpr JobId kTags = 32768;  // MPI_TAG_UB is at least 32767
+        comm = gang_comms_->open(next_gang_->ranks, static_cast<int>(task.job_id % kTags));
+    }
+    next_gang_.reset();
+    ExecOutcome out = executor.run(task, std::move(item.payload), std::move(item.buffers), comm);
+    if (comm) gang_comms_->close(*comm);
     double waited = std::min(out.seconds, cpu_wait.seconds() - waited_before);
     last_job_seconds_.store(out.seconds, std::memory_order_relaxed);
     for (const Buffer& b : out.buffers) results_in_flight_.push_back(b.owner);

@@ -32,6 +32,8 @@ WorkerHost::WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options)
 
 int WorkerHost::serve(Executor& executor) {
     serve_started_ = Clock::now();
+    executor_ = &executor;
+    executor.attach(*this);
     std::thread comm(&WorkerHost::comm_main, this);
     executor.prepare();  // while MPI starts on the comm thread
     execute_loop(executor);
@@ -46,6 +48,7 @@ void WorkerHost::on_message(Message& message) {
             welcomed_ = true;
             [[fallthrough]];
         case Kind::FunctionDef:
+        case Kind::Gang:
         case Kind::Task: {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!shutdown_) work_.push_back(std::move(message));
@@ -64,6 +67,13 @@ void WorkerHost::on_message(Message& message) {
             comm_wakeup_.notify();  // as for Shutdown (stop_executor)
             break;
         case Kind::Withdraw: withdraw(std::get<Withdraw>(message.header).job_id); break;
+        case Kind::Result: {  // a child's outcome, for the job here that waits for it (step 8)
+            std::lock_guard<std::mutex> lock(mutex_);
+            JobId child = std::get<Result>(message.header).job_id;
+            if (children_.count(child)) child_results_[child] = std::move(message);
+            work_posted_ = true;
+            break;
+        }
         case Kind::Heartbeat: break;
         default:
             std::cerr << "ppmpi-worker: unexpected " << kind_name(kind_of(message.header))
@@ -117,6 +127,8 @@ bool WorkerHost::send_outbox(Transport& transport, PeerId master, Clock::time_po
         }
         if (!results_.empty()) next_heartbeat_ = now + interval;
         results_.clear();
+        for (Message& r : requests_) outbox_.push_back(std::move(r));
+        requests_.clear();
     }
     if (welcomed_ && !shutdown_ && now >= next_heartbeat_) {
         next_heartbeat_ = now + interval;
@@ -177,6 +189,7 @@ void WorkerHost::comm_main() {
     last_from_master_ = Clock::now();
     master_ = env.master;
     borrowable_ = env.borrowable;
+    gang_comms_ = env.gangs;  // before any task can come (the job thread reads it then)
     transport_.store(env.transport.get(), std::memory_order_release);
     bool clean = serve_master(*env.transport, env.master);
     stop_executor();
@@ -237,7 +250,7 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
 // dozes only behind a job that has run a while. Not between two jobs.
 bool WorkerHost::executor_quiet() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!results_.empty()) return false;
+    if (!results_.empty() || !requests_.empty()) return false;
     if (!executor_busy_) return executor_waiting_ && work_.empty();
     return borrowable_ || Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
 }
@@ -250,7 +263,7 @@ bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::mic
         Doze plan;
         plan.arrived = [this] {
             std::lock_guard<std::mutex> lock(mutex_);
-            return !results_.empty();
+            return !results_.empty() || !requests_.empty();
         };
         // Under the baton: a borrowing executor changes this state in its turns.
         auto planned = baton_.owner_turn([&] {
@@ -299,6 +312,9 @@ void WorkerHost::close(WorkerEnvironment& env, bool clean) {
                                          " s (a process it waits for left without it); exiting");
         if (env.before_close) env.before_close(clean);
         env.transport.reset();
+        // A parallel job stuck in a collective holds its communicator until the process ends.
+        if (!executor_busy_) gang_comms_.reset();
+        env.gangs.reset();
         env.session.reset();
     }
     // A job still running cannot be interrupted; it gets a grace period, then the process ends

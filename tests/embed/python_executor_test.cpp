@@ -116,7 +116,7 @@ struct Worker {
     }
 
     ExecOutcome run(ppmpi::JobId job, const std::string& key, const std::string& args) {
-        return executor.run(ppmpi::Task{job, key}, make_args(args), {});
+        return executor.run(ppmpi::Task{job, key}, make_args(args), {}, std::nullopt);
     }
 };
 
@@ -490,7 +490,7 @@ TEST_CASE("configure puts the master's sys.path first and applies its cwd", "[ex
 TEST_CASE("define or run before configure is an internal error", "[executor]") {
     ppmpi::PythonExecutor executor;
     CHECK_THROWS_AS(executor.define("k", "not a bundle"), ppmpi::InternalError);
-    CHECK_THROWS_AS(executor.run(ppmpi::Task{1, "k"}, "x", {}), ppmpi::InternalError);
+    CHECK_THROWS_AS(executor.run(ppmpi::Task{1, "k"}, "x", {}, std::nullopt), ppmpi::InternalError);
 }
 
 TEST_CASE("configure with a cwd that does not exist throws PpmpiError", "[executor]") {

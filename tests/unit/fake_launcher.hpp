@@ -105,7 +105,7 @@ class FakeExecutor : public Executor {
         bundles_[key] = std::move(bundle);
         log_->defined(self_, key);
     }
-    ExecOutcome run(const Task& task, Bytes args, Buffers) override {
+    ExecOutcome run(const Task& task, Bytes args, Buffers, std::optional<std::int64_t>) override {
         const std::string& key = task.func_key;
         if (key == "throw") throw std::runtime_error("fake executor is broken");
         if (key.rfind("slow", 0) == 0) log_->wait_gate();

@@ -215,13 +215,14 @@ TEST_CASE("protocol: kind_of and kind_name", "[protocol]") {
         {Hello{}, "Hello"},         {Welcome{}, "Welcome"},   {FunctionDef{}, "FunctionDef"},
         {Task{}, "Task"},           {Result{}, "Result"},     {Heartbeat{}, "Heartbeat"},
         {Shutdown{}, "Shutdown"},   {Goodbye{}, "Goodbye"},   {Release{}, "Release"},
-        {Withdraw{}, "Withdraw"}};
+        {Withdraw{}, "Withdraw"},   {Gang{}, "Gang"},         {Submit{}, "Submit"},
+        {Waiting{}, "Waiting"}};
     for (std::size_t i = 0; i < cases.size(); ++i) {
         Kind kind = kind_of(cases[i].first);
         CHECK(static_cast<std::size_t>(kind) == i);
         CHECK(std::string(kind_name(kind)) == cases[i].second);
     }
-    CHECK(std::string(kind_name(static_cast<Kind>(10))) == "Unknown");
+    CHECK(std::string(kind_name(static_cast<Kind>(13))) == "Unknown");
     CHECK(std::string(kind_name(static_cast<Kind>(250))) == "Unknown");
 }
 
@@ -290,7 +291,9 @@ TEST_CASE("protocol: a message encodes to the same bytes every time, on any thre
     std::vector<Message> all{{Hello{1, 2, "h"}, {}},    {w, {}},          {FunctionDef{"k"}, {}},
                              {Task{4, "k"}, {}},        {Result{5, ResultStatus::Error, 1.5}, {}},
                              {Heartbeat{6}, {}},        {Shutdown{true}, {}}, {Goodbye{}, {}},
-                             {Release{false}, {}},     {Withdraw{7}, {}}};
+                             {Release{false}, {}},     {Withdraw{7}, {}},
+                             {Gang{8, {3, 1, 2}}, {}}, {Submit{9, 3, "k", 5}, {}},
+                             {Waiting{9}, {}}};
     for (const Message& m : all) {
         INFO(kind_name(kind_of(m.header)));
         Bytes first = encode_frame({m});

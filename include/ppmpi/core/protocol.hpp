@@ -1,16 +1,11 @@
 // ppmpi/core/protocol.hpp: the messages between the master (rank 0) and its workers.
 //
-// Every MPI message is one *frame* of one or more messages (a deep queue costs one MPI message
-// per worker per dispatcher step). A message: a header struct (Boost.Serialization, binary), a
-// payload of pickled bytes the C++ side never looks into, and Buffers (buffer.hpp): pickle-5
-// out-of-band data, MPI messages of their own right after the frame, never copied.
-// Frame layout: u32 count, then per message: u32 header_len, u64 payload_len, u32 buffer_count,
-// u64 size of each buffer, header, payload. A header starts with its Kind byte. A frame's
-// buffers are those of its messages, in order.
+// A message: a header struct (Boost binary), a payload of pickled bytes C++ never looks into,
+// and Buffers (buffer.hpp): pickle-5 out-of-band data, never copied. Frames: frame.hpp.
 //
 // The protocol, in order (M = master, W = worker):
-//  1. W→M Hello{pid, start_ticks, host}: sent once the worker's MPI is up. Pid and start time
-//     let the master notice at once that a worker on its host died, and kill a lost one safely.
+//  1. W→M Hello{pid, start_ticks, host} once MPI is up: the master notices at once that a worker
+//     on its host died, and kills a lost one safely.
 //  2. M→W Welcome{worker_id, master pid/host, sys_path, cwd, timings}: the master adopts the
 //     worker. A worker in an mpirun world may wait here until a Server claims it.
 //  3. M→W FunctionDef{key} + payload(pickled function bundle): sent before the first Task that
@@ -18,23 +13,29 @@
 //     function can never be mistaken for an old one (pp's id()-keyed cache bug).
 //  4. M→W Task{job_id, func_key} + payload(pickled args) + buffers(the args' large arrays).
 //     Several may be in flight per worker; it runs them in the order they came.
-//     M→W Withdraw{job_id}: the master takes back a task still waiting on this worker behind
-//     its running job (another worker has nothing to do). W answers Result{job_id, Withdrawn}
-//     if the task had not started; if it had, nothing (its result comes as usual).
+//     M→W Withdraw{job_id}: the master takes back a task waiting behind the running job; W
+//     answers Result{job_id, Withdrawn} if it had not started, else nothing (its result comes).
+//     M→W Gang{job_id, ranks} right before a parallel job's Task (gangs.hpp), to each of its
+//     idle members: they make the job's communicator of those ranks of their MPI world.
 //  5. W→M Result{job_id, status, seconds, cpu_wait_seconds} + payload(pickled outcome) + buffers.
-//     A remote server's slot (link_stream.hpp) may also answer Lost (its worker died running
-//     it; payload: why) or Failed{outcome} (the server's limit; payload: the message).
+//     A remote server's slot (link_stream.hpp) may answer Lost (its worker died running it;
+//     payload: why) or Failed{outcome} (the server's limit; payload: the message).
 //  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
 //     M→W Heartbeat likewise, so a worker notices a dead master.
-//  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye, then
-//     a worker spawned alone disconnects from the master, finalizes and exits; one that shares
-//     MPI_Finalize with others (a world rank, or one of a batch spawned together) stops serving
-//     and waits, idle, for M→W Release{finalize}, sent to a batch once its last member said
-//     Goodbye and to a world when the master ends, then finalizes if told to (no disconnect).
-//     M→W Shutdown{immediate=true}: the worker leaves at once without Goodbye, disconnect or
-//     finalize (a job still running gets a short grace). Sent to a worker whose job timed out or
-//     was cancelled, and to every worker that can no longer end in order because a process it
-//     shares MPI collectives with was lost (a disconnect or finalize would wait forever).
+//  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye; one
+//     spawned alone then disconnects, finalizes and exits; one that shares MPI_Finalize with
+//     others (a world rank, one of a batch spawned together) waits, idle, for M→W
+//     Release{finalize} (to a batch once all said Goodbye, to a world when the master ends).
+//     M→W Shutdown{immediate=true}: the worker leaves at once, no Goodbye, disconnect or
+//     finalize (a running job gets a short grace): its job timed out or was cancelled, or a
+//     process it shares MPI collectives with was lost (those would wait forever).
+//  8. Nested jobs (a job submits jobs; children.hpp): W→M FunctionDef{key} + bundle once per key
+//     and worker, then W→M Submit{job_id (made by the worker: top bit set), parent, func_key,
+//     timeout_ms} + args + buffers: a child of the worker's running job `parent`, queued ahead
+//     of top-level jobs. W→M Waiting{job_id}: a job there waits for its child; one not started
+//     yet is sent to that worker (taken back first if it waits behind another worker's job),
+//     whose waiting job runs it inline. M→W Result{child} + payload: the child's outcome, to the
+//     worker that submitted it (Failed{outcome} + message: it ended on the master).
 //  A worker the master declared lost is never sent anything again; on the master's host it is
 //  killed by pid.
 #pragma once
@@ -42,7 +43,6 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -51,7 +51,8 @@ namespace ppmpi {
 using JobId = std::uint64_t;
 using Bytes = std::string;
 enum class Kind : std::uint8_t {
-    Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release, Withdraw
+    Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release, Withdraw,
+    Gang, Submit, Waiting
 };
 struct Hello {
     std::int64_t pid = 0;
@@ -114,37 +115,36 @@ struct Withdraw {
     JobId job_id = 0;
     template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id; }
 };
+struct Gang {
+    JobId job_id = 0;
+    std::vector<std::int32_t> ranks;  // the members' ranks in their world, in the job's order
+    template <class Archive> void serialize(Archive& ar, unsigned) {
+        std::uint32_t count = static_cast<std::uint32_t>(ranks.size());
+        ar & job_id & count;
+        if (count > (1u << 20)) throw std::length_error("a gang of " + std::to_string(count));
+        ranks.resize(count);
+        for (std::int32_t& rank : ranks) ar & rank;
+    }
+};
+struct Submit {
+    JobId job_id = 0, parent = 0;
+    std::string func_key;
+    std::uint32_t timeout_ms = 0;  // 0: none
+    template <class Archive> void serialize(Archive& ar, unsigned) {
+        ar & job_id & parent & func_key & timeout_ms;
+    }
+};
+struct Waiting {
+    JobId job_id = 0;
+    template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id; }
+};
 // Alternatives are in Kind order: the variant index is the Kind byte on the wire.
 using Header = std::variant<Hello, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown,
-                            Goodbye, Release, Withdraw>;
-
-struct Message {
-    Header header;
-    Bytes payload;
-    Buffers buffers = {};
-};
-struct Frame {  // what one MPI message carries (the bytes), then its buffers
-    Bytes bytes;
-    Buffers buffers = {};
-    // Wakes a worker dozing while its job runs (doorbell.hpp)? Not for tasks and heartbeats
-    // only: read when the job ends. encode_frames sets it.
-    bool urgent = true;
-};
-
-// The largest frame (one MPI message of MPI_BYTE counts at most INT_MAX bytes), and the largest
-// payload one message may carry in it (room left for the frame and header).
-constexpr std::size_t kMaxFrameBytes = 0x7fffffff;
-constexpr std::size_t kMaxPayloadBytes = kMaxFrameBytes - 64 * 1024;
-
-// Encodes messages that carry no buffers into one frame's bytes.
-Bytes encode_frame(const std::vector<Message>& messages);
-// Encodes messages into as few frames as keep each within kMaxFrameBytes, in order.
-std::vector<Frame> encode_frames(const std::vector<Message>& messages);
-// Decodes a frame and hands its buffers to their messages; throws ProtocolError on a truncated
-// or malformed frame, or buffers that do not match what the frame lists.
-std::vector<Message> decode_frame(std::string_view frame, Buffers buffers = {});
+                            Goodbye, Release, Withdraw, Gang, Submit, Waiting>;
 
 Kind kind_of(const Header& header);
 const char* kind_name(Kind kind);
 
 }  // namespace ppmpi
+
+#include "ppmpi/core/frame.hpp"  // every user of these messages sends or reads them in frames

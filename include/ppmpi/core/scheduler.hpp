@@ -9,8 +9,8 @@
 // jobs first, then each busy one at most one behind its running one (the longest busy first),
 // so that no worker waits a round trip for its next job, to the last one; the master takes such
 // a job back for a worker that comes idle while the one ahead runs long (protocol step 4).
-// The scheduler knows every worker's in-flight jobs, so a lost worker's jobs go back to the
-// front of the queue (remove_worker) and a retiring worker finishes its jobs but gets no more.
+// It knows every worker's in-flight jobs: a lost worker's go back to the front of the queue
+// (remove_worker); a retiring worker finishes its jobs but gets no more.
 #pragma once
 
 #include <cstddef>
@@ -19,7 +19,6 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <unordered_map>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -33,16 +32,14 @@ using WorkerId = std::int64_t;
 // How many jobs to keep in flight per worker, given how long recent jobs ran (negative: no
 // job has finished yet). Jobs are pipelined so that a worker never waits a round trip (up to
 // the master's longest poll sleep, 2 ms) for its next job: short ones as many as it runs in
-// about kPipelineBudget, long ones (and, until one has finished, any) one queued behind the
-// running one (all only while the queue is deep, as above).
+// kPipelineBudget, long ones (and any before one finished) one behind the running one.
 constexpr double kPipelineBudgetSeconds = 0.005;
 std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth);
 
 // How many workers can be kept busy with jobs of this length (negative: not known yet, so as
 // many as there are), given that the master hands out about one job per kMasterSecondsPerJob
 // and a worker spends kWorkerSecondsPerJob on each beyond its run time. More would only take
-// turns: each woken for a few jobs, all of them runnable at once (measured: 128 workers on 2
-// cores each given 64 no-op jobs left the master ~1/65 of the CPU, 5.4k jobs/s).
+// turns, each woken for a few jobs, all runnable at once (README, "Scale").
 constexpr double kMasterSecondsPerJob = 10e-6;
 constexpr double kWorkerSecondsPerJob = 40e-6;
 std::size_t workers_worth_engaging(double mean_job_seconds);
@@ -63,11 +60,14 @@ class Scheduler {
     // The worker gets no new jobs; it stays known until remove_worker.
     void retire_worker(WorkerId worker);
     bool has_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
+    void hold(WorkerId worker, bool held);  // held: no new jobs (a parallel job's, gangs.hpp)
+    std::size_t load(WorkerId worker) const;  // its jobs in flight
 
-    void enqueue(JobId job);
+    void enqueue(JobId job, bool front = false);  // front: a nested job's child (children.hpp)
+    // A queued job goes to this worker now, whatever its load (a waiting parent runs it).
+    bool take_for(JobId job, WorkerId worker);
     // The job was on a worker that died: it runs alone from now on (on an idle worker, which
-    // gets nothing else meanwhile), so that if it is the one killing workers, it alone is
-    // blamed. Pipelining otherwise puts innocent jobs next to it.
+    // gets nothing else meanwhile), so that if it kills workers it alone is blamed.
     void run_alone(JobId job) { alone_.insert(job); }
     // Removes a job that has not started yet; false if it is running or unknown.
     bool cancel_pending(JobId job);
@@ -75,8 +75,7 @@ class Scheduler {
     // Hands out as many queued jobs as there are free slots on active workers.
     std::vector<Assignment> assign();
 
-    // The job finished on that worker. False if the scheduler does not have it there
-    // (a late result from a worker the job was taken away from).
+    // The job finished on that worker; false if it is not there (a late result).
     bool complete(WorkerId worker, JobId job);
     // The job, not started on that worker, came back (protocol step 4): it waits again at the
     // front of the queue. False if the scheduler does not have it there.
@@ -109,6 +108,7 @@ class Scheduler {
         bool retiring = false;
         bool filling = false;  // topped up in this assign(): may take jobs up to the limit
         bool alone = false;    // runs a run_alone job: gets nothing else until it is done
+        bool held = false;     // hold()
         WorkerSlots* prev = nullptr;  // its bucket's list (below)
         WorkerSlots* next = nullptr;
     };

@@ -2,12 +2,10 @@
 //
 // One thread drives a Dispatcher (master.hpp), the only caller of the transport and launcher.
 // Each Python Server is a *pool*: its own workers, job queue (Scheduler), job table and stats.
-// step() is one turn of the loop: receive frames, hand queued jobs to free worker slots (each
-// function bundle sent once per worker), send heartbeats, post one frame per worker. Nothing
-// here waits on a peer, so a silent worker cannot stall the loop.
-// Worker phases: records.hpp. Faults: dispatcher_faults.cpp. Remote servers (dispatcher_links.cpp): a client's links make
-// each server worker a slot of a pool (link_transport.hpp); a server relays its clients' jobs
-// into its pool (link_relay.hpp).
+// step() is one turn: receive, hand queued jobs to free worker slots (a function bundle once per
+// worker), heartbeats, one frame per worker. Nothing waits on a peer: a silent one stalls nothing.
+// Worker phases: records.hpp. Faults: dispatcher_faults.cpp. Remote servers: dispatcher_links.cpp.
+// Parallel jobs: dispatcher_gangs.cpp.
 #pragma once
 
 #include <chrono>
@@ -32,32 +30,28 @@ class Dispatcher {
     Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options);
     PoolId create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs);
     void resize_pool(PoolId pool, std::size_t ncpus);
-    // timeout: the job fails with Timeout past it (zero: no limit).
+    // timeout: the job fails with Timeout past it (zero: no limit). nranks > 0: a parallel job.
     void submit(PoolId pool, JobId job, const std::string& key, Bytes bundle, Bytes args,
-                Clock::duration timeout = Clock::duration::zero(), Buffers arg_buffers = {});
+                Clock::duration timeout = Clock::duration::zero(), Buffers arg_buffers = {},
+                std::size_t nranks = 0);
     // Cancels an unfinished job (a running one if `running_too`: its worker is replaced).
     bool cancel(PoolId pool, JobId job, bool running_too = true);
-    // Fails the pool's unfinished jobs with Destroyed and sends its workers Shutdown.
-    void destroy_pool(PoolId pool);
+    void destroy_pool(PoolId pool);  // its unfinished jobs fail (Destroyed), its workers leave
     PoolStats stats(PoolId pool) const;
     std::size_t pool_size(PoolId pool) const;
-
-    // One turn of the loop; true if anything was received or sent.
-    bool step(Clock::time_point now);
-    // Whether a result is likely within `window`, so worth polling for without sleeping.
-    bool results_within(std::chrono::microseconds window) const;
-    // No job queued or running in any pool: nothing needs an answer within a poll interval
-    // (a submission wakes the dispatcher thread, Master::post).
+    bool step(Clock::time_point now);  // one turn; true if anything was received or sent
+    bool results_within(std::chrono::microseconds window) const;  // worth polling for one?
+    // No job queued or running: nothing needs an answer soon (a submission wakes the thread).
     bool quiet() const;
-    // A doze (doorbell.hpp) on live workers' bells until the next duty; false: one can't ring.
-    bool plan_doze(Doze& plan) const;
+    bool plan_doze(Doze& plan) const;  // on live workers' bells (doorbell.hpp); false: can't
     bool plan_socket_doze(Doze& plan) const;  // on remote links' sockets only; false: none
     bool has_links() const { return !link_pools_.empty(); }
     // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,
     // kills the silent on this host. True if none was lost and all ended in order.
     bool shutdown(Clock::duration grace);
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
-    bool any_worker_lost() const { return workers_lost_ > 0; }  // dispatcher_links.cpp: A client: an authenticated socket to a server whose slots join
+    bool any_worker_lost() const { return workers_lost_ > 0; }
+    // dispatcher_links.cpp. A client: an authenticated socket to a server whose slots join
     // `pool`; with no worker usable for `limit`, the pool's waiting jobs fail (NoWorkers).
     int attach_link(PoolId pool, int fd, const link::SessionKeys& keys, std::string name);
     void close_link(int link);
@@ -69,12 +63,11 @@ class Dispatcher {
     std::pair<std::size_t, std::vector<std::string>> link_sessions();  // count, events
   private:
     using Phase = WorkerPhase;
-    using WorkerRecord = ppmpi::WorkerRecord;
     using Pool = PoolRecord;
 
     Pool& pool_at(PoolId pool);
     const Pool& pool_at(PoolId pool) const;
-    std::size_t members(PoolId pool) const;  // Waiting or Active
+    std::size_t members(PoolId pool) const;  // Waiting or Active (not remote servers' slots)
     void add_workers(PoolId pool, std::size_t count);
     void settle_departures();
     void collect_launches();
@@ -82,7 +75,6 @@ class Dispatcher {
     void welcome(WorkerRecord& worker);
     void say_shutdown(WorkerRecord& worker);
     void end_job(Pool& pool, JobId job, JobOutcome outcome);
-
     // dispatcher_faults.cpp
     void check_liveness(Clock::time_point now, bool drained);
     void judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
@@ -92,11 +84,9 @@ class Dispatcher {
     Clock::duration pool_timeout(const WorkerRecord& worker) const;
     void gone(WorkerRecord& worker);
     void check_deadlines(Clock::time_point now);
-    std::vector<std::pair<JobId, WorkerId>> past_deadline(const Pool&, Clock::time_point) const;
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void note_host_loss(const WorkerRecord& lost);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
-    // `charged`: the job that was running when its worker was lost (the others only waited).
     void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
                  std::optional<JobId> charged);
     std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
@@ -107,6 +97,15 @@ class Dispatcher {
     void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
     void fail_without_workers();
     void kill_unanswering_workers();
+    void dispatch_gangs(PoolId id, Pool& pool);
+    void regroup_for(PoolId id, Pool& pool, JobId job, std::size_t nranks);
+    void on_gang_result(WorkerRecord& worker, Pool& pool, const Result& result, Message& message);
+    void end_gang(Pool& pool, JobId job, Outcome why);  // Ok: from its members' answers
+    void leave_gang(Pool& pool, const WorkerRecord& worker);
+    void handle_nested(WorkerRecord& worker, Message& message);  // dispatcher_nested.cpp
+    void help_with(Pool& pool, JobId child, WorkerId helper);
+    bool end_child(Pool& pool, JobId job, JobOutcome& outcome, std::optional<WorkerId> ran_on);
+    void orphan_children(Pool& pool, WorkerId owner, bool stop_running = false);
     void adopt_slot(PeerId peer);
     void lose_ended_links();
     void fail_without_servers(Pool& pool);
@@ -118,6 +117,7 @@ class Dispatcher {
     void on_goodbye(WorkerRecord& worker);
     void release(const std::vector<Launcher::Release>& releases);
     bool dispatch_jobs(Pool& pool);
+    void send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJob& queued);
     void take_back_for_idle(Pool& pool);
     bool on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job);
     bool dispatch_all();

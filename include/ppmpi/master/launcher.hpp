@@ -46,6 +46,14 @@ class Launcher {
     // MPI_Comm_disconnect once a spawn of one said Goodbye). Returns the peers that may now be
     // released: the processes of a spawn of several, once the last of them said Goodbye.
     virtual std::vector<Release> said_goodbye(PeerId peer) = 0;
+    // The MPI world the peer shares with other workers and its rank there: the mpirun world
+    // (domain 0), or the workers spawned together. Workers of one domain can run a parallel
+    // job together (gangs.hpp); domain -1: none.
+    struct Domain {
+        int id = -1;
+        int rank = 0;
+    };
+    virtual Domain domain(PeerId) const { return {}; }
     // A short name for logs and statistics, e.g. the MPI rank.
     virtual std::string describe(PeerId peer) const = 0;
     // The peer was declared lost: never talk to it again, and never wait for anything that

@@ -29,6 +29,9 @@ class LinkedLauncher : public Launcher {
     std::vector<Release> said_goodbye(PeerId peer) override {
         return linked(peer) ? std::vector<Release>{} : base_.said_goodbye(peer);
     }
+    Domain domain(PeerId peer) const override {
+        return linked(peer) ? Domain{} : base_.domain(peer);
+    }
     std::string describe(PeerId peer) const override {
         if (!linked(peer)) return base_.describe(peer);
         return "link" + std::to_string(link::LinkTransport::link_of(peer)) + "/slot" +

@@ -20,6 +20,8 @@ struct QueuedJob {
     Bytes args;
     Buffers arg_buffers;  // referenced, not copied: the Python objects stay alive with them
     Clock::duration timeout{};  // zero: no limit
+    std::size_t nranks = 0;     // > 0: a parallel job of that many ranks (gangs.hpp)
+    bool regrouped = false;     // workers were spawned together for it (Dispatcher::regroup_for)
     std::uint64_t send_order = 0;  // 0 until sent
     bool started = false;          // became its worker's head
     bool withdrawing = false;      // asked back from its worker (protocol step 4)

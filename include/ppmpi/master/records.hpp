@@ -9,7 +9,9 @@
 #include <unordered_map>
 #include <utility>
 
+#include "ppmpi/core/children.hpp"
 #include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/gangs.hpp"
 #include "ppmpi/core/job_table.hpp"
 #include "ppmpi/core/process.hpp"
 #include "ppmpi/core/scheduler.hpp"
@@ -41,6 +43,8 @@ struct PoolRecord {
     PoolSpec spec;
     std::shared_ptr<JobTable> jobs;
     Scheduler scheduler;
+    Gangs gangs;  // its parallel jobs (nranks), beside the scheduler's single ones
+    Children children;  // jobs its jobs submitted (nested jobs)
     std::unordered_map<JobId, QueuedJob> queued;
     FunctionStore functions;
     std::unordered_map<WorkerId, WorkerStats> stats;

@@ -47,6 +47,7 @@ class MpiLauncher : public Launcher {
     bool awaits_release(PeerId peer) const override;
     std::vector<Release> said_goodbye(PeerId peer) override;
     std::string describe(PeerId peer) const override;
+    Domain domain(PeerId peer) const override;
     std::vector<Release> lost(PeerId peer) override;
     bool can_end_in_order(PeerId peer) const override;
     bool may_finalize(PeerId peer) const override;

@@ -23,10 +23,12 @@ class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
     PythonExecutor() = default;
     ~PythonExecutor() override;
 
+    void attach(JobHost& host) override { host_ = &host; }
     void prepare() override;
     void configure(const Welcome& welcome) override;
     void define(const std::string& key, Bytes bundle) override;
-    ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers) override;
+    ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers,
+                    std::optional<std::int64_t> comm) override;
 
   private:
     pybind11::object module_;   // ppmpi._worker
@@ -34,6 +36,8 @@ class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
     pybind11::object run_;      // its bound run()
     std::string last_key_;      // the function key of the last job, and as a Python str
     pybind11::object last_key_py_;
+    JobHost* host_ = nullptr;  // a job's own submissions (ppmpi.get_server() on a worker)
+    pybind11::object host_functions() const;
 };
 
 }  // namespace ppmpi

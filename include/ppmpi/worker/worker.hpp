@@ -1,15 +1,12 @@
 // ppmpi/worker/worker.hpp: a worker process (ranks 1..N), seen from its two threads.
 //
 //  - The comm thread owns the transport (and so MPI: it initialises and finalises it). It
-//    answers the master (protocol.hpp, steps 1-7), queues tasks for the executor, sends
-//    results and heartbeats, and watches the master: a master that goes silent for
-//    master_timeout, or whose process is gone (same host), ends the worker.
-//  - The executor thread is the thread that calls serve() (the main thread, which holds the
-//    Python interpreter). It runs configure/define/run in arrival order. Between two jobs it
-//    borrows the comm loop (baton.hpp) for a short window: its result leaves and the next task
-//    reaches it with no thread hand-off.
-// Because the comm thread owns the loop while a job runs, a long job does not make the worker
-// look dead.
+//    answers the master (protocol.hpp), queues tasks for the executor, sends results and
+//    heartbeats, and watches the master: one silent for master_timeout, or whose process is
+//    gone (same host), ends the worker. A long job does not make the worker look dead.
+//  - The executor thread calls serve() (the main thread, which holds the Python interpreter)
+//    and runs configure/define/run in arrival order. Between two jobs it borrows the comm loop
+//    (baton.hpp) for a short window: results leave, tasks reach it with no thread hand-off.
 #pragma once
 
 #include <atomic>
@@ -19,6 +16,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "ppmpi/core/backoff.hpp"
 #include "ppmpi/core/baton.hpp"
@@ -38,6 +37,7 @@ struct WorkerEnvironment {
     // Release before finalizing (protocol step 7).
     bool awaits_release = false;
     bool borrowable = true;  // the transport may be driven by any thread, one at a time
+    std::shared_ptr<GangComms> gangs;  // where parallel jobs can run (else ppmpi.comm() fails)
     // Called before the session closes, with whether the master let us go in order (for MPI:
     // disconnect from the parent). Without a clean end the session must not finalize either.
     std::function<void(bool clean)> before_close;
@@ -51,9 +51,13 @@ struct WorkerOptions {
     std::chrono::milliseconds exit_grace{2000};  // a job still running at the end gets this long
 };
 
-class WorkerHost {
+class WorkerHost : public JobHost {
   public:
     WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options = {});
+    // Nested jobs (nested_jobs.cpp), from the executor thread.
+    JobId submit_child(JobId parent, const std::string& key, Bytes bundle, Bytes args,
+                       Buffers buffers, double timeout) override;
+    std::optional<Message> wait_child(JobId child, double timeout) override;
 
     // Serves the master until it lets this worker go or is gone. Runs jobs on the calling
     // thread. Returns the process exit status (0 after an orderly shutdown).
@@ -88,6 +92,9 @@ class WorkerHost {
     bool master_alive(Clock::time_point now);
     void execute_loop(Executor& executor);
     void run_task(Executor& executor, const Task& task, Message& item);
+    void run_inline(Message& item);
+    std::optional<Message> take_child(JobId child);
+    void post_request(Message request);
     void wait_for_result_sends();
     void stop_executor();
 
@@ -103,14 +110,22 @@ class WorkerHost {
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;
 
-    // executor thread only: owners of the last result's buffers, while they are being sent
+    // executor thread only: owners of the last result's buffers, while they are being sent;
+    // the Gang header of the parallel job whose Task comes next
     std::vector<std::weak_ptr<void>> results_in_flight_;
+    std::optional<Gang> next_gang_;
 
     // shared between the threads
     std::mutex mutex_;
     std::condition_variable work_ready_;
     std::deque<Message> work_;
     std::deque<Message> results_;
+    std::deque<Message> requests_;  // nested jobs' FunctionDef, Submit, Waiting (step 8)
+    std::unordered_map<JobId, Message> child_results_;
+    std::unordered_set<JobId> children_, asked_;  // submitted here; waited for (Waiting sent)
+    std::unordered_set<std::string> keys_sent_;  // functions the master has from us
+    std::uint64_t children_made_ = 0;
+    Executor* executor_ = nullptr;  // set by serve()
     Clock::time_point job_started_{};  // of the job the executor runs (if executor_busy_)
     bool executor_waiting_ = false;     // the executor sleeps until work comes
     std::atomic<bool> work_posted_{false};  // work_ came in a turn: wake the executor after it
@@ -128,6 +143,7 @@ class WorkerHost {
     std::atomic<bool> mpi_started_{false}; // the environment (MPI) came up; never reset
     PeerId master_ = 0;                            // written before transport_
     bool borrowable_ = false;                      // written before transport_
+    std::shared_ptr<GangComms> gang_comms_;        // written before transport_
 };
 
 }  // namespace ppmpi
