@@ -172,6 +172,11 @@ void WorkerHost::run_task(Executor& executor, const Task& task, Message& item) {
     // master must already have this result (or it would blame this job too).
     std::lock_guard<std::mutex> lock(mutex_);
     results_.push_back(std::move(result));
+    // Children it never waited for: results that come for them from now on are dropped, not
+    // kept for a job that is over (nested_jobs.cpp).
+    children_.clear();
+    child_results_.clear();
+    asked_.clear();
 }
 
 }  // namespace ppmpi
