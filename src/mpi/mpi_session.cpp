@@ -71,6 +71,27 @@ MPI_Comm duplicate_asleep(MPI_Comm comm) {
     return copy;
 }
 
+std::string mpi_library_version() {
+    char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+    int length = 0;
+    check_mpi(MPI_Get_library_version(text, &length), "MPI_Get_library_version");
+    return std::string(text, static_cast<std::size_t>(length));
+}
+
+std::string mpi_thread_level() {
+    int initialized = 0, finalized = 0, level = MPI_THREAD_SINGLE;
+    check_mpi(MPI_Initialized(&initialized), "MPI_Initialized");
+    check_mpi(MPI_Finalized(&finalized), "MPI_Finalized");
+    if (!initialized || finalized) return "";
+    check_mpi(MPI_Query_thread(&level), "MPI_Query_thread");
+    switch (level) {
+        case MPI_THREAD_MULTIPLE: return "MPI_THREAD_MULTIPLE";
+        case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
+        case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
+        default: return "MPI_THREAD_SINGLE";
+    }
+}
+
 MpiSession::MpiSession(bmpi::threading::level level) {
     if (bmpi::environment::initialized())
         throw MpiError("MPI is already initialised in this process by someone else");

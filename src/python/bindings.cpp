@@ -5,6 +5,8 @@
 #include <pybind11/stl.h>
 #include <unistd.h>
 
+#include <boost/version.hpp>
+
 #include <exception>
 #include <optional>
 
@@ -377,6 +379,10 @@ PYBIND11_MODULE(_core, m) {
           "Serve as a worker rank in this process until the master lets it go; returns the "
           "exit status.");
     m.def("apply_product_mpi_settings", &apply_product_mpi_settings);
+    // For `python -m ppmpi --check` (_selfcheck.py).
+    m.def("mpi_library_version", &mpi_library_version);
+    m.def("mpi_thread_level", &mpi_thread_level);
+    m.attr("BOOST_VERSION") = BOOST_LIB_VERSION;
     py::dict outcomes;  // core/outcomes.hpp: the one table of outcome codes
     for (const OutcomeName& entry : kOutcomeNames)
         outcomes[entry.name] = static_cast<int>(entry.outcome);

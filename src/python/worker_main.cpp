@@ -6,13 +6,53 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <string>
 
 #include "ppmpi/mpi/mpi_env.hpp"
 #include "ppmpi/python/python_executor.hpp"
 #include "ppmpi/worker/worker.hpp"
 
 namespace py = pybind11;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The interpreter whose environment (prefix, site-packages) the jobs run in. CPython finds its
+// prefix from the program's name, which an embedded interpreter lacks: it would take whatever
+// "python3" comes first on PATH, not the Python this worker was built for, nor a venv it was
+// installed into, whose site-packages the driver imports ppmpi and its modules from.
+std::string python_program() {
+    std::error_code error;
+    fs::path self = fs::read_symlink("/proc/self/exe", error);
+    if (!error) {
+        // pip's layout: <venv>/lib/pythonX.Y/site-packages/ppmpi/ppmpi-worker
+        fs::path venv = self;
+        for (int up = 0; up < 5; ++up) venv = venv.parent_path();
+        if (fs::exists(venv / "pyvenv.cfg", error) && fs::exists(venv / "bin" / "python3", error))
+            return (venv / "bin" / "python3").string();
+    }
+    if (fs::exists(PPMPI_PYTHON_EXECUTABLE, error)) return PPMPI_PYTHON_EXECUTABLE;
+    return "";  // CPython's own search
+}
+
+// CPython initialised as pybind11 does by default (scoped_interpreter()), with the program.
+PyConfig python_config() {
+    PyConfig config;
+    PyConfig_InitIsolatedConfig(&config);
+    config.isolated = 0;
+    config.use_environment = 1;
+    config.install_signal_handlers = 1;
+    std::string program = python_program();
+    if (!program.empty()) {
+        PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, program.c_str());
+        if (PyStatus_Exception(status)) Py_ExitStatusException(status);
+    }
+    return config;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     ppmpi::keep_freed_memory_for_reuse();
@@ -32,7 +72,8 @@ int main(int argc, char** argv) {
     std::signal(SIGUSR1, SIG_IGN);
     int status = 0;
     {
-        py::scoped_interpreter interpreter;
+        PyConfig config = python_config();
+        py::scoped_interpreter interpreter(&config);  // clears config
         ppmpi::PythonExecutor executor;
         ppmpi::WorkerHost host(ppmpi::mpi_worker_environment(), ppmpi::mpi_worker_options());
         {

@@ -16,6 +16,7 @@ import sys
 import time
 
 import ppmpi
+from helpers import gone  # this directory: the job module of the tests
 
 N = 3
 WORKER = os.environ["PPMPI_WORKER"]
@@ -93,14 +94,6 @@ def kill_and_stop(server):
         if sig == signal.SIGSTOP:  # the master kills a lost worker on its host
             check(wait_until(lambda: gone(victim)), "the stopped worker was ended by the master")
         serves_fully(server, f"after a {name} worker")
-
-
-def gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
-    except FileNotFoundError:
-        return True
 
 
 def bad_jobs(server):

@@ -5,6 +5,17 @@ import sys
 import time
 
 
+def gone(pid):
+    """True once pid has exited (a zombie waiting for its parent counts as gone). Reading the
+    stat of a process that exits meanwhile fails with ESRCH: gone too."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[-1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return not fields or fields[0] in "ZX"
+
+
 def isprime(n):
     if n < 2:
         return False

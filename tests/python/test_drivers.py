@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 
+import helpers
 import pytest
 from conftest import launch_mode
 
@@ -32,11 +33,7 @@ def run_driver(tmp_path, source, timeout=120, **env):
 
 
 def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
+    return not helpers.gone(pid)
 
 
 def wait_all_gone(pids, timeout=20.0):

@@ -12,6 +12,7 @@ import ppmpi
 import pytest
 
 from conftest import launch_mode
+from helpers import gone
 
 # In every launch mode: lost workers are replaced by spawns, world ranks included (under
 # mpirun the first servers get the world ranks, and the tests kill them too).
@@ -24,15 +25,6 @@ def worker_pids(server, count):
     """The pids of `count` distinct workers (each busy at once, so each job lands elsewhere)."""
     jobs = [server.submit(helpers.pid_after, (0.2,)) for _ in range(count)]
     return sorted({job() for job in jobs})
-
-
-def gone(pid):
-    """True once pid has exited (a zombie waiting for its parent counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
-    except FileNotFoundError:
-        return True
 
 
 def wait_until(predicate, timeout=20.0):

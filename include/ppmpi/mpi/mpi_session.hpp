@@ -57,6 +57,12 @@ void disconnect(MPI_Comm& comm);    // waits for the remote side's own disconnec
 // collective; nobody calls it before every rank of `comm` is known to come (the world).
 MPI_Comm duplicate_asleep(MPI_Comm comm);
 
+// For `python -m ppmpi --check`: the MPI library's own description of itself
+// (MPI_Get_library_version, valid before MPI starts), and the thread level MPI provides in
+// this process ("" while MPI is not running in it).
+std::string mpi_library_version();
+std::string mpi_thread_level();
+
 // MPI for this process: initialised on construction, on the calling thread (the comm thread;
 // others call MPI only under its baton, and on the master spawn attempts run on threads of
 // their own, hence `level` multiple there); finalized on destruction, on the same thread,
