@@ -9,5 +9,5 @@ build=${PPMPI_BUILD_DIR:-$here/build}
 "$here/scripts/build.sh"
 source "$here/scripts/mpi_env.sh"
 cd "$build"
-# Each test runs once: a test that fails, fails (README "Tests").
+# Each test runs once: a test that fails, fails (docs/testing.md).
 ctest --output-on-failure "$@"

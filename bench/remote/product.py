@@ -1,5 +1,5 @@
 """ppmpi-server measured through the product: Server(0, ppservers=...) against a ppmpi-server
-on 127.0.0.1, next to local Servers in the same run (what README "Remote servers" quotes).
+on 127.0.0.1, next to local Servers in the same run (what docs/remote-servers.md quotes).
 
     /usr/bin/python3 bench/remote/product.py [--cycles 200] [--workers 1] [--rounds 2]
 

@@ -218,9 +218,13 @@ bool Wakeup::doze(const Doze& plan) {
     for (Doorbell* bell : plan.bells)
         waiters.push_back(waiter(bell->seq, bell->seq.load(std::memory_order_acquire), true));
     word_.sleepers.fetch_add(1, std::memory_order_seq_cst);
-    for (Doorbell* bell : plan.bells) {
-        bell->only_urgent.store(plan.only_urgent ? 1 : 0, std::memory_order_seq_cst);
-        bell->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    {
+        std::lock_guard<std::mutex> lock(urgent_mutex_);
+        for (Doorbell* bell : plan.bells) {
+            bell->only_urgent.store(plan.only_urgent ? 1 : 0, std::memory_order_seq_cst);
+            bell->sleepers.fetch_add(1, std::memory_order_seq_cst);
+        }
+        if (plan.only_urgent) urgent_only_ = plan.bells;
     }
     bool timed_out = false, failed = false;
     if (!(plan.arrived && plan.arrived())) {
@@ -230,6 +234,10 @@ bool Wakeup::doze(const Doze& plan) {
         timed_out = r == -1 && errno == ETIMEDOUT;
         failed = r == -1 && errno != ETIMEDOUT && errno != EAGAIN && errno != EINTR;
     }
+    {
+        std::lock_guard<std::mutex> lock(urgent_mutex_);  // the bells may be unmapped after this
+        urgent_only_.clear();
+    }
     for (Doorbell* bell : plan.bells) bell->sleepers.fetch_sub(1, std::memory_order_relaxed);
     word_.sleepers.fetch_sub(1, std::memory_order_relaxed);
     if (take_signal()) return true;
@@ -237,6 +245,14 @@ bool Wakeup::doze(const Doze& plan) {
     // it sleeps as a poll would.
     if (failed) return wait_for(std::chrono::microseconds(2000));
     return !timed_out;
+}
+
+bool Wakeup::widen() {
+    std::lock_guard<std::mutex> lock(urgent_mutex_);
+    if (urgent_only_.empty()) return false;
+    for (Doorbell* bell : urgent_only_) bell->only_urgent.store(0, std::memory_order_seq_cst);
+    urgent_only_.clear();
+    return true;
 }
 
 std::vector<int> open_sockets() {

@@ -19,7 +19,7 @@ void apply_product_mpi_settings() {
     ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", keep_user_value);
     // No sched_yield inside MPI calls: our loops poll and sleep with their own backoff, and a
     // yield inside a turn gives the core away while that thread holds the baton (round trip
-    // to a spawned worker: 64 µs with yields, 34 µs without; README "Performance").
+    // to a spawned worker: 64 µs with yields, 34 µs without; docs/openmpi-4.1-notes.md).
     ::setenv("OMPI_MCA_mpi_yield_when_idle", "0", keep_user_value);
     ::setenv("OMPI_MCA_orte_enable_recovery", "1", keep_user_value);
     // The root cause of the spawn hang (spawn_queue.hpp): PMIx 4.2's server closes a finished

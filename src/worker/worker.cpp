@@ -81,8 +81,6 @@ void WorkerHost::on_message(Message& message) {
     }
 }
 
-// Same host: a vanished master process is noticed within 100 ms, not after the time-out (and
-// not looked for on every turn: a system call each).
 // Protocol step 4: a task still waiting here goes back to the master; one that started (or is
 // done) is not mentioned, its result comes as usual.
 void WorkerHost::withdraw(JobId job) {
@@ -100,17 +98,28 @@ void WorkerHost::withdraw(JobId job) {
 // master whose process runs is starvation (hundreds of ranks starting on a few cores delayed its
 // heartbeats past master_timeout, and workers that left then were replaced, adding more load),
 // given kStarvedTimeouts timeouts; a stopped or silent master elsewhere is gone after one.
+// A vanished master process is noticed within 100 ms, not after the time-out (and not looked
+// for on every turn). Its exit is watched through a pidfd (a system call per check); its /proc
+// state (stopped?), which costs far more and matters only to a silence, is read once it has
+// been silent for half the timeout.
 bool WorkerHost::master_alive(Clock::time_point now) {
     auto timeout = welcomed_ ? std::chrono::milliseconds(welcome_.master_timeout_ms)
                              : options_.first_contact_timeout;
     ProcessIdentity master{welcome_.master_pid, 0, welcome_.master_host};
     bool here = welcomed_ && judged_here(master);
-    if (here && now >= next_master_check_) {
+    auto silent = now - last_from_master_;
+    if (here && now >= next_master_check_ && master_state_ != ProcessState::Gone) {
         next_master_check_ = now + std::chrono::milliseconds(100);
-        master_state_ = process_state(master);
+        if (!master_exit_) {
+            master_exit_ = std::make_unique<ProcessWatch>();
+            master_exit_->watch(0, master);
+        }
+        bool exited = !master_exit_->exited().empty();
+        master_state_ = exited                ? ProcessState::Gone
+                        : silent > timeout / 2 ? process_state(master)
+                                               : ProcessState::Running;
     }
     if (master_state_ == ProcessState::Gone) return false;
-    auto silent = now - last_from_master_;
     if (silent <= timeout) return true;
     return here && master_state_ == ProcessState::Running && silent <= kStarvedTimeouts * timeout;
 }
@@ -244,14 +253,15 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
 }
 
 // Whether nothing here needs the comm thread before the master sends or a heartbeat is due:
-// no result waits, and the executor sleeps until work comes or runs a job. A job's result
-// leaves from the executor's own turn where it can borrow the loop; where it cannot, this
-// thread sends it, and short jobs' results leave within its short sleeps, many per frame: it
-// dozes only behind a job that has run a while. Not between two jobs.
+// no result waits, and the executor sleeps until work comes, or runs a job (or was woken for
+// work queued here: it runs it next). A job's result leaves from the executor's own turn where
+// it can borrow the loop; where it cannot, this thread sends it, and short jobs' results leave
+// within its short sleeps, many per frame: it dozes only behind a job that has run a while.
 bool WorkerHost::executor_quiet() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!results_.empty() || !requests_.empty()) return false;
-    if (!executor_busy_) return executor_waiting_ && work_.empty();
+    if (!executor_busy_ && work_.empty()) return executor_waiting_;
+    if (!executor_busy_) return borrowable_;
     return borrowable_ || Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
 }
 
@@ -286,14 +296,20 @@ bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::mic
     return comm_wakeup_.wait_for(delay);
 }
 
-// While a job runs, only urgent frames need this thread (doorbell.hpp, step 4): the next tasks
-// are read by the executor in its turn at the job's end (send_result_here), so a pipelined
-// worker is not woken for each of them. The flag is set before executor_busy_ is read, and the
-// executor clears executor_busy_ before it reads the flag, then wakes this thread if it waits
-// for work (next_work): one of the two sees the other, so no task waits on a sleeping pair.
+// While a job runs (or is about to: queued here for an executor between jobs), only urgent
+// frames need this thread (doorbell.hpp, step 4): the next tasks are read by the executor in
+// its turn at the job's end (send_result_here), so a pipelined worker is not woken for each of
+// them. Not while a job waits for its children (wait_child): the task that helps it may come.
+// The flag is set before the executor's state is read, and the executor clears executor_busy_
+// and finds no work before it reads the flag, then widens the doze if it waits for work
+// (next_work): one of the two sees the other, so no task waits on a sleeping pair.
 bool WorkerHost::only_urgent_while_job_runs() {
     comm_only_urgent_.store(true);
-    if (executor_busy_.load()) return true;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        bool between_jobs = children_.empty() && borrowable_;
+        if (executor_busy_.load() || (!work_.empty() && between_jobs)) return true;
+    }
     comm_only_urgent_.store(false);
     return false;
 }

@@ -175,7 +175,8 @@ def test_job_printing_megabytes(faulty, capsys):
 
 def test_quarter_gib_argument():
     """Default worker_timeout: a worker receiving a large argument sends no heartbeat until it
-    has arrived (README), so the faulty fixture's 1.5 s is too short for 256 MiB over TCP."""
+    has arrived (docs/fault-tolerance.md), so the faulty fixture's 1.5 s is too short for
+    256 MiB over TCP."""
     data = b"\x01" * (256 << 20)
     with ppmpi.Server(1) as server:
         assert server.submit(helpers.length_of, (data,))() == len(data)
@@ -187,8 +188,8 @@ def test_quarter_gib_argument():
                     "under mpirun, and world ranks talk over MPI (no rings)")
 def test_spawned_workers_share_memory_and_survive_a_killed_one(caplog):
     """Workers spawned on the master's host send and receive frames through shared-memory
-    rings (README "Shared memory"), large arrays streamed through them in parts, in order,
-    while one of them is killed. (PPMPI_SHM=0: test_drivers.py.)"""
+    rings (docs/architecture.md, "Shared memory"), large arrays streamed through them in parts,
+    in order, while one of them is killed. (PPMPI_SHM=0: test_drivers.py.)"""
     import numpy as np
 
     ppmpi.debug(True)

@@ -75,6 +75,25 @@ TEST_CASE("doorbell: a sleeper that waits only for urgent records sleeps through
     CHECK(again.get());
 }
 
+TEST_CASE("doorbell: another thread widens a doze for urgent records to every record without "
+          "waking it", "[doorbell]") {
+    Doorbell bell;
+    Wakeup w;
+    CHECK_FALSE(w.widen());  // no doze under way: the caller must notify instead
+    auto plan = doze_on(bell, std::chrono::seconds(30));
+    plan.only_urgent = true;
+    auto dozer = std::async(std::launch::async, [&] { return w.doze(plan); });
+    REQUIRE(someone_sleeps_on(bell));
+    CHECK(w.widen());
+    CHECK(bell.seq.load() == 0);  // widening woke nobody
+    CHECK(dozer.wait_for(milliseconds(50)) == std::future_status::timeout);
+    CHECK(bell.only_urgent.load() == 0);
+    ring(bell, /*urgent=*/false);  // now enough
+    REQUIRE(dozer.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(dozer.get());
+    CHECK_FALSE(w.widen());  // that doze is over
+}
+
 TEST_CASE("doorbell: ringing with nobody asleep changes nothing", "[doorbell]") {
     Doorbell bell;
     ring(bell);

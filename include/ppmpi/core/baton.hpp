@@ -7,7 +7,7 @@
 //  - a worker's executor thread between two jobs.
 // A message then goes from MPI to the thread that waits for it with no thread wake-up between
 // them. Each wake-up costs ~5 µs on the 2-core test machine; four of them were 21 µs of a
-// 51 µs round trip (README "Performance").
+// 51 µs round trip (docs/performance.md, "Speed").
 //
 // The baton is a mutex held for every turn, by whichever thread runs it, so MPI is still called
 // by one thread at a time (MPI_THREAD_SERIALIZED) and the loop's state is never shared. While a

@@ -20,7 +20,9 @@
 //  4. A sleeper that only needs urgent records (a worker whose job runs reads its next tasks
 //     when the job ends: protocol.hpp, Frame::urgent) sets `only_urgent` before it counts
 //     itself; a writer of a record that is not urgent then does not wake it. Whoever ends that
-//     need (the job's end) must itself read what came, or wake the sleeper to.
+//     need (the job's end) must itself read what came, or wake the sleeper to. A thread of the
+//     sleeper's process may end it without a wake-up (Wakeup::widen): it clears `only_urgent`
+//     (seq_cst), then reads the records; a writer that still saw the flag set published before.
 // A thread dozes this way only while every peer it waits for rings a bell (else it polls as
 // before), and never past its next periodic duty (heartbeats, liveness checks, deadlines).
 // A peer on another host cannot ring; what it sends arrives on a socket (MPI over TCP). A doze
@@ -35,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 namespace ppmpi {
@@ -83,6 +86,9 @@ class Wakeup {
     // Steps 1-2: waits until notify(), a ring of one of the plan's bells, or plan.until; true
     // unless the time ran out. Clears the signal.
     bool doze(const Doze& plan);
+    // Step 4's end, from another thread: the current doze is for every record from now on.
+    // False if no doze for urgent records only is under way (then notify() instead).
+    bool widen();
 
   private:
     bool take_signal();
@@ -93,6 +99,8 @@ class Wakeup {
     std::atomic<std::uint32_t> fd_sleepers_{0};
     int event_fd_ = -1;  // made by the first such doze
     std::unique_ptr<FdWatch> watch_;  // made by the first doze on bells and descriptors
+    std::mutex urgent_mutex_;
+    std::vector<Doorbell*> urgent_only_;  // the bells of a doze for urgent records (widen())
 };
 
 // The sockets this process has open now (from /proc/self/fd).

@@ -1,4 +1,4 @@
-// ppmpi/core/errors.hpp: the two kinds of error (see README "Errors").
+// ppmpi/core/errors.hpp: the two kinds of error (README, "What happens when things fail").
 //  - Recoverable failures are typed exceptions derived from PpmpiError; the bindings turn them
 //    into Python exceptions.
 //  - Broken invariants use PPMPI_ENFORCE, which throws InternalError naming file:line.

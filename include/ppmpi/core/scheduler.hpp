@@ -39,7 +39,7 @@ std::size_t pipeline_depth(double mean_job_seconds, std::size_t max_depth);
 // How many workers can be kept busy with jobs of this length (negative: not known yet, so as
 // many as there are), given that the master hands out about one job per kMasterSecondsPerJob
 // and a worker spends kWorkerSecondsPerJob on each beyond its run time. More would only take
-// turns, each woken for a few jobs, all runnable at once (README, "Scale").
+// turns, each woken for a few jobs, all runnable at once (docs/performance.md, "Scale").
 constexpr double kMasterSecondsPerJob = 10e-6;
 constexpr double kWorkerSecondsPerJob = 40e-6;
 std::size_t workers_worth_engaging(double mean_job_seconds);

@@ -2,7 +2,7 @@
 // product applies before MPI starts, and the raw MPI calls Boost.MPI 1.74 lacks.
 //
 // Settings the product needs on any machine are applied before MPI starts unless the user set
-// them already (README "MPI settings"):
+// them already (docs/openmpi-4.1-notes.md, "MPI settings"):
 //  - OMPI_MCA_rmaps_base_oversubscribe=1: a master plus one worker per CPU is one process more
 //    than there are slots;
 //  - OMPI_MCA_mpi_yield_when_idle=0: no sched_yield inside MPI calls (our loops poll and sleep

@@ -64,8 +64,8 @@ class WorkerHost : public JobHost {
     int serve(Executor& executor);
 
   private:
-    // What one turn of the comm thread found: whether anything moved, and whether to end
-    // (with whether the master let this worker go in order).
+    // What one turn of the comm thread found: whether anything moved, whether to end (and
+    // whether the master let this worker go in order).
     struct Verdict {
         bool active = false;
         std::optional<bool> end;
@@ -87,6 +87,7 @@ class WorkerHost : public JobHost {
     bool send_result_here();
     bool idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay);
     bool only_urgent_while_job_runs();
+    void widen_comm_doze();
     void on_message(Message& message);
     void withdraw(JobId job);
     bool master_alive(Clock::time_point now);
@@ -107,13 +108,13 @@ class WorkerHost : public JobHost {
     bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
     Clock::time_point last_from_master_{}, next_heartbeat_{}, next_master_check_{};
     ProcessState master_state_ = ProcessState::Running;  // at the last check (this host)
+    std::unique_ptr<ProcessWatch> master_exit_;  // tells when a master on this host exits
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;
 
-    // executor thread only: owners of the last result's buffers, while they are being sent;
-    // the Gang header of the parallel job whose Task comes next
-    std::vector<std::weak_ptr<void>> results_in_flight_;
-    std::optional<Gang> next_gang_;
+    // executor thread only
+    std::vector<std::weak_ptr<void>> results_in_flight_;  // the last result's buffers, in sending
+    std::optional<Gang> next_gang_;  // of the parallel job whose Task comes next
 
     // shared between the threads
     std::mutex mutex_;
