@@ -9,6 +9,7 @@ packages=(
   python3-cloudpickle python3-numpy python3-pytest python3-tqdm
   python3-mpi4py python3-matplotlib
   python3-pip python3-venv          # `pip install .` into a venv (the pip-install test)
+  libpython3.11-testsuite           # CPython's concurrent.futures tests, run on ppmpi.Executor
   libssl-dev                        # the remote-server link's cryptography (OpenSSL)
   clang libclang-rt-14-dev          # libFuzzer and sanitizers for the fuzz tests
   iproute2 util-linux  # ip netns and unshare, for the simulated hosts of tests/cluster

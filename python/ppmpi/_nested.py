@@ -15,6 +15,7 @@ stack = []  # the jobs running on this worker's job thread, innermost last (inli
 _submit = _wait = None  # the worker loop's, from PythonExecutor::host_functions
 _runtime = None  # this worker's WorkerRuntime: it runs inline the children made here
 WAIT_SLICE_S = 1.0  # a wait is many bounded waits: the job's timeout (its worker's) bounds all
+PRUNE_MIN = 64  # a NestedServer lets go of its finished children once it has this many or more
 OK, ERROR, FAILED = 0, 1, 4  # ResultStatus (protocol.hpp)
 FRAMES_PER_WAIT = 16  # Python frames between a job's wait and the child it runs inline
 NOT_IN_A_JOB = ("ppmpi.{0}() works only inside a job running on a ppmpi worker; on the driver, "
@@ -67,7 +68,8 @@ class NestedServer:
 
     def __init__(self, parent):
         self._parent = parent
-        self._jobs = []
+        self._jobs = []  # for wait(): the finished ones are let go of now and then
+        self._prune_at = PRUNE_MIN
 
     def submit(self, func, args=(), depfuncs=(), modules=(), callback=None, callbackargs=(),
                group="default", globals=None, *, timeout=None, nranks=None):
@@ -89,7 +91,12 @@ class NestedServer:
             _runtime.define(key, bundle)
         tid = _submit(self._parent, key, bundle, data, buffers, timeout or 0.0)
         job = NestedJob(tid, self._parent, func, callback, callbackargs)
-        self._jobs.append(job)
+        jobs = self._jobs
+        if len(jobs) >= self._prune_at:
+            # A long job submitting many children must not keep every result it took.
+            jobs[:] = [j for j in jobs if not j._done]
+            self._prune_at = max(PRUNE_MIN, 2 * len(jobs))
+        jobs.append(job)
         return job
 
     def wait(self, group=None):
@@ -187,12 +194,14 @@ class _ChildFuture(concurrent.futures.Future):
     def _settle(self, timeout):
         if super().done():
             return
-        if not self._job.wait(timeout):
+        job = self._job
+        if not job.wait(timeout):
             raise concurrent.futures.TimeoutError()
-        if self._job._error is not None:
-            self.set_exception(self._job._error)
+        if job._error is not None:
+            self.set_exception(job._error)
         else:
-            self.set_result(self._job._result)
+            self.set_result(job._result)
+        self._job = None  # settled: no job <-> future cycle left behind
 
     def done(self):
         if not super().done() and self._job.finished:

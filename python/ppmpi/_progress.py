@@ -27,11 +27,15 @@ class Countdown:
 
 
 def counting(iterable, total, unit):
-    """Yields from iterable, advancing a bar by one per item."""
+    """Yields from iterable, advancing a bar by one per item as it is taken. No local name
+    holds an item across the yield: an item the caller dropped is freed at once."""
     bar = _tqdm()(total=total, unit=unit)
+
+    def tick(item):
+        bar.update(1)
+        return item
+
     try:
-        for item in iterable:
-            yield item
-            bar.update(1)
+        yield from map(tick, iterable)
     finally:
         bar.close()

@@ -10,8 +10,6 @@ from . import _launch, _logging
 
 log = logging.getLogger("ppmpi")
 
-HEARTBEAT_MS = int(os.environ.get("PPMPI_HEARTBEAT_MS", "500"))
-MASTER_TIMEOUT_MS = int(os.environ.get("PPMPI_MASTER_TIMEOUT_MS", "30000"))
 SHUTDOWN_GRACE_S = float(os.environ.get("PPMPI_SHUTDOWN_GRACE", "5"))
 
 _lock = threading.Lock()
@@ -31,9 +29,26 @@ def master():
 
             _logging.start()  # before the dispatcher runs: its messages go to logging
             program, args = _launch.spawn_command()
-            _master = _core.Master(program, HEARTBEAT_MS, MASTER_TIMEOUT_MS, worker_args=args)
+            _master = _core.Master(program, _tunable("PPMPI_HEARTBEAT_MS", "heartbeat_ms"),
+                                   _tunable("PPMPI_MASTER_TIMEOUT_MS", "master_timeout_ms"),
+                                   worker_args=args)
             atexit.register(shutdown)
         return _master
+
+
+def _tunable(variable, name):
+    """A tunable of the dispatcher and its workers: its environment variable if set (README,
+    "Configuration reference"), else the default C++ declares (_core.DEFAULTS)."""
+    from . import _core
+
+    default = _core.DEFAULTS[name]
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    try:
+        return type(default)(value)
+    except ValueError:
+        raise ValueError(f"{variable}={value!r}: expected a {type(default).__name__}") from None
 
 
 def world_workers():

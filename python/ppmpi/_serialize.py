@@ -5,6 +5,7 @@ and instances of ``__main__`` classes work. A bundle is the tuple (func, depfunc
 fresh, init); its key is a digest of its bytes, so equal keys mean equal bundles (no id() reuse)."""
 import builtins
 import pickle
+import re
 
 import cloudpickle
 
@@ -12,33 +13,41 @@ from . import _bundles, _pickling
 from .errors import DestroyedServerError, JobExit, RemoteError, RemoteTraceback
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
-# One MPI message carries at most 2 GiB (INT_MAX bytes); kMaxPayloadBytes in protocol.hpp.
-MAX_PAYLOAD_BYTES = 0x7FFFFFFF - 64 * 1024
+
+
+def max_payload_bytes():
+    """The largest pickled job data: one MPI message carries at most 2 GiB (INT_MAX bytes),
+    less room for headers (kMaxPayloadBytes in core/frame.hpp, which _core exports)."""
+    from ._core import MAX_PAYLOAD_BYTES
+
+    return MAX_PAYLOAD_BYTES
 
 
 def check_size(what, data):
-    if len(data) > MAX_PAYLOAD_BYTES:
+    if len(data) > max_payload_bytes():
         raise ValueError(f"{what} pickle to {len(data)} bytes; one job's data must stay under "
                          f"2 GiB (one MPI message)")
 
-# Outcome codes (OK, REMOTE_ERROR, ...): read from the one table, core/outcomes.hpp, which
-# _core exports as OUTCOMES; looked up on first use, so importing ppmpi loads no MPI library.
-_OUTCOMES = {"OK": "Ok", "REMOTE_ERROR": "RemoteError", "DESTROYED": "Destroyed",
-             "WORKER_LOST": "WorkerLost", "TIMEOUT": "Timeout", "CANCELLED": "Cancelled",
-             "NO_WORKERS": "NoWorkers"}
-
-
+# Outcome codes as constants (OK, REMOTE_ERROR, ... for Ok, RemoteError, ...): read from the
+# one table, core/outcomes.hpp, which _core exports as OUTCOMES; looked up on first use, so
+# importing ppmpi loads no MPI library.
 def _outcome_code(constant):
     from ._core import OUTCOMES
 
-    code = OUTCOMES[_OUTCOMES[constant]]
-    globals()[constant] = code  # from now on a plain module attribute
-    return code
+    for name, code in OUTCOMES.items():
+        if re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper() == constant:
+            globals()[constant] = code  # from now on a plain module attribute
+            return code
+    return None
 
 
 def __getattr__(name):
-    if name in _OUTCOMES:
-        return _outcome_code(name)
+    if name.isupper() and not name.startswith("_") and name != "MAX_PAYLOAD_BYTES":
+        code = _outcome_code(name)
+        if code is not None:
+            return code
+    if name == "MAX_PAYLOAD_BYTES":
+        return max_payload_bytes()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

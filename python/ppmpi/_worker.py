@@ -14,10 +14,20 @@ import types
 import cloudpickle
 
 from . import _nested, _parallel, _pickling
-from .errors import JobExit, ResultPicklingError
+from .errors import InitializerError, JobExit, ResultPicklingError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
-MAX_PAYLOAD_BYTES = 0x7FFFFFFF - 64 * 1024  # kMaxPayloadBytes in protocol.hpp
+# The largest pickled result: set by the worker loop when it sets this module up
+# (python_executor.cpp: core/frame.hpp's kMaxPayloadBytes, one MPI message).
+MAX_PAYLOAD_BYTES = None
+
+
+def _unconfigured_bound():
+    """The bound for a WorkerRuntime run outside a worker loop (tests): _core's, loaded in this
+    process anyway (a worker loop never gets here: loading _core there would start MPI twice)."""
+    from ._serialize import max_payload_bytes
+
+    return max_payload_bytes()
 
 
 class _JobOutput(io.StringIO):
@@ -151,10 +161,8 @@ class WorkerRuntime:
         try:
             initializer(*initargs)
         except Exception as exc:
-            from concurrent.futures import BrokenExecutor
-
-            raise BrokenExecutor(f"the executor's initializer {initializer!r} raised "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise InitializerError(f"the executor's initializer {initializer!r} raised "
+                                   f"{type(exc).__name__}: {exc}") from exc
         self.initialized.add(init_key)
 
     def run(self, job_id, key, args_data, args_buffers=(), comm=None):
@@ -199,7 +207,7 @@ class WorkerRuntime:
         try:
             buffers = []  # a plain result makes a plain tuple: dumps skips its checks
             payload = _pickling.dumps((result, output), PROTOCOL, buffers)
-            if len(payload) > MAX_PAYLOAD_BYTES:
+            if len(payload) > (MAX_PAYLOAD_BYTES or _unconfigured_bound()):
                 raise ValueError(f"it pickles to {len(payload)} bytes (besides its large "
                                  f"arrays), over the 2 GiB that one MPI message carries")
             return True, payload, seconds, buffers

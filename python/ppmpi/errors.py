@@ -1,4 +1,5 @@
 """ppmpi's exceptions. DestroyedServerError is a RuntimeError, as in pp."""
+from concurrent.futures import BrokenExecutor
 
 
 class DestroyedServerError(RuntimeError):
@@ -41,3 +42,9 @@ class JobTimeout(RuntimeError):
 class NoWorkers(RuntimeError):
     """The server lost every worker and could not start new ones (the message says how);
     ``set_ncpus(n)`` starts new workers, and jobs submitted after that run."""
+
+
+class InitializerError(BrokenExecutor):
+    """An Executor's initializer raised on a worker: the call that needed it fails with this,
+    and the Executor is broken from then on (as a ProcessPoolExecutor whose initializer
+    raised)."""

@@ -3,9 +3,14 @@ import concurrent.futures
 import pickle
 import sys
 import threading
+from concurrent.futures._base import CANCELLED, FINISHED
 
 from . import _parallel, _serialize
 from ._bounds import WAIT_SLICE_S
+
+# Most a future's result() waits, after the future is done, for the notifier thread to let go
+# of it (microseconds: a bound, not a wait that is expected).
+SETTLE_WAIT_S = 1.0
 
 
 class Job:
@@ -15,7 +20,7 @@ class Job:
 
     __slots__ = ("_server", "tid", "group", "_func", "callback", "callbackargs", "_lock",
                  "_taken", "_result", "_error", "_callback_done", "_future", "_nranks",
-                 "__weakref__")
+                 "_owned", "__weakref__")
 
     def __init__(self, server, tid, func, group, callback, callbackargs, nranks=None):
         self._server = server
@@ -31,6 +36,7 @@ class Job:
         self._callback_done = threading.Event() if callback is not None else None
         self._future = None
         self._nranks = nranks  # a parallel job's: its result is a list
+        self._owned = False  # an Executor's: its future is all anyone sees of it
 
     def __repr__(self):
         state = "finished" if self.finished else "pending"
@@ -93,19 +99,38 @@ class Job:
         return future
 
     def _resolve_future(self):
-        """Passes the outcome (already taken) to the future, if there is one and it is open."""
+        """Passes the outcome (already taken) to the future, if there is one and it is open,
+        once. Then nothing of ppmpi refers to the future or its outcome any more: the future
+        lets go of this job; an Executor's job (whose future is the only reader of its outcome)
+        lets go of the outcome and the future; and only then may the future's result() and
+        exception() return (_JobFuture._settled), so that a caller who drops the future and
+        its result frees them at once (CPython's test_free_reference)."""
         future = self._future
-        if future is None or future.done():
-            return
+        if future is None or future._job is None:
+            return  # no future, or resolved already
+        result, error = self._result, self._error
+        if self._owned:
+            self._result = self._error = self._future = None
+        future._resolver = threading.get_ident()  # its done-callbacks run here, and need no wait
         try:
-            if isinstance(self._error, concurrent.futures.CancelledError):
+            if future.done():
+                pass
+            elif isinstance(error, concurrent.futures.CancelledError):
                 future._cancel_now()
-            elif self._error is not None:
-                future.set_exception(self._error)
+            elif error is not None:
+                future.set_exception(error)
             else:
-                future.set_result(self._result)
+                future.set_result(result)
         except concurrent.futures.InvalidStateError:
             pass  # cancelled meanwhile by its owner
+        finally:
+            # No cycle job <-> future left behind either: both go as soon as their owner drops
+            # them, without waiting for the cyclic garbage collector (CPython's
+            # test_no_stale_references waits without collecting).
+            future._job = None
+            settling = future._settling
+            del future, result, error
+            settling.release()
 
     def __call__(self, raw_result=False):
         if self._callback_done is None and not self._taken:
@@ -175,11 +200,34 @@ class _JobFuture(concurrent.futures.Future):
     def __init__(self, job):
         super().__init__()
         self._job = job
+        # Held until the job let go of this future (Job._resolve_future): the thread that
+        # completes a future holds it (and its result) for a few more steps after waking its
+        # waiters, and result() and exception() return only after those.
+        self._settling = threading.Lock()
+        self._settling.acquire()
+        self._resolver = None  # the thread completing it
+
+    def _settled(self):
+        if (self._state == FINISHED and self._resolver != threading.get_ident()
+                and self._settling.acquire(timeout=SETTLE_WAIT_S)):
+            self._settling.release()
+
+    def result(self, timeout=None):
+        try:
+            return super().result(timeout)
+        finally:
+            self._settled()
+
+    def exception(self, timeout=None):
+        try:
+            return super().exception(timeout)
+        finally:
+            self._settled()
 
     def cancel(self):
-        if self.done():
-            return super().cancel()  # True if cancelled already, else False
         job = self._job
+        if job is None or self.done():  # done (the job is let go of only after that)
+            return super().cancel()  # True if cancelled already, else False
         if job._taken or job._server._destroyed:
             return False
 
@@ -194,8 +242,9 @@ class _JobFuture(concurrent.futures.Future):
     def _cancel_now(self):
         # Waiters (concurrent.futures.wait, as_completed) see a cancelled future only once it
         # is CANCELLED_AND_NOTIFIED, which set_running_or_notify_cancel does after cancel().
+        # Checked under the future's lock: the owner's cancel() and the notifier may both get
+        # here, and notifying twice logs a CRITICAL "in unexpected state".
         if super().cancel():
-            try:
-                self.set_running_or_notify_cancel()
-            except RuntimeError:
-                pass  # notified already
+            with self._condition:
+                if self._state == CANCELLED:
+                    self.set_running_or_notify_cancel()

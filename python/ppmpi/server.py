@@ -211,10 +211,15 @@ class Server:
                 if self._destroyed and not self._notified:
                     return
             for job_id in self._pool.next_notifications(WAIT_SLICE_S):
-                with self._lock:
-                    job = self._notified.pop(job_id, None)
-                if job is not None:
-                    self._finish(job)
+                self._finish_notified(job_id)
+
+    def _finish_notified(self, job_id):
+        # A call of its own: a local name in the loop above kept the last job (its result, its
+        # function) for as long as this thread waited for the next one.
+        with self._lock:
+            job = self._notified.pop(job_id, None)
+        if job is not None:
+            self._finish(job)
 
     def _finish(self, job):
         try:

@@ -16,6 +16,7 @@
 #include "ppmpi/core/log.hpp"
 #include "ppmpi/master/master.hpp"
 #include "ppmpi/mpi/mpi_env.hpp"
+#include "ppmpi/python/contract.hpp"
 #include "ppmpi/python/py_buffers.hpp"
 #include "ppmpi/python/python_executor.hpp"
 #include "ppmpi/worker/worker.hpp"
@@ -100,9 +101,9 @@ class PoolHandle {
         release_python_buffers();
         auto outcome = jobs_->take(job);
         if (!outcome) return py::none();
-        return py::make_tuple(static_cast<int>(outcome->outcome), py::bytes(outcome->payload),
-                              outcome->message, outcome->worker, outcome->seconds,
-                              buffers_to_python(std::move(outcome->buffers)));
+        return make_taken_outcome(static_cast<int>(outcome->outcome), py::bytes(outcome->payload),
+                                  outcome->message, outcome->worker, outcome->seconds,
+                                  buffers_to_python(std::move(outcome->buffers)));
     }
 
     // Waits up to `timeout` s for done(), GIL released: first by driving the dispatcher on this
@@ -214,8 +215,10 @@ void bind_logging(py::module_& m) {
 
 void bind_master(py::module_& m) {
     py::class_<Master, std::shared_ptr<Master>>(m, "Master")
-        .def(py::init(&start_master), py::arg("worker_path"), py::arg("heartbeat_ms") = 500,
-             py::arg("master_timeout_ms") = 30000, py::arg("start_timeout") = 120.0,
+        .def(py::init(&start_master), py::arg("worker_path"),
+             py::arg("heartbeat_ms") = Welcome{}.heartbeat_ms,
+             py::arg("master_timeout_ms") = Welcome{}.master_timeout_ms,
+             py::arg("start_timeout") = 120.0,
              py::arg("worker_args") = std::vector<std::string>{})
         .def("create_pool",
              [](std::shared_ptr<Master> self, std::size_t ncpus, std::size_t slots,
@@ -300,7 +303,6 @@ void bind_served_links(py::class_<PoolHandle>& pool) {
 void bind_pool(py::module_& m) {
     py::class_<PoolHandle> pool(m, "Pool");
     pool.def("submit", &PoolHandle::submit)
-        .def("submit", &PoolHandle::submit)
         .def("take", &PoolHandle::take)
         .def("wait", &PoolHandle::wait_job)
         .def("done", [](PoolHandle& p, JobId job) { return p.jobs_->is_done(job); })
@@ -368,7 +370,6 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "ppmpi's compiled core: the MPI dispatcher thread and worker loop";
     auto base = py::register_exception<PpmpiError>(m, "PpmpiError", PyExc_RuntimeError);
     py::register_exception<MpiError>(m, "MpiError", base.ptr());
-    py::register_exception<DestroyedError>(m, "DestroyedError", base.ptr());
     py::register_exception<ProtocolError>(m, "ProtocolError", base.ptr());
     py::register_exception<UnknownJobError>(m, "UnknownJobError", PyExc_KeyError);
     bind_logging(m);
@@ -383,8 +384,5 @@ PYBIND11_MODULE(_core, m) {
     m.def("mpi_library_version", &mpi_library_version);
     m.def("mpi_thread_level", &mpi_thread_level);
     m.attr("BOOST_VERSION") = BOOST_LIB_VERSION;
-    py::dict outcomes;  // core/outcomes.hpp: the one table of outcome codes
-    for (const OutcomeName& entry : kOutcomeNames)
-        outcomes[entry.name] = static_cast<int>(entry.outcome);
-    m.attr("OUTCOMES") = outcomes;
+    bind_contract(m);  // after PpmpiError: its DestroyedError translator must come later
 }

@@ -12,6 +12,7 @@ namespace {
 struct ReleaseQueue {
     std::mutex mutex;
     std::vector<Py_buffer*> exports;
+    bool scheduled = false;  // a pending call will drain it
 };
 
 ReleaseQueue& release_queue() {
@@ -19,10 +20,22 @@ ReleaseQueue& release_queue() {
     return *queue;
 }
 
+int release_pending(void*) {
+    release_python_buffers();
+    return 0;
+}
+
+// Queued from any thread (the MPI thread, GIL not held), and drained soon by the main thread
+// between two bytecodes (Py_AddPendingCall needs no GIL): without it, the object a job's
+// argument came from (a large array) lived on after the job until the next submit or take,
+// for good if none came. A failed scheduling (the queue of pending calls is full, or Python
+// is ending) is tried again at the next release; the calls above drain it meanwhile.
 void queue_release(Py_buffer* view) {
     ReleaseQueue& queue = release_queue();
     std::lock_guard<std::mutex> lock(queue.mutex);
     queue.exports.push_back(view);
+    if (queue.scheduled || !Py_IsInitialized()) return;
+    queue.scheduled = Py_AddPendingCall(&release_pending, nullptr) == 0;
 }
 
 // What a received buffer looks like from Python.
@@ -80,6 +93,7 @@ void release_python_buffers() {
         ReleaseQueue& queue = release_queue();
         std::lock_guard<std::mutex> lock(queue.mutex);
         exports.swap(queue.exports);
+        queue.scheduled = false;
     }
     for (Py_buffer* view : exports) {
         PyBuffer_Release(view);

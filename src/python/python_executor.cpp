@@ -1,5 +1,7 @@
 #include "ppmpi/python/python_executor.hpp"
 
+#include "ppmpi/core/frame.hpp"
+
 #include <pybind11/stl.h>
 
 #include "ppmpi/core/errors.hpp"
@@ -41,6 +43,7 @@ void PythonExecutor::configure(const Welcome& welcome) {
         py::module_::import("sys").attr("path") = merged;
         if (!welcome.cwd.empty()) py::module_::import("os").attr("chdir")(welcome.cwd);
         if (!module_) module_ = py::module_::import("ppmpi._worker");
+        module_.attr("MAX_PAYLOAD_BYTES") = kMaxPayloadBytes;  // one bound, C++'s
         runtime_ = module_.attr("WorkerRuntime")(welcome.worker_id, host_functions());
         run_ = runtime_.attr("run");  // bound once, not looked up for every job
     } catch (py::error_already_set& e) {

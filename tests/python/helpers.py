@@ -158,3 +158,44 @@ def add(a, b=0, *, scale=1):
 
 def double(x):
     return x * 2
+
+
+class Scaler:
+    """Its bound method is a job's function that holds a user object (test_references)."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def scale(self, point):
+        return Point(point.x * self.k, point.y * self.k)
+
+    def explode(self, payload):
+        raise TrackedError(payload)
+
+
+class TrackedError(Exception):
+    """Unlike the built-in exceptions, can be weakly referenced."""
+
+
+def make_point(x, y=0):
+    return Point(x, y)
+
+
+def array_sum(array):
+    return float(array.sum())
+
+
+def children_results_alive(n):
+    """Runs as a job: n children through ppmpi.get_executor(), each result taken and dropped;
+    returns how many of those results are still alive (the job's own ppmpi keeps them)."""
+    import weakref
+
+    import ppmpi
+
+    executor = ppmpi.get_executor()
+    refs = []
+    for i in range(n):
+        future = executor.submit(make_point, i)
+        refs.append(weakref.ref(future.result(30)))
+        del future
+    return sum(1 for ref in refs if ref() is not None)

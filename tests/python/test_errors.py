@@ -150,3 +150,60 @@ def test_every_outcome_code_of_the_one_table_has_its_meaning_in_python():
     for name, kind in expected.items():
         error = _serialize.outcome_error(codes[name], "why", "job 1")
         assert type(error) is kind, name
+
+
+def test_the_contract_comes_from_cpp_once():
+    """Python takes what C++ declares from _core (contract_bindings.cpp), never its own copy:
+    the enum beside the code table, the payload bound, the tunables' defaults, the taken
+    outcome's fields, and C++'s destroyed error as ppmpi.DestroyedServerError."""
+    from ppmpi import _core, _runtime, _serialize
+
+    assert {m.name: int(m.value) for m in _core.Outcome.__members__.values()} == _core.OUTCOMES
+    assert _serialize.MAX_PAYLOAD_BYTES == _core.MAX_PAYLOAD_BYTES == 2**31 - 1 - 64 * 1024
+    assert _core.DEFAULTS["heartbeat_ms"] > 0 and _core.DEFAULTS["master_timeout_ms"] > 0
+    assert _core.TakenOutcome._fields == ("outcome", "payload", "message", "worker", "seconds",
+                                          "buffers")
+    assert _core.DestroyedError is ppmpi.DestroyedServerError
+    with pytest.raises(ValueError, match="PPMPI_HEARTBEAT_MS='soon'"):
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("PPMPI_HEARTBEAT_MS", "soon")
+            _runtime._tunable("PPMPI_HEARTBEAT_MS", "heartbeat_ms")
+
+
+def test_a_taken_outcome_has_named_fields():
+    import pickle
+
+    with ppmpi.Server(1) as server:
+        job = server.submit(divmod, (7, 2))
+        job.wait(60)
+        taken = server._pool.take(job.tid)
+        assert taken.outcome == ppmpi._core.Outcome.Ok.value and taken.message == ""
+        assert pickle.loads(taken.payload)[0] == (3, 1) and taken.buffers == []
+        assert ":" in taken.worker and 0.0 <= taken.seconds < 60.0
+
+
+def test_the_core_stub_names_everything_core_exports():
+    """python/ppmpi/_core.pyi lists every public name of _core and every method of its
+    classes, and nothing that is not there."""
+    import ast
+    import pathlib
+
+    from ppmpi import _core
+
+    stub = pathlib.Path(ppmpi.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    typing_names = {"Dict", "List", "NamedTuple", "Optional", "Tuple"}
+    named = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            named.add(node.name)
+        elif isinstance(node, ast.AnnAssign):
+            named.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom):
+            named |= {alias.asname or alias.name for alias in node.names}
+    assert named - typing_names == {name for name in dir(_core) if not name.startswith("_")}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name in ("Master", "Pool", "LinkHandshake"):
+            methods = {f.name for f in node.body if isinstance(f, ast.FunctionDef)} - {"__init__"}
+            real = {k for k in vars(getattr(_core, node.name)) if not k.startswith("_")}
+            assert methods == real, node.name

@@ -5,7 +5,8 @@
 // The last Buffer is usually dropped by the thread that owns MPI, once its send completed, and
 // that thread never takes the GIL (a job holding the GIL would stall heartbeats). So the
 // export is only queued there, and released by the next call to release_python_buffers(),
-// which the Python-facing entry points make.
+// which the Python-facing entry points make, and a pending call (Py_AddPendingCall) soon after
+// on the main thread.
 //
 // Receiving: each Buffer is handed to Python as an object with the buffer protocol (writable,
 // so numpy arrays rebuilt on it are writable) that keeps the Buffer alive.
