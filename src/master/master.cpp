@@ -61,9 +61,13 @@ bool Master::stop(Duration grace, Duration stuck_margin) {
     if (ended_future_.wait_for(grace + stuck_margin) != std::future_status::ready) {
         std::ostringstream waited;
         waited << std::setprecision(3) << (grace + stuck_margin).count();
-        log_error("the dispatcher thread did not end within " + waited.str() +
-                  " s: it is stuck inside an MPI call (Open MPI 4.1 with PMIx 4 can hang in "
-                  "MPI_Comm_spawn for good); leaving without ending MPI");
+        log_error("the dispatcher thread did not end within " + waited.str() + " s: " +
+                  (ending_mpi_.load()
+                       ? "MPI's end (disconnect, finalize) still waits for ranks that have not "
+                         "ended theirs (slow with hundreds of ranks on a few cores, or a rank "
+                         "that left without it); leaving without it"
+                       : "it is stuck inside an MPI call (Open MPI 4.1 with PMIx 4 can hang in "
+                         "MPI_Comm_spawn for good); leaving without ending MPI"));
         thread_.detach();
         return false;
     }
@@ -97,6 +101,7 @@ void Master::run(EnvironmentFactory factory, std::promise<void> started) {
         log_error(std::string("dispatcher stopped by an error: ") + e.what());
     }
     if (!alone.owns_lock()) alone = baton_.close();
+    ending_mpi_ = true;
     dispatcher_ = nullptr;
     dispatcher.reset();
     if (env.before_close) env.before_close(clean);

@@ -261,7 +261,7 @@ bool WorkerHost::executor_quiet() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!results_.empty() || !requests_.empty()) return false;
     if (!executor_busy_ && work_.empty()) return executor_waiting_;
-    if (!executor_busy_) return borrowable_;
+    if (!executor_busy_) return borrowable_ && !spin_worthwhile();
     return borrowable_ || Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
 }
 
@@ -307,7 +307,7 @@ bool WorkerHost::only_urgent_while_job_runs() {
     comm_only_urgent_.store(true);
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        bool between_jobs = children_.empty() && borrowable_;
+        bool between_jobs = children_.empty() && borrowable_ && !spin_worthwhile();
         if (executor_busy_.load() || (!work_.empty() && between_jobs)) return true;
     }
     comm_only_urgent_.store(false);

@@ -66,10 +66,12 @@ class Master {
     void help_if_stalled(bool lone = false);
     static constexpr auto kStallGap = std::chrono::microseconds(50);
     // Shuts every worker down (bounded by `grace`) and ends the thread. Idempotent. False if
-    // the thread did not end within grace + stuck_margin: it is stuck inside an MPI call that
-    // never returns (Open MPI 4.1 with PMIx 4 intermittently hangs in MPI_Comm_spawn, the
-    // spawned process in MPI_Init: openpmix issue 2735). It is then left behind, detached,
-    // with MPI not finalized; this object must outlive the process (the caller keeps it).
+    // the thread did not end within grace + stuck_margin: it is inside an MPI call that has
+    // not returned, which the log names: one that may never return (Open MPI 4.1 with PMIx 4
+    // intermittently hangs in MPI_Comm_spawn, the spawned process in MPI_Init: openpmix issue
+    // 2735), or MPI's own end, which waits for every rank (slow with hundreds of ranks on a few
+    // cores). It is then left behind, detached; this object must outlive the process (the
+    // caller keeps it).
     static constexpr Duration kStuckMargin{10.0};
     bool stop(Duration grace, Duration stuck_margin = kStuckMargin);
     bool running() const { return running_.load(); }
@@ -92,6 +94,7 @@ class Master {
     std::exception_ptr failure_;        // a borrowed turn's error, rethrown by the thread
     std::atomic<bool> stopping_{false};
     std::atomic<bool> running_{false};
+    std::atomic<bool> ending_mpi_{false};  // past the workers' shutdown: in MPI's own end
     Duration grace_{5.0};
     std::atomic<JobId> next_job_{1};
     std::atomic<Clock::rep> last_turn_{0};  // when a turn last started (Clock ticks)
