@@ -98,9 +98,9 @@ bool WorkerHost::spin_worthwhile() const {
 // waits for any: it widens that doze itself (doorbell.hpp, step 4) and reads in a turn of its
 // own what came before, rather than waking the comm thread only to doze again (each wake-up of
 // it cost ~100 us of CPU per job among hundreds of ranks on 2 cores). Where it cannot, it
-// wakes it.
-void WorkerHost::widen_comm_doze() {
-    if (!comm_only_urgent_.load()) return;
+// wakes it. True if it ran that turn.
+bool WorkerHost::widen_comm_doze() {
+    if (!comm_only_urgent_.load()) return false;
     Transport* transport = transport_.load(std::memory_order_acquire);
     if (transport != nullptr && borrowable_ && comm_wakeup_.widen()) {
         comm_only_urgent_.store(false);
@@ -108,10 +108,11 @@ void WorkerHost::widen_comm_doze() {
         auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
         if (borrow.try_turn(turn, std::chrono::microseconds(200))) {
             if (nothing_in_flight(*transport)) borrow.leave_owner_asleep();
-            return;
+            return true;
         }
     }
     comm_wakeup_.notify();
+    return false;
 }
 
 // The next item to execute, or nullopt when the executor is to stop.
@@ -124,8 +125,9 @@ std::optional<Message> WorkerHost::next_work() {
     // Only behind jobs too long to spin for, or on a crowded host: with short jobs and a core
     // to spare, widening in this thread's turn cost more than the comm thread's wake-up did
     // (no-op jobs to local and remote workers together: 0.90 -> 0.69 of the local-only rate).
-    if (none && !spin_worthwhile()) widen_comm_doze();
-    drive_while_idle();
+    // That turn is the one drive_while_idle would run (no spin window behind such jobs).
+    bool turned = none && !spin_worthwhile() && widen_comm_doze();
+    if (!turned) drive_while_idle();
     std::unique_lock<std::mutex> lock(mutex_);
     // Bounded (1 s: an idle worker wakes rarely) so a lost notification can never park this
     // thread for good.

@@ -87,7 +87,7 @@ class WorkerHost : public JobHost {
     bool send_result_here();
     bool idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay);
     bool only_urgent_while_job_runs();
-    void widen_comm_doze();
+    bool widen_comm_doze();
     void on_message(Message& message);
     void withdraw(JobId job);
     bool master_alive(Clock::time_point now);
