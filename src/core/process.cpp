@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace ppmpi {
 using Clock = std::chrono::steady_clock;
@@ -110,6 +111,31 @@ bool process_exists(const ProcessIdentity& process) {
 bool kill_process(const ProcessIdentity& process) {
     if (!judged_here(process) || !process_alive(process)) return false;
     return ::kill(static_cast<pid_t>(process.pid), SIGKILL) == 0;
+}
+
+namespace {
+
+// Those of `left` that still exist after at most `limit` (checked every 10 ms).
+std::vector<ProcessIdentity> wait_ended(std::vector<ProcessIdentity> left,
+                                        std::chrono::milliseconds limit) {
+    auto deadline = Clock::now() + limit;
+    auto ended = [](const ProcessIdentity& process) { return !process_exists(process); };
+    for (;;) {
+        left.erase(std::remove_if(left.begin(), left.end(), ended), left.end());
+        if (left.empty() || Clock::now() >= deadline) return left;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+}  // namespace
+
+std::size_t end_processes(const std::vector<ProcessIdentity>& processes,
+                          std::chrono::milliseconds patience) {
+    std::vector<ProcessIdentity> left = wait_ended(processes, patience);
+    std::size_t killed = 0;
+    for (const ProcessIdentity& process : left) killed += kill_process(process) ? 1 : 0;
+    wait_ended(std::move(left), patience);
+    return killed;
 }
 
 ProcessWatch::ProcessWatch() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {}

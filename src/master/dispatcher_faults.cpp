@@ -293,4 +293,19 @@ void Dispatcher::kill_unanswering_workers() {
         if (worker.hello && !worker.goodbye) kill_process(worker.process);
 }
 
+// A spawned worker may outlive its Release: its job still runs (worker.cpp, close) or it is
+// still in MPI's end. Its process is not ours but the runtime daemon's, and a daemon that must
+// end children when a singleton master exits can hang in its own finalize (PMIx 3, seen here
+// with a worker in its grace after a Ctrl-C'd driver: the daemon, and with it the driver's
+// stdout and stderr, lived on). So the master sees them end before it does (master.cpp).
+// World ranks are left out: they end with their mpirun, in MPI_Finalize with the master.
+std::vector<ProcessIdentity> Dispatcher::spawned_here() const {
+    std::vector<ProcessIdentity> out;
+    for (const auto& [peer, worker] : workers_)
+        if (worker.hello && !worker.linked && !launcher_.in_world(peer) &&
+            judged_here(worker.process))
+            out.push_back(worker.process);
+    return out;
+}
+
 }  // namespace ppmpi

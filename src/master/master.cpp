@@ -102,14 +102,30 @@ void Master::run(EnvironmentFactory factory, std::promise<void> started) {
     }
     if (!alone.owns_lock()) alone = baton_.close();
     ending_mpi_ = true;
+    std::vector<ProcessIdentity> spawned = dispatcher->spawned_here();
     dispatcher_ = nullptr;
     dispatcher.reset();
+    end_mpi(env, clean);
+    see_ended(spawned);
+    running_ = false;
+    ended_.set_value();
+}
+
+void Master::end_mpi(MasterEnvironment& env, bool clean) {
     if (env.before_close) env.before_close(clean);
     env.launcher.reset();
     env.transport.reset();
     env.session.reset();
-    running_ = false;
-    ended_.set_value();
+}
+
+// The workers spawned here end before this process does (Dispatcher::spawned_here says why).
+// One whose job still runs gives it 2 s (WorkerOptions::exit_grace) before it exits itself;
+// past that, or stuck in MPI's end, it is killed: its job's result is wanted by nobody now.
+void Master::see_ended(const std::vector<ProcessIdentity>& spawned) {
+    constexpr auto kPatience = std::chrono::milliseconds(3000);
+    std::size_t killed = end_processes(spawned, kPatience);
+    if (killed > 0)
+        log_debug(std::to_string(killed) + " worker process(es) still ran after MPI's end: killed");
 }
 
 void Master::drain_commands(Dispatcher& dispatcher) {

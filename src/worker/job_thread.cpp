@@ -194,8 +194,10 @@ void WorkerHost::run_task(Executor& executor, const Task& task, Message& item) {
         comm = gang_comms_->open(next_gang_->ranks, static_cast<int>(task.job_id % kTags));
     }
     next_gang_.reset();
+    in_parallel_job_ = comm.has_value();
     ExecOutcome out = executor.run(task, std::move(item.payload), std::move(item.buffers), comm);
     if (comm) gang_comms_->close(*comm);
+    in_parallel_job_ = false;
     double waited_after = cpu_wait.seconds();
     double waited = std::min(out.seconds, waited_after - waited_before);
     waited_before = waited_after;

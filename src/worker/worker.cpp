@@ -326,7 +326,12 @@ void WorkerHost::close(WorkerEnvironment& env, bool clean) {
                                      "ppmpi-worker: MPI did not end within " +
                                          std::to_string(kMpiEndBound.count()) +
                                          " s (a process it waits for left without it); exiting");
-        if (env.before_close) env.before_close(clean);
+        // A job may still run (it cannot be interrupted; see below). An ordinary one does not
+        // use MPI, which ends under it; a parallel one may be inside a collective that
+        // MPI_Finalize would wait for, so MPI is then left unended, as after an unclean end.
+        bool in_order = clean && !in_parallel_job_;
+        if (env.before_close) env.before_close(in_order);
+        env.before_close = nullptr;  // it holds the session too: MPI ends below, not at exit
         env.transport.reset();
         // A parallel job stuck in a collective holds its communicator until the process ends.
         if (!executor_busy_) gang_comms_.reset();

@@ -131,6 +131,26 @@ def test_ctrl_c_in_the_driver_leaves_no_worker(tmp_path):
     assert not wait_all_gone(pids), "workers outlived a Ctrl-C'd driver"
 
 
+def test_workers_end_before_the_driver_does(tmp_path):
+    """One worker busy, one idle at exit. Workers the driver leaves behind were ended by Open
+    MPI's daemon after the driver, and that daemon could hang in its own end, holding the
+    driver's stdout and stderr (seen after a Ctrl-C: a caller reading them never got EOF)."""
+    script = write_driver(tmp_path, """
+        import os, sys, time
+        import ppmpi
+        server = ppmpi.Server(2)
+        busy = lambda: (time.sleep(0.3), os.getpid())[1]
+        print("pids", *sorted({j() for j in [server.submit(busy) for _ in range(2)]}), flush=True)
+        server.submit(time.sleep, (60,))
+        time.sleep(0.5)
+        sys.exit(3)
+    """)
+    proc, pids = start_and_read_pids([sys.executable, script], tmp_path)
+    assert proc.wait(timeout=60) == 3
+    assert not [p for p in pids if alive(p)], "workers outlived the driver"
+    proc.communicate(timeout=30)  # EOF: nothing else holds the driver's stdout and stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_mpirun_leaves_no_process(tmp_path, sig):
     script = write_driver(tmp_path, BUSY_DRIVER)

@@ -172,6 +172,38 @@ TEST_CASE("process: a stopped child is Stopped until it continues", "[process]")
     CHECK(process_state(this_process()) == ProcessState::Running);  // cannot tell: running
 }
 
+TEST_CASE("process: end_processes waits for those that end and kills the one left", "[process]") {
+    pid_t quick = fork();
+    if (quick == 0) {
+        usleep(100 * 1000);
+        _exit(0);
+    }
+    pid_t stuck = fork();
+    if (stuck == 0) {
+        sleep(30);
+        _exit(0);
+    }
+    REQUIRE((quick > 0 && stuck > 0));
+    std::vector<ProcessIdentity> both{{quick, start_ticks_of(quick), this_host_name()},
+                                      {stuck, start_ticks_of(stuck), this_host_name()}};
+    // This test is their parent: a thread reaps them as they end, as Open MPI's daemon does
+    // for workers (a zombie still exists). Bounded by the children's own sleeps.
+    int statuses[2] = {-1, -1};
+    std::thread reaper([&] {
+        waitpid(quick, &statuses[0], 0);
+        waitpid(stuck, &statuses[1], 0);
+    });
+    auto started = Clock::now();
+    std::size_t killed = end_processes(both, 500ms);
+    auto took = Clock::now() - started;
+    reaper.join();
+    CHECK(killed == 1);
+    CHECK(took >= 500ms);  // the patience was given in full to the one that did not end
+    CHECK((WIFEXITED(statuses[0]) && WEXITSTATUS(statuses[0]) == 0));
+    CHECK((WIFSIGNALED(statuses[1]) && WTERMSIG(statuses[1]) == SIGKILL));
+    CHECK_FALSE(process_exists(both[1]));
+}
+
 TEST_CASE("process watch: an exit is reported once, for its key only", "[process]") {
     ProcessWatch watch;
     SleepingChild ending, staying;

@@ -6,6 +6,7 @@
 // it), cannot be judged from here: the checks answer "alive" and never kill them.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -38,6 +39,10 @@ bool process_alive(const ProcessIdentity& process);
 bool process_exists(const ProcessIdentity& process);
 // SIGKILL, only if it is still that very process on this host. True if a signal was sent.
 bool kill_process(const ProcessIdentity& process);
+// Waits until none of `processes` exists any more (reaped), at most `patience`; SIGKILLs those
+// left and waits for them as long again. Returns how many were killed.
+std::size_t end_processes(const std::vector<ProcessIdentity>& processes,
+                          std::chrono::milliseconds patience);
 
 // A silent peer whose process runs on this host is starved of CPU, not dead: master and
 // workers give it this many of their timeouts before they take it as hung in a way no process

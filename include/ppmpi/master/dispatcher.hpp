@@ -46,9 +46,10 @@ class Dispatcher {
     bool plan_doze(Doze& plan) const;  // on live workers' bells (doorbell.hpp); false: can't
     bool plan_socket_doze(Doze& plan) const;  // on remote links' sockets only; false: none
     bool has_links() const { return !link_pools_.empty(); }
-    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,
-    // kills the silent on this host. True if none was lost and all ended in order.
+    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world
+    // workers, kills the silent here. True if none was lost and all ended in order.
     bool shutdown(Clock::duration grace);
+    std::vector<ProcessIdentity> spawned_here() const;  // to see ended after MPI's (master.cpp)
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
     // dispatcher_links.cpp. A client: an authenticated socket to a server whose slots join
@@ -75,8 +76,7 @@ class Dispatcher {
     void welcome(WorkerRecord& worker);
     void say_shutdown(WorkerRecord& worker);
     void end_job(Pool& pool, JobId job, JobOutcome outcome);
-    // dispatcher_faults.cpp
-    void check_liveness(Clock::time_point now, bool drained);
+    void check_liveness(Clock::time_point now, bool drained);  // dispatcher_faults.cpp:
     void judge_by_process(WorkerRecord& worker, const HeartbeatMonitor::Silence& silence,
                           Clock::time_point now, Clock::duration behind);
     void judge_by_silence(const std::vector<WorkerRecord*>& silent, Clock::time_point now);

@@ -78,6 +78,8 @@ class Master {
 
   private:
     void run(EnvironmentFactory factory, std::promise<void> started);
+    void end_mpi(MasterEnvironment& env, bool clean);
+    void see_ended(const std::vector<ProcessIdentity>& spawned);
     void loop(Dispatcher& dispatcher);
     bool idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay);
     bool turn(Dispatcher& dispatcher);

@@ -130,9 +130,9 @@ class WorkerHost : public JobHost {
     Clock::time_point job_started_{};  // of the job the executor runs (if executor_busy_)
     bool executor_waiting_ = false;     // the executor sleeps until work comes
     std::atomic<bool> work_posted_{false};  // work_ came in a turn: wake the executor after it
-    std::atomic<bool> executor_stop_{false};
+    std::atomic<bool> executor_stop_{false}, executor_failed_{false};
     std::atomic<bool> executor_busy_{false};
-    std::atomic<bool> executor_failed_{false};
+    std::atomic<bool> in_parallel_job_{false};  // its job holds a communicator (job_thread.cpp)
     std::atomic<bool> comm_dozing_{false};  // the comm thread sleeps on doorbells (idle_wait)
     std::atomic<bool> comm_only_urgent_{false};  // ... and only urgent frames wake it
     std::atomic<double> last_job_seconds_{0.0};  // how long the last job ran
