@@ -270,11 +270,11 @@ PoolStats Dispatcher::stats(PoolId pool) const {
         out.starting += worker.pool == pool && !worker.hello && worker.phase != Phase::Gone;
     out.pending = p.scheduler.pending();
     out.running = p.scheduler.running();
-    std::vector<WorkerId> ids;
+    std::vector<PeerId> ids;
     for (const auto& [id, s] : p.stats)  // remote servers' slots: in their link's status
         if (!LinkedLauncher::linked(id)) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
-    for (WorkerId id : ids) out.per_worker.push_back(p.stats.at(id));
+    for (PeerId id : ids) out.per_worker.push_back(p.stats.at(id));
     for (const auto& [job, queued] : p.queued) {
         auto worker = p.scheduler.worker_of(job);
         if (!worker || !queued.started) continue;
@@ -309,7 +309,7 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
             log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
     }
     // After all of them have their send order: only each worker's oldest job starts now.
-    std::set<WorkerId> topped_up;
+    std::set<PeerId> topped_up;
     for (const auto& [job, worker] : assignments)
         if (topped_up.insert(worker).second) start_head(pool, worker);
     take_back_for_idle(pool);
@@ -318,7 +318,7 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
 
 // The job's function bundle first if the worker has not had it (protocol step 3). The args stay
 // here until the result is in, so the job can be sent again if needed.
-void Dispatcher::send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJob& queued) {
+void Dispatcher::send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob& queued) {
     if (!known_.knows(worker, queued.key)) {
         const Bytes& bundle = pool.functions.bundle(queued.key);
         queue_message(worker, Message{FunctionDef{queued.key}, bundle});
@@ -330,7 +330,7 @@ void Dispatcher::send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJ
     ++pool.tasks_sent;
 }
 
-std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {
+std::optional<JobId> Dispatcher::head_job(const Pool& pool, PeerId worker) const {
     std::optional<JobId> head;
     std::uint64_t first = 0;
     for (JobId job : pool.scheduler.in_flight(worker)) {
@@ -344,7 +344,7 @@ std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) con
 }
 
 // The worker's oldest job is running from now on (if it was not already).
-void Dispatcher::start_head(Pool& pool, WorkerId worker) {
+void Dispatcher::start_head(Pool& pool, PeerId worker) {
     auto head = head_job(pool, worker);
     if (!head) return;
     QueuedJob& queued = pool.queued.at(*head);
@@ -369,7 +369,7 @@ void Dispatcher::learn_job_time(Pool& pool, double seconds) {
 }
 
 void Dispatcher::retire_idle_workers(Pool& pool) {
-    for (WorkerId id : pool.scheduler.idle_retiring_workers()) {
+    for (PeerId id : pool.scheduler.idle_retiring_workers()) {
         pool.scheduler.remove_worker(id);
         say_shutdown(workers_.at(id));
     }

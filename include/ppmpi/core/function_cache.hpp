@@ -13,7 +13,7 @@
 #include <unordered_map>
 
 #include "ppmpi/core/protocol.hpp"
-#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/core/ids.hpp"
 
 namespace ppmpi {
 
@@ -38,12 +38,12 @@ class FunctionStore {
 
 class KnownFunctions {
   public:
-    bool knows(WorkerId worker, const std::string& key) const;
-    void learn(WorkerId worker, const std::string& key) { known_[worker].insert(key); }
-    void forget_worker(WorkerId worker) { known_.erase(worker); }
+    bool knows(PeerId worker, const std::string& key) const;
+    void learn(PeerId worker, const std::string& key) { known_[worker].insert(key); }
+    void forget_worker(PeerId worker) { known_.erase(worker); }
 
   private:
-    std::unordered_map<WorkerId, std::set<std::string>> known_;
+    std::unordered_map<PeerId, std::set<std::string>> known_;
 };
 
 }  // namespace ppmpi

@@ -89,8 +89,8 @@ class Dispatcher {
     void stop_worker(WorkerRecord& worker, const std::string& reason);
     void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
                  std::optional<JobId> charged);
-    std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
-    void start_head(Pool& pool, WorkerId worker);
+    std::optional<JobId> head_job(const Pool& pool, PeerId worker) const;
+    void start_head(Pool& pool, PeerId worker);
     void learn_job_time(Pool& pool, double seconds);
     void notice_long_runs(Pool& pool);
     void replace_lost_workers();
@@ -103,9 +103,9 @@ class Dispatcher {
     void end_gang(Pool& pool, JobId job, Outcome why);  // Ok: from its members' answers
     void leave_gang(Pool& pool, const WorkerRecord& worker);
     void handle_nested(WorkerRecord& worker, Message& message);  // dispatcher_nested.cpp
-    void help_with(Pool& pool, JobId child, WorkerId helper);
-    bool end_child(Pool& pool, JobId job, JobOutcome& outcome, std::optional<WorkerId> ran_on);
-    void orphan_children(Pool& pool, WorkerId owner, bool stop_running = false);
+    void help_with(Pool& pool, JobId child, PeerId helper);
+    bool end_child(Pool& pool, JobId job, JobOutcome& outcome, std::optional<PeerId> ran_on);
+    void orphan_children(Pool& pool, PeerId owner, bool stop_running = false);
     void adopt_slot(PeerId peer);
     void lose_ended_links();
     void fail_without_servers(Pool& pool);
@@ -117,7 +117,7 @@ class Dispatcher {
     void on_goodbye(WorkerRecord& worker);
     void release(const std::vector<Launcher::Release>& releases);
     bool dispatch_jobs(Pool& pool);
-    void send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJob& queued);
+    void send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob& queued);
     void take_back_for_idle(Pool& pool);
     bool on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job);
     bool dispatch_all();

@@ -47,7 +47,7 @@ struct PoolRecord {
     Children children;  // jobs its jobs submitted (nested jobs)
     std::unordered_map<JobId, QueuedJob> queued;
     FunctionStore functions;
-    std::unordered_map<WorkerId, WorkerStats> stats;
+    std::unordered_map<PeerId, WorkerStats> stats;
     std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
     std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0, jobs_taken_back = 0;
     std::string start_error;    // why the last launch that failed failed
