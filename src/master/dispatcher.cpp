@@ -72,6 +72,7 @@ bool Dispatcher::step(Clock::time_point now) {
     check_deadlines(now);
     collect_launches();
     replace_lost_workers();
+    start_deferred_spawns();
     fail_without_workers();
     active |= dispatch_all();
     for (auto& [id, pool] : pools_)

@@ -46,8 +46,7 @@ class Dispatcher {
     bool plan_doze(Doze& plan) const;  // on live workers' bells (doorbell.hpp); false: can't
     bool plan_socket_doze(Doze& plan) const;  // on remote links' sockets only; false: none
     bool has_links() const { return !link_pools_.empty(); }
-    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world workers,
-    // kills the silent on this host. True if none was lost and all ended in order.
+    // Goodbyes within `grace`, Releases, the silent here killed; true if all ended in order.
     bool shutdown(Clock::duration grace);
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
     bool any_worker_lost() const { return workers_lost_ > 0; }
@@ -69,7 +68,8 @@ class Dispatcher {
     const Pool& pool_at(PoolId pool) const;
     std::size_t members(PoolId pool) const;  // Waiting or Active (not remote servers' slots)
     void add_workers(PoolId pool, std::size_t count);
-    void settle_departures();
+    void spawn_workers(PoolId pool, std::size_t count);
+    void start_deferred_spawns();
     void collect_launches();
     void remove_workers(PoolId pool, std::size_t count);
     void welcome(WorkerRecord& worker);
