@@ -231,8 +231,8 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
 
 // Lost workers are replaced by spawns in every launch mode (a lost world rank too: it cannot
 // come back, a spawned process takes its place), once every dead worker of this turn has been
-// noticed (a spawn while Open MPI is still handling a death can hang; see departures_settled, dispatcher_pools.cpp).
-// Where nothing can be spawned (srun), the pool shrinks instead, saying why.
+// noticed (a spawn while Open MPI is still handling a death can hang: departures_settled in
+// dispatcher_pools.cpp). Where nothing can be spawned (srun), the pool shrinks instead.
 void Dispatcher::replace_lost_workers() {
     for (auto& [id, pool] : pools_) {
         if (!pool.replace_lost || pool.destroyed) continue;
