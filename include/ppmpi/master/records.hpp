@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "ppmpi/core/children.hpp"
-#include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/functions.hpp"
 #include "ppmpi/core/gangs.hpp"
 #include "ppmpi/core/job_table.hpp"
 #include "ppmpi/core/process.hpp"

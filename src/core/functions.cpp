@@ -1,4 +1,4 @@
-#include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/functions.hpp"
 
 #include "ppmpi/core/errors.hpp"
 

@@ -1,4 +1,4 @@
-// ppmpi/core/function_cache.hpp: pp's "transparent cache" — a function crosses to each worker once.
+// ppmpi/core/functions.hpp: pp's "transparent cache" — a function crosses to each worker once.
 //
 // Bundles (a pickled function with its depfuncs and module list) are keyed by a digest of their
 // bytes, made on the Python side. FunctionStore holds, on the master, the bundles that queued or
