@@ -4,6 +4,7 @@
 
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/core/heartbeat.hpp"
+#include "ppmpi/core/process.hpp"
 
 namespace ppmpi_bench {
 

@@ -80,7 +80,7 @@ def spawned_by_a_server():
     """True in a python3 that a Server spawned (the spawn's environment names the attempt,
     mpi_env.hpp): like a worker rank of an mpirun, it serves from the first line of ppmpi's
     __init__, so the rest of the package is imported while MPI starts (by the worker loop),
-    not before: ~60 ms less per spawn, and the spawns run one after another."""
+    not before (docs/performance.md: the spawns run one after another)."""
     return "PPMPI_SPAWN_ATTEMPT" in os.environ and not inside_worker()
 
 

@@ -1,8 +1,9 @@
 """The job runner inside every worker (ppmpi-worker's embedded interpreter, or a python3 rank
 under mpirun). Called from C++ (python_executor.cpp), one call at a time.
 
-run() never raises for a job's own errors: it returns (ok, payload, seconds), where payload is
-the pickled (result, output) or a pickled error report with the worker's traceback."""
+run() never raises for a job's own errors: it returns (ok, payload, seconds, buffers), where
+payload is the pickled (result, output) (large arrays out of band, in buffers) or a pickled
+error report with the worker's traceback."""
 import io
 import os
 import pickle

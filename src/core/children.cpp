@@ -2,7 +2,7 @@
 
 namespace ppmpi {
 
-void Children::add(JobId child, WorkerId owner, JobId parent) {
+void Children::add(JobId child, PeerId owner, JobId parent) {
     children_[child] = Child{owner, parent, false};
     by_owner_[owner].insert(child);
 }
@@ -12,7 +12,7 @@ const Children::Child* Children::find(JobId child) const {
     return it == children_.end() ? nullptr : &it->second;
 }
 
-std::vector<JobId> Children::orphan(WorkerId owner) {
+std::vector<JobId> Children::orphan(PeerId owner) {
     std::vector<JobId> out;
     auto it = by_owner_.find(owner);
     if (it == by_owner_.end()) return out;
@@ -36,10 +36,10 @@ void Children::erase(JobId child) {
     children_.erase(it);
 }
 
-std::optional<WorkerId> Children::take_helper(JobId child) {
+std::optional<PeerId> Children::take_helper(JobId child) {
     auto it = helpers_.find(child);
     if (it == helpers_.end()) return std::nullopt;
-    WorkerId helper = it->second;
+    PeerId helper = it->second;
     helpers_.erase(it);
     return helper;
 }

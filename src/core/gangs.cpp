@@ -31,14 +31,14 @@ Bytes pack_gang_parts(std::vector<std::optional<GangPart>>& parts, Buffers& buff
     return out;
 }
 
-void Gangs::add_worker(WorkerId worker, int domain, int rank) {
+void Gangs::add_worker(PeerId worker, int domain, int rank) {
     if (domain < 0 || workers_.count(worker)) return;
     workers_[worker] = Member{domain, rank, std::nullopt};
     ++domain_sizes_[domain];
     dirty_ = true;
 }
 
-Gangs::Removal Gangs::remove_worker(WorkerId worker) {
+Gangs::Removal Gangs::remove_worker(PeerId worker) {
     Removal out;
     auto it = workers_.find(worker);
     if (it == workers_.end()) return out;
@@ -68,12 +68,12 @@ void Gangs::requeue(JobId job, std::size_t nranks) {
     dirty_ = true;
 }
 
-std::vector<WorkerId> Gangs::drop(JobId job) {
-    std::vector<WorkerId> unhold;
+std::vector<PeerId> Gangs::drop(JobId job) {
+    std::vector<PeerId> unhold;
     auto queued = std::find(queue_.begin(), queue_.end(), job);
     if (queued != queue_.end()) queue_.erase(queued);
     if (reserved_ == job) {
-        for (WorkerId worker : reservation_) {
+        for (PeerId worker : reservation_) {
             auto it = workers_.find(worker);
             if (it != workers_.end()) it->second.job.reset();
             unhold.push_back(worker);
@@ -88,12 +88,12 @@ std::vector<WorkerId> Gangs::drop(JobId job) {
 
 // The least loaded free workers of the domain where they are least loaded in all (ties: the
 // lowest domain, the lowest ranks), in rank order; none if no domain has `nranks` free.
-std::vector<WorkerId> Gangs::pick(std::size_t nranks, const Load& load) const {
-    std::map<int, std::vector<std::tuple<std::size_t, int, WorkerId>>> free;
+std::vector<PeerId> Gangs::pick(std::size_t nranks, const Load& load) const {
+    std::map<int, std::vector<std::tuple<std::size_t, int, PeerId>>> free;
     for (const auto& [worker, member] : workers_)
         if (!member.job && domain_sizes_.at(member.domain) >= nranks)
             free[member.domain].emplace_back(load(worker), member.rank, worker);
-    std::vector<std::tuple<std::size_t, int, WorkerId>> best;
+    std::vector<std::tuple<std::size_t, int, PeerId>> best;
     std::size_t best_cost = 0;
     for (auto& [domain, candidates] : free) {
         if (candidates.size() < nranks) continue;
@@ -109,7 +109,7 @@ std::vector<WorkerId> Gangs::pick(std::size_t nranks, const Load& load) const {
     }
     std::sort(best.begin(), best.end(),
               [](const auto& a, const auto& b) { return std::get<1>(a) < std::get<1>(b); });
-    std::vector<WorkerId> out;
+    std::vector<PeerId> out;
     for (const auto& candidate : best)
         out.push_back(std::get<2>(candidate));
     return out;
@@ -117,26 +117,26 @@ std::vector<WorkerId> Gangs::pick(std::size_t nranks, const Load& load) const {
 
 // A walk over the workers, only when something changed since the last attempt (a worker came
 // or went, a job came or ended): not on every turn while a job waits for a domain to free up.
-std::vector<WorkerId> Gangs::reserve(const Load& load) {
+std::vector<PeerId> Gangs::reserve(const Load& load) {
     if (reserved_ || queue_.empty() || !dirty_) return {};
     dirty_ = false;
     JobId job = queue_.front();
-    std::vector<WorkerId> picked = pick(nranks_.at(job), load);
+    std::vector<PeerId> picked = pick(nranks_.at(job), load);
     if (picked.empty()) return {};
     queue_.pop_front();
     reserved_ = job;
     reservation_ = picked;
-    for (WorkerId worker : picked)
+    for (PeerId worker : picked)
         workers_.at(worker).job = job;
     return picked;
 }
 
 std::optional<Gangs::Start> Gangs::start_ready(const Load& load) {
     if (!reserved_) return std::nullopt;
-    for (WorkerId worker : reservation_)
+    for (PeerId worker : reservation_)
         if (load(worker) > 0) return std::nullopt;
     Start start{*reserved_, reservation_, {}};
-    for (WorkerId worker : reservation_)
+    for (PeerId worker : reservation_)
         start.domain_ranks.push_back(workers_.at(worker).rank);
     Run& run = runs_[start.job];
     run.members = reservation_;
@@ -147,13 +147,13 @@ std::optional<Gangs::Start> Gangs::start_ready(const Load& load) {
     return start;
 }
 
-bool Gangs::member(JobId job, WorkerId worker) const {
+bool Gangs::member(JobId job, PeerId worker) const {
     auto run = runs_.find(job);
     return run != runs_.end() && std::find(run->second.members.begin(), run->second.members.end(),
                                            worker) != run->second.members.end();
 }
 
-bool Gangs::record(JobId job, WorkerId worker, GangPart part) {
+bool Gangs::record(JobId job, PeerId worker, GangPart part) {
     Run& run = runs_.at(job);
     auto at = std::find(run.members.begin(), run.members.end(), worker);
     if (at == run.members.end()) return false;
@@ -170,12 +170,12 @@ bool Gangs::any_error(JobId job) const {
                        [](const auto& p) { return p && p->status != ResultStatus::Ok; });
 }
 
-std::pair<std::vector<WorkerId>, std::vector<std::optional<GangPart>>> Gangs::end(JobId job) {
+std::pair<std::vector<PeerId>, std::vector<std::optional<GangPart>>> Gangs::end(JobId job) {
     auto run = runs_.find(job);
     nranks_.erase(job);
     dirty_ = true;
     if (run == runs_.end()) return {};
-    for (WorkerId worker : run->second.members) {
+    for (PeerId worker : run->second.members) {
         auto it = workers_.find(worker);
         if (it != workers_.end()) it->second.job.reset();
     }
@@ -201,13 +201,13 @@ std::optional<std::pair<JobId, std::size_t>> Gangs::unplaceable() const {
     return std::make_pair(queue_.front(), nranks);
 }
 
-std::vector<WorkerId> Gangs::to_regroup(std::size_t count, const Load& load) const {
-    std::vector<std::tuple<std::size_t, std::size_t, WorkerId>> candidates;
+std::vector<PeerId> Gangs::to_regroup(std::size_t count, const Load& load) const {
+    std::vector<std::tuple<std::size_t, std::size_t, PeerId>> candidates;
     for (const auto& [worker, member] : workers_)
         if (!member.job || !runs_.count(*member.job))
             candidates.emplace_back(domain_sizes_.at(member.domain), load(worker), worker);
     std::sort(candidates.begin(), candidates.end());
-    std::vector<WorkerId> out;
+    std::vector<PeerId> out;
     for (const auto& candidate : candidates) {
         if (out.size() == count) break;
         out.push_back(std::get<2>(candidate));

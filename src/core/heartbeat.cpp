@@ -2,11 +2,11 @@
 
 namespace ppmpi {
 
-void HeartbeatMonitor::watch(WorkerId worker, Clock::duration timeout, Clock::time_point now) {
+void HeartbeatMonitor::watch(PeerId worker, Clock::duration timeout, Clock::time_point now) {
     watched_[worker] = Watch{timeout, now, {}};
 }
 
-void HeartbeatMonitor::heard(WorkerId worker, Clock::time_point now) {
+void HeartbeatMonitor::heard(PeerId worker, Clock::time_point now) {
     auto it = watched_.find(worker);
     if (it == watched_.end()) return;
     it->second.last_heard = now;
@@ -23,7 +23,7 @@ std::vector<HeartbeatMonitor::Silence> HeartbeatMonitor::silent(Clock::time_poin
     return out;
 }
 
-void HeartbeatMonitor::postpone(WorkerId worker, Clock::time_point until) {
+void HeartbeatMonitor::postpone(PeerId worker, Clock::time_point until) {
     auto it = watched_.find(worker);
     if (it != watched_.end()) it->second.postponed_until = until;
 }

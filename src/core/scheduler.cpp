@@ -63,7 +63,7 @@ void Scheduler::unplace(WorkerSlots& slots) {
     --placed_;
 }
 
-void Scheduler::add_worker(WorkerId worker) {
+void Scheduler::add_worker(PeerId worker) {
     PPMPI_ENFORCE(workers_.count(worker) == 0, "worker ", worker, " added twice");
     WorkerSlots& slots = workers_[worker];
     slots.id = worker;
@@ -71,7 +71,7 @@ void Scheduler::add_worker(WorkerId worker) {
     ++active_;
 }
 
-std::vector<JobId> Scheduler::remove_worker(WorkerId worker) {
+std::vector<JobId> Scheduler::remove_worker(PeerId worker) {
     auto it = workers_.find(worker);
     if (it == workers_.end()) return {};
     WorkerSlots& slots = it->second;
@@ -86,7 +86,7 @@ std::vector<JobId> Scheduler::remove_worker(WorkerId worker) {
     return orphans;
 }
 
-void Scheduler::retire_worker(WorkerId worker) {
+void Scheduler::retire_worker(PeerId worker) {
     auto it = workers_.find(worker);
     if (it == workers_.end() || it->second.retiring) return;
     unplace(it->second);
@@ -95,7 +95,7 @@ void Scheduler::retire_worker(WorkerId worker) {
     place(it->second);
 }
 
-void Scheduler::hold(WorkerId worker, bool held) {
+void Scheduler::hold(PeerId worker, bool held) {
     auto it = workers_.find(worker);
     if (it == workers_.end() || it->second.held == held) return;
     unplace(it->second);
@@ -103,7 +103,7 @@ void Scheduler::hold(WorkerId worker, bool held) {
     place(it->second);
 }
 
-std::size_t Scheduler::load(WorkerId worker) const {
+std::size_t Scheduler::load(PeerId worker) const {
     auto it = workers_.find(worker);
     return it == workers_.end() ? 0 : it->second.jobs.size();
 }
@@ -119,7 +119,7 @@ void Scheduler::enqueue(JobId job, bool front) {
 
 // Out of the queue (a walk: a marked entry left there would come back to life if the job
 // were queued again, as a lost worker's jobs are), onto the worker.
-bool Scheduler::take_for(JobId job, WorkerId worker) {
+bool Scheduler::take_for(JobId job, PeerId worker) {
     auto it = workers_.find(worker);
     if (it == workers_.end() || waiting_.erase(job) == 0) return false;
     auto queued = std::find(queue_.begin(), queue_.end(), job);
@@ -207,7 +207,7 @@ std::vector<Scheduler::Assignment> Scheduler::assign() {
     return out;
 }
 
-bool Scheduler::complete(WorkerId worker, JobId job) {
+bool Scheduler::complete(PeerId worker, JobId job) {
     auto run = running_.find(job);
     if (run == running_.end() || run->second != worker) return false;
     running_.erase(run);
@@ -220,28 +220,28 @@ bool Scheduler::complete(WorkerId worker, JobId job) {
     return true;
 }
 
-bool Scheduler::withdraw(WorkerId worker, JobId job) {
+bool Scheduler::withdraw(PeerId worker, JobId job) {
     if (!complete(worker, job)) return false;
     queue_.push_front(job);
     waiting_.insert(job);
     return true;
 }
 
-std::vector<WorkerId> Scheduler::loaded_workers(std::size_t min_load, std::size_t count) const {
-    std::vector<WorkerId> out;
+std::vector<PeerId> Scheduler::loaded_workers(std::size_t min_load, std::size_t count) const {
+    std::vector<PeerId> out;
     for (std::size_t load = ready_.size(); load-- > min_load && out.size() < count;)
         for (const WorkerSlots* w = ready_[load].head; w && out.size() < count; w = w->next)
             out.push_back(w->id);
     return out;
 }
 
-std::optional<WorkerId> Scheduler::worker_of(JobId job) const {
+std::optional<PeerId> Scheduler::worker_of(JobId job) const {
     auto it = running_.find(job);
     if (it == running_.end()) return std::nullopt;
     return it->second;
 }
 
-std::vector<JobId> Scheduler::in_flight(WorkerId worker) const {
+std::vector<JobId> Scheduler::in_flight(PeerId worker) const {
     auto it = workers_.find(worker);
     if (it == workers_.end()) return {};
     return {it->second.jobs.begin(), it->second.jobs.end()};

@@ -72,6 +72,7 @@ bool Dispatcher::step(Clock::time_point now) {
     check_deadlines(now);
     collect_launches();
     replace_lost_workers();
+    start_deferred_spawns();
     fail_without_workers();
     active |= dispatch_all();
     for (auto& [id, pool] : pools_)
@@ -158,7 +159,7 @@ void Dispatcher::handle(WorkerRecord& worker, Message& message) {
         case Kind::FunctionDef:
         case Kind::Submit:
         case Kind::Waiting: handle_nested(worker, message); break;
-        case Kind::Heartbeat: break;  // liveness is tracked from every message (issue 4)
+        case Kind::Heartbeat: break;  // liveness counts every message (handle_frame)
         default:
             log_warning(std::string("unexpected ") + kind_name(kind_of(message.header)) +
                         " from worker " + worker.label);

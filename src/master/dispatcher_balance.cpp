@@ -19,7 +19,7 @@ void Dispatcher::take_back_for_idle(Pool& pool) {
     constexpr std::size_t kLookedAtPerTurn = 64;
     if (pool.scheduler.pending() > 0 || pool.scheduler.idle_workers() <= pool.withdrawing) return;
     std::size_t wanted = pool.scheduler.idle_workers() - pool.withdrawing;
-    for (WorkerId worker : pool.scheduler.loaded_workers(2, kLookedAtPerTurn)) {
+    for (PeerId worker : pool.scheduler.loaded_workers(2, kLookedAtPerTurn)) {
         if (wanted == 0) break;
         auto head = head_job(pool, worker);
         if (!head || now_ - pool.queued.at(*head).started_at < kWorthTakingBack) continue;
@@ -73,7 +73,7 @@ void Dispatcher::notice_long_runs(Pool& pool) {
     if (seconds(last_drained_ - pool.last_result_at) <= expected) return;
     pool.next_long_run_check = now_ + kEvery;
     double longest = 0.0;
-    for (WorkerId worker : pool.scheduler.loaded_workers(1, kLookedAt)) {
+    for (PeerId worker : pool.scheduler.loaded_workers(1, kLookedAt)) {
         auto head = head_job(pool, worker);
         if (!head || !pool.queued.at(*head).started) continue;
         longest = std::max(longest, seconds(last_drained_ - pool.queued.at(*head).started_at));

@@ -33,7 +33,7 @@ void Dispatcher::check_liveness(Clock::time_point now, bool drained) {
     if (now < next_liveness_check_) return;
     if (!drained && now < next_liveness_check_ + kLivenessForced) return;
     next_liveness_check_ = now + kLivenessPeriod;
-    for (WorkerId id : processes_.exited()) {
+    for (PeerId id : processes_.exited()) {
         auto it = workers_.find(id);
         if (it != workers_.end()) lose_worker(it->second, "its process exited", true);
     }
@@ -108,9 +108,9 @@ void Dispatcher::judge_by_silence(const std::vector<WorkerRecord*>& silent, Cloc
 namespace {
 // The pool's running jobs whose deadline is at or before `now`, with their workers (none for
 // a parallel job, gangs.hpp), oldest first.
-std::vector<std::pair<JobId, std::optional<WorkerId>>> past_deadline(const PoolRecord& pool,
+std::vector<std::pair<JobId, std::optional<PeerId>>> past_deadline(const PoolRecord& pool,
                                                                      Clock::time_point now) {
-    std::vector<std::pair<JobId, std::optional<WorkerId>>> past;
+    std::vector<std::pair<JobId, std::optional<PeerId>>> past;
     if (pool.destroyed) return past;
     for (const auto& [deadline, job] : pool.deadlines) {
         if (deadline > now) break;
@@ -231,8 +231,8 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
 
 // Lost workers are replaced by spawns in every launch mode (a lost world rank too: it cannot
 // come back, a spawned process takes its place), once every dead worker of this turn has been
-// noticed (a spawn while Open MPI is still handling a death can hang; see settle_departures).
-// Where nothing can be spawned (srun), the pool shrinks instead, saying why.
+// noticed (a spawn while Open MPI is still handling a death can hang: departures_settled in
+// dispatcher_pools.cpp). Where nothing can be spawned (srun), the pool shrinks instead.
 void Dispatcher::replace_lost_workers() {
     for (auto& [id, pool] : pools_) {
         if (!pool.replace_lost || pool.destroyed) continue;

@@ -10,12 +10,12 @@ namespace ppmpi {
 // Steps 1-2, before the pool's single jobs are handed out (reserved workers get none).
 void Dispatcher::dispatch_gangs(PoolId id, Pool& pool) {
     if (pool.gangs.pending() == 0 && pool.gangs.active() == 0) return;
-    auto load = [&](WorkerId worker) { return pool.scheduler.load(worker); };
-    for (WorkerId worker : pool.gangs.reserve(load))
+    auto load = [&](PeerId worker) { return pool.scheduler.load(worker); };
+    for (PeerId worker : pool.gangs.reserve(load))
         pool.scheduler.hold(worker, true);
     while (auto start = pool.gangs.start_ready(load)) {
         QueuedJob& queued = pool.queued.at(start->job);
-        for (WorkerId worker : start->members) {
+        for (PeerId worker : start->members) {
             queue_message(worker, Message{Gang{start->job, start->domain_ranks}, {}});
             send_task(pool, worker, start->job, queued);
         }
@@ -26,7 +26,7 @@ void Dispatcher::dispatch_gangs(PoolId id, Pool& pool) {
             queued.deadline = now_ + queued.timeout;
             pool.deadlines.emplace(queued.deadline, start->job);
         }
-        for (WorkerId worker : pool.gangs.reserve(load))
+        for (PeerId worker : pool.gangs.reserve(load))
             pool.scheduler.hold(worker, true);
     }
     if (auto unplaceable = pool.gangs.unplaceable())
@@ -44,8 +44,8 @@ void Dispatcher::regroup_for(PoolId id, Pool& pool, JobId job, std::size_t nrank
     QueuedJob& queued = pool.queued.at(job);
     if (!queued.regrouped && spawns_blocked_.empty() && nranks <= members(id)) {
         queued.regrouped = true;
-        auto load = [&](WorkerId worker) { return pool.scheduler.load(worker); };
-        for (WorkerId peer : pool.gangs.to_regroup(nranks, load)) {
+        auto load = [&](PeerId worker) { return pool.scheduler.load(worker); };
+        for (PeerId peer : pool.gangs.to_regroup(nranks, load)) {
             WorkerRecord& worker = workers_.at(peer);
             leave_gang(pool, worker);
             pool.scheduler.retire_worker(peer); // a busy one finishes its jobs first
@@ -100,13 +100,13 @@ void Dispatcher::on_gang_result(WorkerRecord& worker,
 // all are stopped (a cancelled job's outcome is the caller's). A waiting job just leaves.
 void Dispatcher::end_gang(Pool& pool, JobId job, Outcome why) {
     if (!pool.gangs.running(job)) {
-        for (WorkerId worker : pool.gangs.drop(job))
+        for (PeerId worker : pool.gangs.drop(job))
             pool.scheduler.hold(worker, false);
         return;
     }
     auto [members, parts] = pool.gangs.end(job);
     std::vector<std::string> names;
-    for (WorkerId member : members)
+    for (PeerId member : members)
         names.push_back(workers_.at(member).label);
     bool complete = std::all_of(parts.begin(), parts.end(), [](const auto& p) { return p; });
     JobOutcome outcome{why, {}, {}, names.at(0), 0.0};
@@ -123,7 +123,7 @@ void Dispatcher::end_gang(Pool& pool, JobId job, Outcome why) {
                           "; they were stopped and replaced";
     }
     if (why != Outcome::Cancelled) end_job(pool, job, std::move(outcome));
-    for (WorkerId member : members) {
+    for (PeerId member : members) {
         pool.scheduler.hold(member, false);
         if (why == Outcome::Ok && complete) continue;
         stop_worker(workers_.at(member), why == Outcome::Ok ? "a rank of its parallel job failed"
@@ -136,12 +136,12 @@ void Dispatcher::end_gang(Pool& pool, JobId job, Outcome why) {
 // a job it ran loses its other members and runs again (the loss charged to it).
 void Dispatcher::leave_gang(Pool& pool, const WorkerRecord& worker) {
     auto removal = pool.gangs.remove_worker(worker.peer);
-    for (WorkerId other : removal.unhold)
+    for (PeerId other : removal.unhold)
         pool.scheduler.hold(other, false);
     if (!removal.broken || pool.destroyed) return;
     JobId job = *removal.broken;
     auto members = pool.gangs.end(job).first;
-    for (WorkerId member : members)
+    for (PeerId member : members)
         if (member != worker.peer)
             stop_worker(workers_.at(member), "a rank of its parallel job was lost");
     QueuedJob& queued = pool.queued.at(job);

@@ -35,7 +35,7 @@ void Dispatcher::handle_nested(WorkerRecord& worker, Message& message) {
 
 // The child goes to `helper`, whose job waits for it, unless it runs (or ran) elsewhere: from
 // the queue at once, or once it came back from behind another worker's job (protocol step 4).
-void Dispatcher::help_with(Pool& pool, JobId child, WorkerId helper) {
+void Dispatcher::help_with(Pool& pool, JobId child, PeerId helper) {
     auto queued = pool.queued.find(child);
     if (log_enabled(LogLevel::Debug)) {
         auto on = pool.scheduler.worker_of(child);
@@ -66,10 +66,10 @@ void Dispatcher::help_with(Pool& pool, JobId child, WorkerId helper) {
 bool Dispatcher::end_child(Pool& pool,
                            JobId job,
                            JobOutcome& outcome,
-                           std::optional<WorkerId> ran_on) {
+                           std::optional<PeerId> ran_on) {
     const Children::Child* child = pool.children.find(job);
     if (!child) return false;
-    WorkerId owner = child->owner;
+    PeerId owner = child->owner;
     bool deliver = !child->orphaned && ran_on != owner;
     pool.children.erase(job);
     auto it = workers_.find(owner);
@@ -94,7 +94,7 @@ bool Dispatcher::end_child(Pool& pool,
 // their parent. Those not sent anywhere are dropped; those running finish, their results going
 // nowhere, unless `stop_running` (cancelled: their workers are stopped, and so are their own
 // children's, all the way down).
-void Dispatcher::orphan_children(Pool& pool, WorkerId owner, bool stop_running) {
+void Dispatcher::orphan_children(Pool& pool, PeerId owner, bool stop_running) {
     auto drop_if_queued = [&](JobId child) {
         if (pool.queued.count(child) && !pool.scheduler.worker_of(child))
             end_job(pool, child, JobOutcome{Outcome::Cancelled, {}, "its parent ended", {}, 0.0});

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <set>
-#include <thread>
+#include <utility>
 
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/core/log.hpp"
@@ -11,7 +11,33 @@
 namespace ppmpi {
 namespace {
 constexpr auto kSettleTimeout = std::chrono::seconds(5);
+
+// Spawned workers told to leave disconnect right after their Goodbye, and that disconnect is
+// a collective the master completes when it reads the last Goodbye of their spawn. A spawn
+// started before then deadlocks under mpirun (measured: the new workers' MPI_Init waited behind
+// the old workers' disconnect fence, and the master in MPI_Comm_spawn for them). So pending
+// departures are finished first.
+//
+// Then every departed process on this host must be gone: a spawn racing the runtime daemon's
+// handling of a process that ends (a lost worker it has not reaped yet, or one that said
+// Goodbye and is still in MPI_Finalize) hung inside Open MPI (new worker stuck in PMIx_Init,
+// master in PMIx_Lookup). That includes a worker that died but is not declared lost yet
+// (killed together with the one being replaced). Each departure is waited for once (settled).
+bool departures_settled(const std::unordered_map<PeerId, WorkerRecord>& workers,
+                        const Launcher& launcher) {
+    for (const auto& [peer, worker] : workers) {
+        if (worker.phase == WorkerPhase::Leaving && worker.hello && !launcher.awaits_release(peer))
+            return false;  // its Goodbye is still to come
+        if (worker.settled) continue;
+        bool awaits = worker.goodbye && !worker.released && launcher.awaits_release(peer);
+        bool ended = worker.phase == WorkerPhase::Gone
+                         ? !awaits
+                         : worker.hello && !process_alive(worker.process);
+        if (ended && process_exists(worker.process)) return false;  // not reaped yet
+    }
+    return true;
 }
+}  // namespace
 
 Dispatcher::Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptions options)
     : transport_(transport), launcher_(launcher), options_(std::move(options)), now_(Clock::now()) {
@@ -39,7 +65,7 @@ std::size_t Dispatcher::members(PoolId pool) const {
         if (worker.pool == pool && !worker.linked &&
             (worker.phase == Phase::Waiting || worker.phase == Phase::Active))
             ++count;
-    return count;
+    return count + pool_at(pool).deferred_spawns;
 }
 
 PoolId Dispatcher::create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs) {
@@ -77,7 +103,8 @@ std::vector<PeerId> Dispatcher::in_order(const std::function<bool(const WorkerRe
     return peers;
 }
 
-// Unclaimed world ranks first (they already run), then as many spawned workers as needed.
+// Unclaimed world ranks first (they already run), then as many spawned workers as needed:
+// at once if every departure has settled, else once they have (start_deferred_spawns).
 void Dispatcher::add_workers(PoolId pool, std::size_t count) {
     auto unclaimed = [](const WorkerRecord& w) { return !w.pool && w.phase == Phase::Waiting; };
     for (PeerId peer : in_order(unclaimed)) {
@@ -89,7 +116,20 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
     }
     if (count == 0) return;
     if (!spawns_blocked_.empty()) throw PpmpiError("cannot start workers: " + spawns_blocked_);
-    settle_departures();
+    Pool& p = pool_at(pool);
+    if (p.deferred_spawns > 0 || !departures_settled(workers_, launcher_)) {
+        if (p.deferred_spawns == 0) p.settle_by = Clock::now() + kSettleTimeout;
+        p.deferred_spawns += count;
+        log_debug("spawning " + std::to_string(count) + " worker(s) for pool " +
+                  std::to_string(pool) + " once the workers that left have ended");
+        return;
+    }
+    spawn_workers(pool, count);
+}
+
+void Dispatcher::spawn_workers(PoolId pool, std::size_t count) {
+    for (auto& [peer, worker] : workers_)
+        if (worker.phase == Phase::Gone) worker.settled = true;  // each waited for once
     log_debug("spawning " + std::to_string(count) + " worker(s) for pool " + std::to_string(pool));
     for (PeerId peer : launcher_.spawn(count)) {
         WorkerRecord record;
@@ -98,6 +138,28 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
         record.label = launcher_.describe(peer);
         workers_.emplace(peer, std::move(record));
         monitor_.watch(peer, options_.start_timeout, now_);  // until its Hello
+    }
+}
+
+// A spawn that waited for departures to settle (add_workers): bounded, because a worker may
+// die instead of saying Goodbye. Checked each turn; nothing here waits.
+void Dispatcher::start_deferred_spawns() {
+    auto due = Clock::time_point::max();
+    for (const auto& [id, pool] : pools_)
+        if (pool.deferred_spawns > 0) due = std::min(due, pool.settle_by);
+    if (due == Clock::time_point::max()) return;
+    if (Clock::now() < due && !departures_settled(workers_, launcher_)) return;
+    for (auto& [id, pool] : pools_) {
+        std::size_t count = std::exchange(pool.deferred_spawns, 0);
+        if (count == 0 || pool.destroyed) continue;
+        try {
+            spawn_workers(id, count);
+        } catch (const std::exception& e) {
+            pool.start_error = e.what();
+            ++pool.start_failures;
+            shrink_to_members(id, pool, std::string("workers could not be started (") +
+                                            e.what() + ")");
+        }
     }
 }
 
@@ -129,55 +191,13 @@ void Dispatcher::collect_launches() {
     }
 }
 
-// Spawned workers told to leave disconnect right after their Goodbye, and that disconnect is
-// a collective the master completes when it reads the last Goodbye of their spawn. A spawn
-// started before then deadlocks under mpirun (measured: the new workers' MPI_Init waited behind
-// the old workers' disconnect fence, and the master in MPI_Comm_spawn for them). So pending
-// departures are finished first; bounded, because a worker may die instead of saying Goodbye.
-//
-// Then every departed process on this host must be gone: a spawn racing the runtime daemon's
-// handling of a process that ends (a lost worker it has not reaped yet, or one that said
-// Goodbye and is still in MPI_Finalize) hung inside Open MPI (new worker stuck in PMIx_Init,
-// master in PMIx_Lookup). That includes a worker that died but is not declared lost yet
-// (killed together with the one being replaced). Each departure is waited for once.
-void Dispatcher::settle_departures() {
-    auto leaving = [&] {
-        for (const auto& [peer, worker] : workers_)
-            if (worker.phase == Phase::Leaving && worker.hello && !launcher_.awaits_release(peer))
-                return true;
-        return false;
-    };
-    auto ending = [&](PeerId peer, const WorkerRecord& worker) {
-        if (worker.settled) return false;
-        bool awaits = worker.goodbye && !worker.released && launcher_.awaits_release(peer);
-        bool ended = worker.phase == Phase::Gone
-                         ? !awaits
-                         : worker.hello && !process_alive(worker.process);
-        return ended && process_exists(worker.process);
-    };
-    auto unreaped = [&] {
-        for (const auto& [peer, worker] : workers_)
-            if (ending(peer, worker)) return true;
-        return false;
-    };
-    auto deadline = Clock::now() + kSettleTimeout;
-    while (leaving() && Clock::now() < deadline) {
-        if (auto envelope = transport_.poll()) {
-            handle_frame(std::move(*envelope));
-        } else {
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        }
-    }
-    while (unreaped() && Clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    for (auto& [peer, worker] : workers_)
-        if (worker.phase == Phase::Gone) worker.settled = true;
-}
-
-// Workers not started yet first, then idle ones, then busy ones (which finish their jobs); the
-// highest peers first.
+// Workers not spawned yet first, then ones not started, idle ones, then busy ones (which finish
+// their jobs); the highest peers first.
 void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
     Pool& p = pool_at(pool);
+    std::size_t unspawned = std::min(count, p.deferred_spawns);
+    p.deferred_spawns -= unspawned;
+    count -= unspawned;
     auto in_phase = [pool](Phase phase) {
         return [pool, phase](const WorkerRecord& w) {
             return w.pool == pool && w.phase == phase && !w.linked;
@@ -254,6 +274,7 @@ void Dispatcher::destroy_pool(PoolId pool) {
     Pool& p = pool_at(pool);
     if (p.destroyed) return;
     p.destroyed = true;
+    p.deferred_spawns = 0;
     p.jobs->fail_unfinished(Outcome::Destroyed, "Server was destroyed before the job completion");
     for (auto& [peer, worker] : workers_)
         if (worker.pool == pool) say_shutdown(worker);
@@ -268,13 +289,14 @@ PoolStats Dispatcher::stats(PoolId pool) const {
     out.workers = members(pool);
     for (const auto& [peer, worker] : workers_)
         out.starting += worker.pool == pool && !worker.hello && worker.phase != Phase::Gone;
+    out.starting += p.deferred_spawns;
     out.pending = p.scheduler.pending();
     out.running = p.scheduler.running();
-    std::vector<WorkerId> ids;
+    std::vector<PeerId> ids;
     for (const auto& [id, s] : p.stats)  // remote servers' slots: in their link's status
         if (!LinkedLauncher::linked(id)) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
-    for (WorkerId id : ids) out.per_worker.push_back(p.stats.at(id));
+    for (PeerId id : ids) out.per_worker.push_back(p.stats.at(id));
     for (const auto& [job, queued] : p.queued) {
         auto worker = p.scheduler.worker_of(job);
         if (!worker || !queued.started) continue;
@@ -309,7 +331,7 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
             log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
     }
     // After all of them have their send order: only each worker's oldest job starts now.
-    std::set<WorkerId> topped_up;
+    std::set<PeerId> topped_up;
     for (const auto& [job, worker] : assignments)
         if (topped_up.insert(worker).second) start_head(pool, worker);
     take_back_for_idle(pool);
@@ -318,7 +340,7 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
 
 // The job's function bundle first if the worker has not had it (protocol step 3). The args stay
 // here until the result is in, so the job can be sent again if needed.
-void Dispatcher::send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJob& queued) {
+void Dispatcher::send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob& queued) {
     if (!known_.knows(worker, queued.key)) {
         const Bytes& bundle = pool.functions.bundle(queued.key);
         queue_message(worker, Message{FunctionDef{queued.key}, bundle});
@@ -330,7 +352,7 @@ void Dispatcher::send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJ
     ++pool.tasks_sent;
 }
 
-std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) const {
+std::optional<JobId> Dispatcher::head_job(const Pool& pool, PeerId worker) const {
     std::optional<JobId> head;
     std::uint64_t first = 0;
     for (JobId job : pool.scheduler.in_flight(worker)) {
@@ -344,7 +366,7 @@ std::optional<JobId> Dispatcher::head_job(const Pool& pool, WorkerId worker) con
 }
 
 // The worker's oldest job is running from now on (if it was not already).
-void Dispatcher::start_head(Pool& pool, WorkerId worker) {
+void Dispatcher::start_head(Pool& pool, PeerId worker) {
     auto head = head_job(pool, worker);
     if (!head) return;
     QueuedJob& queued = pool.queued.at(*head);
@@ -369,7 +391,7 @@ void Dispatcher::learn_job_time(Pool& pool, double seconds) {
 }
 
 void Dispatcher::retire_idle_workers(Pool& pool) {
-    for (WorkerId id : pool.scheduler.idle_retiring_workers()) {
+    for (PeerId id : pool.scheduler.idle_retiring_workers()) {
         pool.scheduler.remove_worker(id);
         say_shutdown(workers_.at(id));
     }

@@ -55,3 +55,35 @@ TEST_CASE("launches: a surplus process is told to leave after its Hello and neve
     CHECK(c.dispatcher.pool_size(p) == 1);
     CHECK(c.dispatcher.stats(p).per_worker.size() == 1);
 }
+
+// A spawn while a worker that was told to leave has not said Goodbye deadlocked under mpirun
+// (dispatcher_pools.cpp): it waits, counted as the pool's, in turns that never block.
+TEST_CASE("launches: a spawn waits for a departing worker's Goodbye without blocking a turn",
+          "[dispatcher][launch]") {
+    FaultCluster c;
+    c.final_grace = 200ms;
+    c.launcher.puppets = true;
+    PoolId p = c.pool(2);
+    Puppet w1(c.hub, 1), w2(c.hub, 2);
+    w1.hello();
+    w2.hello();
+    REQUIRE(c.welcomed(p, 2));
+    REQUIRE(c.launcher.spawned == 2);
+    c.dispatcher.resize_pool(p, 1);
+    REQUIRE(c.await(w2, Kind::Shutdown));  // it does not answer yet
+    c.dispatcher.resize_pool(p, 3);
+    c.run_for(50ms);
+    CHECK(c.launcher.spawned == 2);  // deferred
+    CHECK(c.dispatcher.pool_size(p) == 3);
+    CHECK(c.dispatcher.stats(p).starting == 2);
+    c.dispatcher.resize_pool(p, 2);  // a deferred worker is the first to be given up
+    CHECK(c.dispatcher.stats(p).starting == 1);
+    c.launcher.fail_spawn = true;  // and when the spawn comes, it fails: said in the stats
+    w2.send({Message{Goodbye{}, {}}});
+    REQUIRE(c.run_until([&] { return c.dispatcher.stats(p).start_failures == 1; }));
+    CHECK(c.dispatcher.stats(p).start_error == "spawn refused by the test");
+    CHECK(c.dispatcher.pool_size(p) == 1);
+    c.launcher.fail_spawn = false;
+    c.dispatcher.resize_pool(p, 2);  // nothing departs now: at once
+    CHECK(c.launcher.spawned == 3);
+}

@@ -234,6 +234,7 @@ class ThreadLauncher : public Launcher {
     std::vector<PeerId> static_peers() override { return world; }
     std::vector<PeerId> spawn(std::size_t count) override {
         if (fail_spawn) throw PpmpiError("spawn refused by the test");
+        spawned += count;
         std::vector<PeerId> peers;
         for (std::size_t i = 0; i < count; ++i)
             peers.push_back(puppets ? workers_->reserve() : workers_->start());
@@ -256,6 +257,7 @@ class ThreadLauncher : public Launcher {
     LaunchReport collect_launches() override { return std::exchange(report, {}); }
 
     bool fail_spawn = false;
+    std::size_t spawned = 0;  // workers asked for
     bool puppets = false;
     bool ordered = true;
     std::vector<PeerId> world;

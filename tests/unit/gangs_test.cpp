@@ -3,6 +3,7 @@
 
 #include "ppmpi/core/children.hpp"
 #include "ppmpi/core/gangs.hpp"
+#include "ppmpi/core/scheduler.hpp"
 
 #include <catch2/catch.hpp>
 #include <map>
@@ -11,9 +12,9 @@ using namespace ppmpi;
 
 namespace {
 struct Loads {
-    std::map<WorkerId, std::size_t> jobs;
+    std::map<PeerId, std::size_t> jobs;
     Gangs::Load fn() {
-        return [this](WorkerId w) { return jobs.count(w) ? jobs.at(w) : std::size_t{0}; };
+        return [this](PeerId w) { return jobs.count(w) ? jobs.at(w) : std::size_t{0}; };
     }
 };
 } // namespace
@@ -21,21 +22,21 @@ struct Loads {
 TEST_CASE("a parallel job is reserved the least loaded workers of one domain, then starts") {
     Gangs gangs;
     Loads loads;
-    for (WorkerId w = 1; w <= 4; ++w)
+    for (PeerId w = 1; w <= 4; ++w)
         gangs.add_worker(w, 0, static_cast<int>(w));
     gangs.add_worker(10, 1, 0);
     gangs.add_worker(11, 1, 1);
     loads.jobs = {{1, 2}, {2, 0}, {3, 1}, {4, 0}, {10, 1}, {11, 1}};
     gangs.enqueue(7, 3);
     auto held = gangs.reserve(loads.fn());
-    CHECK(held == std::vector<WorkerId>{2, 3, 4}); // domain 0 only has 3 free; least loaded
+    CHECK(held == std::vector<PeerId>{2, 3, 4}); // domain 0 only has 3 free; least loaded
     CHECK(gangs.pending() == 1);
     CHECK_FALSE(gangs.start_ready(loads.fn())); // worker 3 still has a job
     loads.jobs[3] = 0;
     auto start = gangs.start_ready(loads.fn());
     REQUIRE(start);
     CHECK(start->job == 7);
-    CHECK(start->members == std::vector<WorkerId>{2, 3, 4});
+    CHECK(start->members == std::vector<PeerId>{2, 3, 4});
     CHECK(start->domain_ranks == std::vector<int>{2, 3, 4});
     CHECK(gangs.running(7));
     CHECK(gangs.pending() == 0);
@@ -50,7 +51,7 @@ TEST_CASE("a parallel job ends once every rank answered; parts come back in rank
     gangs.reserve(loads.fn());
     auto start = gangs.start_ready(loads.fn());
     REQUIRE(start);
-    CHECK(start->members == std::vector<WorkerId>{2, 1}); // by rank in the domain
+    CHECK(start->members == std::vector<PeerId>{2, 1}); // by rank in the domain
     CHECK_FALSE(gangs.record(9, 1, GangPart{ResultStatus::Error, "e", {}, 0.5}));
     CHECK_FALSE(gangs.record(9, 1, GangPart{})); // twice: ignored
     CHECK(gangs.any_error(9));
@@ -71,7 +72,7 @@ TEST_CASE("a parallel job ends once every rank answered; parts come back in rank
 TEST_CASE("a member lost breaks its running job; one lost from a reservation releases it") {
     Gangs gangs;
     Loads loads;
-    for (WorkerId w = 1; w <= 4; ++w)
+    for (PeerId w = 1; w <= 4; ++w)
         gangs.add_worker(w, 0, static_cast<int>(w));
     gangs.enqueue(1, 2);
     gangs.enqueue(2, 2);
@@ -109,7 +110,7 @@ TEST_CASE("a job bigger than every domain is reported, with the domains' sizes")
 TEST_CASE("later parallel jobs wait their turn: one reservation at a time, FIFO") {
     Gangs gangs;
     Loads loads;
-    for (WorkerId w = 1; w <= 4; ++w)
+    for (PeerId w = 1; w <= 4; ++w)
         gangs.add_worker(w, 0, static_cast<int>(w));
     loads.jobs = {{1, 1}, {2, 1}, {3, 1}, {4, 1}};
     gangs.enqueue(1, 4);
@@ -134,7 +135,7 @@ TEST_CASE("children: owners, orphans and the worker waiting to run one") {
     CHECK(children.find(100)->parent == 7);
     CHECK_FALSE(children.find(300));
     children.want_help(200, 3);
-    CHECK(children.take_helper(200) == std::optional<WorkerId>(3));
+    CHECK(children.take_helper(200) == std::optional<PeerId>(3));
     CHECK_FALSE(children.take_helper(200));  // once
     auto orphans = children.orphan(1);
     std::sort(orphans.begin(), orphans.end());
@@ -158,7 +159,7 @@ TEST_CASE("scheduler: a child goes ahead of the queue, or straight to the worker
     CHECK(first[0].job == 11);
     scheduler.enqueue(12);
     CHECK(scheduler.take_for(12, 1));  // busy (slots full), but its running job waits for 12
-    CHECK(scheduler.worker_of(12) == std::optional<WorkerId>(1));
+    CHECK(scheduler.worker_of(12) == std::optional<PeerId>(1));
     CHECK(scheduler.load(1) == 2);
     CHECK_FALSE(scheduler.take_for(12, 1));  // not queued any more
     CHECK(scheduler.complete(1, 12));

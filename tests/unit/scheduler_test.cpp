@@ -17,8 +17,8 @@ std::vector<JobId> jobs_of(const std::vector<Scheduler::Assignment>& assignments
     return out;
 }
 
-std::map<WorkerId, std::size_t> load_of(const std::vector<Scheduler::Assignment>& assignments) {
-    std::map<WorkerId, std::size_t> load;
+std::map<PeerId, std::size_t> load_of(const std::vector<Scheduler::Assignment>& assignments) {
+    std::map<PeerId, std::size_t> load;
     for (const auto& a : assignments) ++load[a.worker];
     return load;
 }
@@ -54,7 +54,7 @@ TEST_CASE("scheduler: no workers means nothing is assigned", "[scheduler]") {
 
 TEST_CASE("scheduler: N jobs on N workers run one each", "[scheduler]") {
     Scheduler s(4);  // even with spare slots, the least loaded worker goes first
-    for (WorkerId w = 10; w < 15; ++w) s.add_worker(w);
+    for (PeerId w = 10; w < 15; ++w) s.add_worker(w);
     for (JobId j = 1; j <= 5; ++j) s.enqueue(j);
     auto a = s.assign();
     REQUIRE(a.size() == 5);
@@ -73,7 +73,7 @@ TEST_CASE("scheduler: least loaded worker gets the next job", "[scheduler]") {
     for (JobId j = 1; j <= 4; ++j) s.enqueue(j);
     auto first = s.assign();
     REQUIRE(first.size() == 4);
-    CHECK(load_of(first) == std::map<WorkerId, std::size_t>{{1, 2}, {2, 2}});
+    CHECK(load_of(first) == std::map<PeerId, std::size_t>{{1, 2}, {2, 2}});
     // Worker 2 finishes both of its jobs: the next two go to it, not to worker 1.
     for (auto job : s.in_flight(2)) CHECK(s.complete(2, job));
     s.enqueue(5);
@@ -120,7 +120,7 @@ TEST_CASE("scheduler: complete() rejects a job that is not on that worker", "[sc
     s.enqueue(7);
     auto a = s.assign();
     REQUIRE(a.size() == 1);
-    WorkerId owner = a[0].worker, other = owner == 1 ? 2 : 1;
+    PeerId owner = a[0].worker, other = owner == 1 ? 2 : 1;
     CHECK_FALSE(s.complete(other, 7));  // wrong worker
     CHECK_FALSE(s.complete(owner, 8));  // never submitted
     CHECK(s.complete(owner, 7));
@@ -172,7 +172,7 @@ TEST_CASE("scheduler: a late result from a removed worker is rejected", "[schedu
     CHECK(a[0].worker == 2);
     CHECK(a[0].job == 42);
     CHECK_FALSE(s.complete(1, 42));
-    CHECK(s.worker_of(42) == WorkerId{2});
+    CHECK(s.worker_of(42) == PeerId{2});
     CHECK(s.complete(2, 42));
 }
 
@@ -198,7 +198,7 @@ TEST_CASE("scheduler: a retiring worker finishes its jobs but gets no new ones",
     CHECK(s.idle_retiring_workers().empty());
     for (const auto& a : s.assign()) CHECK(a.worker == 2);
     CHECK(s.complete(1, busy1[1]));
-    CHECK(s.idle_retiring_workers() == std::vector<WorkerId>{1});
+    CHECK(s.idle_retiring_workers() == std::vector<PeerId>{1});
     CHECK(s.assign().empty());  // worker 2 is full, worker 1 retiring
     CHECK(s.in_flight(1).empty());
     CHECK(s.remove_worker(1).empty());
@@ -240,7 +240,7 @@ TEST_CASE("scheduler: a job to run alone waits for an idle worker and keeps it t
     auto first = s.assign();
     REQUIRE(first.size() >= 2);
     CHECK(first[0].job == 1);
-    WorkerId lonely = first[0].worker;
+    PeerId lonely = first[0].worker;
     CHECK(s.in_flight(lonely) == std::vector<JobId>{1});  // nothing else next to it
     for (JobId job = 4; job <= 6; ++job) s.enqueue(job);
     for (const auto& a : s.assign()) CHECK(a.worker != lonely);
@@ -265,7 +265,7 @@ TEST_CASE("scheduler: with set_deep_queue, a short queue is spread, not pipeline
           "[scheduler]") {
     Scheduler s(8);
     s.set_deep_queue(4);
-    for (WorkerId w = 1; w <= 3; ++w) s.add_worker(w);
+    for (PeerId w = 1; w <= 3; ++w) s.add_worker(w);
     s.enqueue(1);
     s.enqueue(2);  // fewer than the workers: one each, on two of them
     CHECK(s.assign().size() == 2);
@@ -273,11 +273,11 @@ TEST_CASE("scheduler: with set_deep_queue, a short queue is spread, not pipeline
     for (JobId job = 3; job <= 7; ++job) s.enqueue(job);  // 5 waiting, one per worker or more:
     auto a = s.assign();                                   // each takes one behind its own
     CHECK(a.size() == 4);
-    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 2);
+    for (PeerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 2);
     CHECK(s.pending() == 1);
     for (JobId job = 8; job <= 20; ++job) s.enqueue(job);  // 14 waiting: deep (4 per worker)
     CHECK(s.assign().size() == 14);
-    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 8);
+    for (PeerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() <= 8);
 }
 
 TEST_CASE("scheduler: with every worker busy, a short queue waits one job behind each running "
@@ -285,7 +285,7 @@ TEST_CASE("scheduler: with every worker busy, a short queue waits one job behind
           "[scheduler]") {
     Scheduler s(8);
     s.set_deep_queue(4);
-    for (WorkerId w = 1; w <= 3; ++w) s.add_worker(w);
+    for (PeerId w = 1; w <= 3; ++w) s.add_worker(w);
     for (JobId job = 1; job <= 3; ++job) s.enqueue(job);
     CHECK(s.assign().size() == 3);  // one each
     s.enqueue(4);
@@ -299,7 +299,7 @@ TEST_CASE("scheduler: with every worker busy, a short queue waits one job behind
     s.enqueue(7);
     CHECK(s.assign().size() == 1);  // worker 3 takes one; the others hold two already
     CHECK(s.pending() == 1);
-    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() == 2);
+    for (PeerId w = 1; w <= 3; ++w) CHECK(s.in_flight(w).size() == 2);
 }
 
 TEST_CASE("workers_worth_engaging: few for short jobs, no limit before any is known",
@@ -313,7 +313,7 @@ TEST_CASE("workers_worth_engaging: few for short jobs, no limit before any is kn
 TEST_CASE("scheduler: an idle worker is engaged only below the engaged limit", "[scheduler]") {
     Scheduler s(8);
     s.set_engaged_limit(2);
-    for (WorkerId w = 1; w <= 4; ++w) s.add_worker(w);
+    for (PeerId w = 1; w <= 4; ++w) s.add_worker(w);
     for (JobId job = 1; job <= 12; ++job) s.enqueue(job);
     auto load = load_of(s.assign());
     CHECK(load.size() == 2);  // two workers, both full: 16 slots for 12 jobs
@@ -326,12 +326,12 @@ TEST_CASE("scheduler: when the engaged limit falls, workers drain until it holds
           "those still busy are topped up",
           "[scheduler]") {
     Scheduler s(4);
-    for (WorkerId w = 1; w <= 4; ++w) s.add_worker(w);
+    for (PeerId w = 1; w <= 4; ++w) s.add_worker(w);
     for (JobId job = 1; job <= 16; ++job) s.enqueue(job);
     REQUIRE(s.assign().size() == 16);  // no limit: all four engaged, four jobs each
     for (JobId job = 17; job <= 40; ++job) s.enqueue(job);
     s.set_engaged_limit(2);  // jobs turned out short
-    for (WorkerId w : {1, 2})
+    for (PeerId w : {1, 2})
         for (JobId job : s.in_flight(w)) CHECK(s.complete(w, job));
     CHECK(s.assign().empty());  // 1 and 2 idle, 3 and 4 still at the limit: none engaged anew
     JobId three = s.in_flight(3).front();
@@ -346,20 +346,20 @@ TEST_CASE("scheduler: when the engaged limit falls, workers drain until it holds
     for (JobId job = 41; job <= 44; ++job) s.enqueue(job);
     CHECK(s.in_flight(3).size() == 4);
     CHECK(s.complete(3, s.in_flight(3).front()));
-    CHECK(load_of(s.assign()) == std::map<WorkerId, std::size_t>{{3, 1}});  // not 4, now idle
+    CHECK(load_of(s.assign()) == std::map<PeerId, std::size_t>{{3, 1}});  // not 4, now idle
 }
 
 TEST_CASE("scheduler: more workers busy than the engaged limit get nothing until they drain",
           "[scheduler]") {
     Scheduler s(4);
-    for (WorkerId w = 1; w <= 3; ++w) s.add_worker(w);
+    for (PeerId w = 1; w <= 3; ++w) s.add_worker(w);
     for (JobId job = 1; job <= 12; ++job) s.enqueue(job);
     REQUIRE(s.assign().size() == 12);
     s.set_engaged_limit(1);
     for (JobId job = 13; job <= 20; ++job) s.enqueue(job);
-    for (WorkerId w = 1; w <= 3; ++w) CHECK(s.complete(w, s.in_flight(w).front()));
+    for (PeerId w = 1; w <= 3; ++w) CHECK(s.complete(w, s.in_flight(w).front()));
     CHECK(s.assign().empty());  // three busy, limit one: no top-up
-    for (WorkerId w : {1, 2})
+    for (PeerId w : {1, 2})
         for (JobId job : s.in_flight(w)) CHECK(s.complete(w, job));
-    CHECK(load_of(s.assign()) == std::map<WorkerId, std::size_t>{{3, 1}});
+    CHECK(load_of(s.assign()) == std::map<PeerId, std::size_t>{{3, 1}});
 }

@@ -11,7 +11,7 @@
 #pragma once
 
 #include "ppmpi/core/protocol.hpp"
-#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/core/ids.hpp"
 
 #include <optional>
 #include <unordered_map>
@@ -23,25 +23,25 @@ namespace ppmpi {
 class Children {
   public:
     struct Child {
-        WorkerId owner = 0; // the worker that submitted it (its result goes there)
+        PeerId owner = 0; // the worker that submitted it (its result goes there)
         JobId parent = 0;
         bool orphaned = false; // the owner was lost: its outcome goes nowhere
     };
 
-    void add(JobId child, WorkerId owner, JobId parent);
+    void add(JobId child, PeerId owner, JobId parent);
     const Child* find(JobId child) const;
     // Its owner was lost: its children are orphaned (returned; their results are dropped).
-    std::vector<JobId> orphan(WorkerId owner);
+    std::vector<JobId> orphan(PeerId owner);
     void erase(JobId child);
     // `helper` waits for the child, which comes back from another worker first (Withdraw).
-    void want_help(JobId child, WorkerId helper) { helpers_[child] = helper; }
-    std::optional<WorkerId> take_helper(JobId child);
+    void want_help(JobId child, PeerId helper) { helpers_[child] = helper; }
+    std::optional<PeerId> take_helper(JobId child);
     std::size_t size() const { return children_.size(); }
 
   private:
     std::unordered_map<JobId, Child> children_;
-    std::unordered_map<WorkerId, std::unordered_set<JobId>> by_owner_;
-    std::unordered_map<JobId, WorkerId> helpers_;
+    std::unordered_map<PeerId, std::unordered_set<JobId>> by_owner_;
+    std::unordered_map<JobId, PeerId> helpers_;
 };
 
 } // namespace ppmpi

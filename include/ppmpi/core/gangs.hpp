@@ -16,7 +16,7 @@
 #pragma once
 
 #include "ppmpi/core/protocol.hpp"
-#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/core/ids.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -47,39 +47,39 @@ Bytes pack_gang_parts(std::vector<std::optional<GangPart>>& parts, Buffers& buff
 
 class Gangs {
   public:
-    using Load = std::function<std::size_t(WorkerId)>;
+    using Load = std::function<std::size_t(PeerId)>;
     struct Start {
         JobId job;
-        std::vector<WorkerId> members; // in rank order
+        std::vector<PeerId> members; // in rank order
         std::vector<int> domain_ranks; // theirs in their domain's world, likewise
     };
 
     struct Removal {
         std::optional<JobId> broken;  // the running job it was a member of: its gang is broken
-        std::vector<WorkerId> unhold; // the rest of a reservation it was in (to release)
+        std::vector<PeerId> unhold; // the rest of a reservation it was in (to release)
     };
 
-    void add_worker(WorkerId worker, int domain, int rank);
-    Removal remove_worker(WorkerId worker);
+    void add_worker(PeerId worker, int domain, int rank);
+    Removal remove_worker(PeerId worker);
 
     void enqueue(JobId job, std::size_t nranks);
     void requeue(JobId job, std::size_t nranks); // at the front
     // A waiting (or reserved for) job leaves; the reserved workers to release.
-    std::vector<WorkerId> drop(JobId job);
+    std::vector<PeerId> drop(JobId job);
     bool waiting(JobId job) const { return nranks_.count(job) != 0 && !runs_.count(job); }
 
     // Step 1: the workers newly reserved (to hold), if the oldest job got its reservation.
-    std::vector<WorkerId> reserve(const Load& load);
+    std::vector<PeerId> reserve(const Load& load);
     // Step 2: the reserved job, if all its workers are idle now.
     std::optional<Start> start_ready(const Load& load);
 
     // Step 3: a member's answer; true once the job has all k.
-    bool record(JobId job, WorkerId worker, GangPart part);
+    bool record(JobId job, PeerId worker, GangPart part);
     bool running(JobId job) const { return runs_.count(job) != 0; }
-    bool member(JobId job, WorkerId worker) const;
+    bool member(JobId job, PeerId worker) const;
     bool any_error(JobId job) const;
     // The job ends: its members (in rank order) and what each answered.
-    std::pair<std::vector<WorkerId>, std::vector<std::optional<GangPart>>> end(JobId job);
+    std::pair<std::vector<PeerId>, std::vector<std::optional<GangPart>>> end(JobId job);
     std::vector<JobId> running_jobs() const;
 
     std::size_t pending() const { return queue_.size() + (reserved_ ? 1 : 0); } // not started
@@ -89,7 +89,7 @@ class Gangs {
     std::string describe_domains() const; // "4 (the mpirun world), 2" etc., for errors
     // `count` workers to let go so that as many spawned together make a big enough domain:
     // of the smallest domains first, then the least loaded; none of a running job's.
-    std::vector<WorkerId> to_regroup(std::size_t count, const Load& load) const;
+    std::vector<PeerId> to_regroup(std::size_t count, const Load& load) const;
 
   private:
     struct Member {
@@ -98,18 +98,18 @@ class Gangs {
         std::optional<JobId> job; // reserved or running for
     };
     struct Run {
-        std::vector<WorkerId> members;
+        std::vector<PeerId> members;
         std::vector<std::optional<GangPart>> parts;
         std::size_t answered = 0;
     };
-    std::vector<WorkerId> pick(std::size_t nranks, const Load& load) const;
+    std::vector<PeerId> pick(std::size_t nranks, const Load& load) const;
 
-    std::unordered_map<WorkerId, Member> workers_;
+    std::unordered_map<PeerId, Member> workers_;
     std::map<int, std::size_t> domain_sizes_;
     std::deque<JobId> queue_;
     std::unordered_map<JobId, std::size_t> nranks_; // waiting or running
     std::optional<JobId> reserved_;
-    std::vector<WorkerId> reservation_;
+    std::vector<PeerId> reservation_;
     std::unordered_map<JobId, Run> runs_;
     bool dirty_ = false; // something changed since reserve() last looked
 };

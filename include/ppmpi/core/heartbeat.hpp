@@ -13,30 +13,29 @@
 #include <vector>
 
 #include "ppmpi/core/backoff.hpp"
-#include "ppmpi/core/process.hpp"
-#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/core/ids.hpp"
 
 namespace ppmpi {
 
 class HeartbeatMonitor {
   public:
     struct Silence {
-        WorkerId worker;
+        PeerId worker;
         Clock::duration silent_for;
         Clock::duration timeout;
     };
 
     // Starts watching `worker`: it is silent once not heard from for longer than `timeout`.
-    void watch(WorkerId worker, Clock::duration timeout, Clock::time_point now);
-    void heard(WorkerId worker, Clock::time_point now);
-    void forget(WorkerId worker) { watched_.erase(worker); }
-    bool watching(WorkerId worker) const { return watched_.count(worker) != 0; }
+    void watch(PeerId worker, Clock::duration timeout, Clock::time_point now);
+    void heard(PeerId worker, Clock::time_point now);
+    void forget(PeerId worker) { watched_.erase(worker); }
+    bool watching(PeerId worker) const { return watched_.count(worker) != 0; }
     // Workers silent for longer than their timeout at `now`, unless postponed past `now`. One
     // pass over the watched workers: the caller asks every ~100 ms, not every turn.
     std::vector<Silence> silent(Clock::time_point now) const;
     // Not reported as silent again before `until` unless heard from meanwhile (the silence
     // goes on counting).
-    void postpone(WorkerId worker, Clock::time_point until);
+    void postpone(PeerId worker, Clock::time_point until);
 
   private:
     struct Watch {
@@ -44,7 +43,7 @@ class HeartbeatMonitor {
         Clock::time_point last_heard;
         Clock::time_point postponed_until{};
     };
-    std::unordered_map<WorkerId, Watch> watched_;
+    std::unordered_map<PeerId, Watch> watched_;
 };
 
 }  // namespace ppmpi

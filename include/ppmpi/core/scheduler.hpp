@@ -23,11 +23,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "ppmpi/core/ids.hpp"
 #include "ppmpi/core/protocol.hpp"
 
 namespace ppmpi {
-
-using WorkerId = std::int64_t;
 
 // How many jobs to keep in flight per worker, given how long recent jobs ran (negative: no
 // job has finished yet). Jobs are pipelined so that a worker never waits a round trip (up to
@@ -48,24 +47,24 @@ class Scheduler {
   public:
     struct Assignment {
         JobId job;
-        WorkerId worker;
+        PeerId worker;
     };
 
     explicit Scheduler(std::size_t slots_per_worker = 1);
 
-    void add_worker(WorkerId worker);
+    void add_worker(PeerId worker);
     // Forgets the worker; its in-flight jobs are requeued at the front (oldest first) and
     // returned.
-    std::vector<JobId> remove_worker(WorkerId worker);
+    std::vector<JobId> remove_worker(PeerId worker);
     // The worker gets no new jobs; it stays known until remove_worker.
-    void retire_worker(WorkerId worker);
-    bool has_worker(WorkerId worker) const { return workers_.count(worker) != 0; }
-    void hold(WorkerId worker, bool held);  // held: no new jobs (a parallel job's, gangs.hpp)
-    std::size_t load(WorkerId worker) const;  // its jobs in flight
+    void retire_worker(PeerId worker);
+    bool has_worker(PeerId worker) const { return workers_.count(worker) != 0; }
+    void hold(PeerId worker, bool held);  // held: no new jobs (a parallel job's, gangs.hpp)
+    std::size_t load(PeerId worker) const;  // its jobs in flight
 
     void enqueue(JobId job, bool front = false);  // front: a nested job's child (children.hpp)
     // A queued job goes to this worker now, whatever its load (a waiting parent runs it).
-    bool take_for(JobId job, WorkerId worker);
+    bool take_for(JobId job, PeerId worker);
     // The job was on a worker that died: it runs alone from now on (on an idle worker, which
     // gets nothing else meanwhile), so that if it kills workers it alone is blamed.
     void run_alone(JobId job) { alone_.insert(job); }
@@ -76,18 +75,18 @@ class Scheduler {
     std::vector<Assignment> assign();
 
     // The job finished on that worker; false if it is not there (a late result).
-    bool complete(WorkerId worker, JobId job);
+    bool complete(PeerId worker, JobId job);
     // The job, not started on that worker, came back (protocol step 4): it waits again at the
     // front of the queue. False if the scheduler does not have it there.
-    bool withdraw(WorkerId worker, JobId job);
+    bool withdraw(PeerId worker, JobId job);
     // Workers with nothing to do, and (most loaded first, at most `count`) workers with at
     // least `min_load` jobs: where a job could be taken back from for an idle one.
     std::size_t idle_workers() const { return ready_.empty() ? 0 : ready_[0].size; }
-    std::vector<WorkerId> loaded_workers(std::size_t min_load, std::size_t count) const;
+    std::vector<PeerId> loaded_workers(std::size_t min_load, std::size_t count) const;
 
-    std::optional<WorkerId> worker_of(JobId job) const;
-    std::vector<JobId> in_flight(WorkerId worker) const;
-    std::vector<WorkerId> idle_retiring_workers() const {
+    std::optional<PeerId> worker_of(JobId job) const;
+    std::vector<JobId> in_flight(PeerId worker) const;
+    std::vector<PeerId> idle_retiring_workers() const {
         return {idle_retiring_.begin(), idle_retiring_.end()};
     }
 
@@ -103,7 +102,7 @@ class Scheduler {
 
   private:
     struct WorkerSlots {
-        WorkerId id = 0;
+        PeerId id = 0;
         std::set<JobId> jobs;  // ordered: the oldest job is requeued first
         bool retiring = false;
         bool filling = false;  // topped up in this assign(): may take jobs up to the limit
@@ -135,15 +134,15 @@ class Scheduler {
     std::deque<JobId> queue_;
     std::unordered_set<JobId> waiting_;  // the jobs in queue_ ...
     std::unordered_set<JobId> dropped_;  // ... and those cancelled there: skipped when reached
-    std::unordered_map<WorkerId, WorkerSlots> workers_;
+    std::unordered_map<PeerId, WorkerSlots> workers_;
     Buckets ready_;    // not topped up in this assign()
     Buckets filling_;  // topped up in this assign()
     std::vector<WorkerSlots*> filled_;  // this assign()'s, moved back to ready_ at its end
-    std::set<WorkerId> idle_retiring_;
+    std::set<PeerId> idle_retiring_;
     std::size_t active_ = 0;  // workers not retiring
     std::size_t placed_ = 0;  // workers in ready_ or filling_
     std::size_t engaged_limit_ = 0;
-    std::unordered_map<JobId, WorkerId> running_;
+    std::unordered_map<JobId, PeerId> running_;
     std::set<JobId> alone_;
 };
 

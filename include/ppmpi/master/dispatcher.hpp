@@ -46,8 +46,7 @@ class Dispatcher {
     bool plan_doze(Doze& plan) const;  // on live workers' bells (doorbell.hpp); false: can't
     bool plan_socket_doze(Doze& plan) const;  // on remote links' sockets only; false: none
     bool has_links() const { return !link_pools_.empty(); }
-    // Shutdown to all, steps until each said Goodbye or `grace` ran out, Release to world
-    // workers, kills the silent here. True if none was lost and all ended in order.
+    // Goodbyes within `grace`, Releases, the silent here killed; true if all ended in order.
     bool shutdown(Clock::duration grace);
     std::vector<ProcessIdentity> spawned_here() const;  // to see ended after MPI's (master.cpp)
     std::size_t live_workers() const;  // not Gone (for the launcher's final decisions)
@@ -70,7 +69,8 @@ class Dispatcher {
     const Pool& pool_at(PoolId pool) const;
     std::size_t members(PoolId pool) const;  // Waiting or Active (not remote servers' slots)
     void add_workers(PoolId pool, std::size_t count);
-    void settle_departures();
+    void spawn_workers(PoolId pool, std::size_t count);
+    void start_deferred_spawns();
     void collect_launches();
     void remove_workers(PoolId pool, std::size_t count);
     void welcome(WorkerRecord& worker);
@@ -89,8 +89,8 @@ class Dispatcher {
     void stop_worker(WorkerRecord& worker, const std::string& reason);
     void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
                  std::optional<JobId> charged);
-    std::optional<JobId> head_job(const Pool& pool, WorkerId worker) const;
-    void start_head(Pool& pool, WorkerId worker);
+    std::optional<JobId> head_job(const Pool& pool, PeerId worker) const;
+    void start_head(Pool& pool, PeerId worker);
     void learn_job_time(Pool& pool, double seconds);
     void notice_long_runs(Pool& pool);
     void replace_lost_workers();
@@ -103,9 +103,9 @@ class Dispatcher {
     void end_gang(Pool& pool, JobId job, Outcome why);  // Ok: from its members' answers
     void leave_gang(Pool& pool, const WorkerRecord& worker);
     void handle_nested(WorkerRecord& worker, Message& message);  // dispatcher_nested.cpp
-    void help_with(Pool& pool, JobId child, WorkerId helper);
-    bool end_child(Pool& pool, JobId job, JobOutcome& outcome, std::optional<WorkerId> ran_on);
-    void orphan_children(Pool& pool, WorkerId owner, bool stop_running = false);
+    void help_with(Pool& pool, JobId child, PeerId helper);
+    bool end_child(Pool& pool, JobId job, JobOutcome& outcome, std::optional<PeerId> ran_on);
+    void orphan_children(Pool& pool, PeerId owner, bool stop_running = false);
     void adopt_slot(PeerId peer);
     void lose_ended_links();
     void fail_without_servers(Pool& pool);
@@ -117,7 +117,7 @@ class Dispatcher {
     void on_goodbye(WorkerRecord& worker);
     void release(const std::vector<Launcher::Release>& releases);
     bool dispatch_jobs(Pool& pool);
-    void send_task(Pool& pool, WorkerId worker, JobId job, const QueuedJob& queued);
+    void send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob& queued);
     void take_back_for_idle(Pool& pool);
     bool on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job);
     bool dispatch_all();

@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "ppmpi/core/children.hpp"
-#include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/functions.hpp"
 #include "ppmpi/core/gangs.hpp"
 #include "ppmpi/core/job_table.hpp"
 #include "ppmpi/core/process.hpp"
@@ -47,12 +47,14 @@ struct PoolRecord {
     Children children;  // jobs its jobs submitted (nested jobs)
     std::unordered_map<JobId, QueuedJob> queued;
     FunctionStore functions;
-    std::unordered_map<WorkerId, WorkerStats> stats;
+    std::unordered_map<PeerId, WorkerStats> stats;
     std::uint64_t tasks_sent = 0, function_defs_sent = 0, function_bytes_sent = 0;
     std::uint64_t workers_lost = 0, jobs_requeued = 0, start_failures = 0, jobs_taken_back = 0;
     std::string start_error;    // why the last launch that failed failed
     std::string no_workers;     // why it has no worker left (its jobs fail with NoWorkers)
     bool replace_lost = false;  // spawn replacements for lost workers this turn
+    std::size_t deferred_spawns = 0;  // workers to spawn once departures settle, by settle_by
+    Clock::time_point settle_by{};
     std::size_t withdrawing = 0;  // jobs asked back from their workers, not answered yet
     std::set<std::pair<Clock::time_point, JobId>> deadlines;  // of its running timed jobs
     double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)

@@ -21,11 +21,10 @@
 #include <vector>
 
 #include "ppmpi/core/doorbell.hpp"
+#include "ppmpi/core/ids.hpp"
 #include "ppmpi/core/protocol.hpp"
 
 namespace ppmpi {
-
-using PeerId = std::int64_t;
 
 struct Envelope {
     PeerId peer = -1;

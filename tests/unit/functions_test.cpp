@@ -1,12 +1,12 @@
-// function_cache.hpp: reference-counted bundles on the master, known keys per worker.
+// functions.hpp: reference-counted bundles on the master, known keys per worker.
 #include <catch2/catch.hpp>
 
 #include "ppmpi/core/errors.hpp"
-#include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/functions.hpp"
 
 using namespace ppmpi;
 
-TEST_CASE("function store: the bundle lives while a job needs it", "[function_cache]") {
+TEST_CASE("function store: the bundle lives while a job needs it", "[functions]") {
     FunctionStore store;
     CHECK(store.size() == 0);
     store.acquire("k", Bytes("bun\0dle", 7));
@@ -30,7 +30,7 @@ TEST_CASE("function store: the bundle lives while a job needs it", "[function_ca
     CHECK(store.bundle("k") == "new");
 }
 
-TEST_CASE("function store: unknown keys", "[function_cache]") {
+TEST_CASE("function store: unknown keys", "[functions]") {
     FunctionStore store;
     CHECK_THROWS_AS(store.acquire("missing", {}), ProtocolError);
     CHECK_FALSE(store.contains("missing"));  // a failed acquire stores nothing
@@ -39,7 +39,7 @@ TEST_CASE("function store: unknown keys", "[function_cache]") {
     CHECK_THROWS_AS(store.bundle("missing"), InternalError);
 }
 
-TEST_CASE("function store: keys are counted independently", "[function_cache]") {
+TEST_CASE("function store: keys are counted independently", "[functions]") {
     FunctionStore store;
     store.acquire("a", "A");
     store.acquire("b", "B");
@@ -52,7 +52,7 @@ TEST_CASE("function store: keys are counted independently", "[function_cache]") 
     CHECK(store.bundle("b") == "B");
 }
 
-TEST_CASE("known functions: per worker, forgotten with the worker", "[function_cache]") {
+TEST_CASE("known functions: per worker, forgotten with the worker", "[functions]") {
     KnownFunctions known;
     CHECK_FALSE(known.knows(1, "f"));
     known.learn(1, "f");

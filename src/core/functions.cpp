@@ -1,4 +1,4 @@
-#include "ppmpi/core/function_cache.hpp"
+#include "ppmpi/core/functions.hpp"
 
 #include "ppmpi/core/errors.hpp"
 
@@ -26,7 +26,7 @@ const Bytes& FunctionStore::bundle(const std::string& key) const {
     return it->second.bundle;
 }
 
-bool KnownFunctions::knows(WorkerId worker, const std::string& key) const {
+bool KnownFunctions::knows(PeerId worker, const std::string& key) const {
     auto it = known_.find(worker);
     return it != known_.end() && it->second.count(key) != 0;
 }

@@ -1,4 +1,4 @@
-// ppmpi/core/function_cache.hpp: pp's "transparent cache" — a function crosses to each worker once.
+// ppmpi/core/functions.hpp: pp's "transparent cache" — a function crosses to each worker once.
 //
 // Bundles (a pickled function with its depfuncs and module list) are keyed by a digest of their
 // bytes, made on the Python side. FunctionStore holds, on the master, the bundles that queued or
@@ -13,7 +13,7 @@
 #include <unordered_map>
 
 #include "ppmpi/core/protocol.hpp"
-#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/core/ids.hpp"
 
 namespace ppmpi {
 
@@ -38,12 +38,12 @@ class FunctionStore {
 
 class KnownFunctions {
   public:
-    bool knows(WorkerId worker, const std::string& key) const;
-    void learn(WorkerId worker, const std::string& key) { known_[worker].insert(key); }
-    void forget_worker(WorkerId worker) { known_.erase(worker); }
+    bool knows(PeerId worker, const std::string& key) const;
+    void learn(PeerId worker, const std::string& key) { known_[worker].insert(key); }
+    void forget_worker(PeerId worker) { known_.erase(worker); }
 
   private:
-    std::unordered_map<WorkerId, std::set<std::string>> known_;
+    std::unordered_map<PeerId, std::set<std::string>> known_;
 };
 
 }  // namespace ppmpi
