@@ -39,10 +39,12 @@ void Dispatcher::dispatch_gangs(PoolId id, Pool& pool) {
 // together: a domain of that size. Where nothing can be spawned, or it was tried for this job
 // already, the job fails naming the sizes: it would wait for ever.
 void Dispatcher::regroup_for(PoolId id, Pool& pool, JobId job, std::size_t nranks) {
+    if (pool.deferred_spawns > 0) return;  // starting too (add_workers)
     for (const auto& [peer, worker] : workers_)
         if (worker.pool == id && !worker.hello && worker.phase != Phase::Gone) return;
     QueuedJob& queued = pool.queued.at(job);
-    if (!queued.regrouped && spawns_blocked_.empty() && nranks <= members(id)) {
+    std::string why = spawns_blocked_;
+    if (!queued.regrouped && why.empty() && nranks <= members(id)) {
         queued.regrouped = true;
         auto load = [&](PeerId worker) { return pool.scheduler.load(worker); };
         for (PeerId peer : pool.gangs.to_regroup(nranks, load)) {
@@ -56,15 +58,19 @@ void Dispatcher::regroup_for(PoolId id, Pool& pool, JobId job, std::size_t nrank
         }
         log_debug("spawning " + std::to_string(nranks) + " workers together for parallel job " +
                   std::to_string(job));
-        add_workers(id, nranks);
-        return;
+        try {
+            return add_workers(id, nranks);
+        } catch (const std::exception& e) {  // the job fails below, saying why
+            why = pool.start_error = e.what();
+            ++pool.start_failures;
+        }
     }
     std::string message = "a parallel job of " + std::to_string(nranks) + " ranks needs " +
                           std::to_string(nranks) +
                           " workers that share an MPI world; this server's workers share "
                           "worlds of " +
-                          pool.gangs.describe_domains() +
-                          (spawns_blocked_.empty() ? "" : " (" + spawns_blocked_ + ")");
+                          pool.gangs.describe_domains() + (why.empty() ? "" : " (" + why + ")");
+    end_gang(pool, job, Outcome::NoWorkers);  // it waits: it leaves the gangs' queue
     end_job(pool, job, JobOutcome{Outcome::NoWorkers, {}, message, {}, 0.0});
 }
 

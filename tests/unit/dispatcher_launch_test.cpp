@@ -87,3 +87,36 @@ TEST_CASE("launches: a spawn waits for a departing worker's Goodbye without bloc
     c.dispatcher.resize_pool(p, 2);  // nothing departs now: at once
     CHECK(c.launcher.spawned == 3);
 }
+
+// Workers that share no MPI world (domain -1) cannot run a parallel job; as many spawned
+// together could, and where that fails the job fails with NoWorkers, saying why, and leaves
+// the parallel jobs' queue (it stayed there, and the next turn looked it up after it
+// had ended: the dispatcher thread stopped on an unordered_map::at).
+TEST_CASE("launches: a parallel job no regrouping can place fails, and the loop goes on",
+          "[dispatcher][launch]") {
+    FaultCluster c;
+    c.final_grace = 200ms;
+    c.launcher.puppets = true;
+    PoolId p = c.pool(2);
+    Puppet w1(c.hub, 1), w2(c.hub, 2);
+    w1.hello();
+    w2.hello();
+    REQUIRE(c.welcomed(p, 2));
+    c.launcher.fail_spawn = true;
+    c.jobs->create(1, 0, false);
+    c.dispatcher.submit(p, 1, "f", "F", "a", Clock::duration::zero(), {}, 2);
+    std::optional<JobOutcome> o;
+    REQUIRE(c.run_until([&] { return (o = c.jobs->take(1)).has_value(); }));
+    CHECK(o->outcome == Outcome::NoWorkers);
+    CHECK(contains(o->message, "share an MPI world"));
+    CHECK(contains(o->message, "spawn refused by the test"));
+    CHECK_NOTHROW(c.run_for(50ms));
+    CHECK(c.dispatcher.stats(p).start_failures == 1);
+    CHECK(c.dispatcher.pool_size(p) == 2);  // in no domain, neither left to make room
+    c.submit(p, 2, "f", "F", "b");
+    CHECK(c.run_until([&] {
+        w1.poll();
+        w2.poll();
+        return w1.take(Kind::Task).has_value() || w2.take(Kind::Task).has_value();
+    }));
+}
