@@ -1,4 +1,4 @@
-"""How long the Python side waits, in one place (server.py and job.py both wait)."""
+"""How long the Python side waits, in one place (server.py, _completions.py and job.py wait)."""
 
 # Waits happen in slices so that Ctrl-C reaches the driver within one slice.
 WAIT_SLICE_S = 0.25

@@ -62,7 +62,7 @@ def register(server):
 
 
 def live_servers():
-    return [server for server in list(_servers) if not server._destroyed]
+    return [server for server in list(_servers) if not server.destroyed]
 
 
 def shutdown():

@@ -3,8 +3,8 @@
 Every wait is bounded: accept polls every ACCEPT_SLICE_S; a connection gets
 _auth.HANDSHAKE_TIMEOUT_S to prove the secret, and at most MAX_HANDSHAKES prove at once (the
 oldest is closed to make room: a flood cannot lock a real client out). A client that proved
-the secret is handed, socket and session keys, to this process's dispatcher, which relays its
-jobs into the server's pool and their outcomes back on its own thread
+the secret is handed, socket and session keys, to this process's dispatcher (Server.serve_client),
+which relays its jobs into the server's pool and their outcomes back on its own thread
 (include/ppmpi/master/link_relay.hpp): it drops a client silent for 10 s, and a client that
 goes away, however it goes, has its jobs cancelled, which frees (replaces) their workers."""
 import logging
@@ -13,7 +13,6 @@ import threading
 import time
 
 from . import _auth
-from ._bounds import CONTROL_TIMEOUT_S
 
 log = logging.getLogger("ppmpi.server")
 
@@ -24,7 +23,7 @@ MAX_CLIENTS = 64
 
 class Hub:
     def __init__(self, server, listener, secret, job_timeout, idle_exit):
-        self.server, self.pool = server, server._pool
+        self.server = server
         self._listener, self._secret = listener, secret
         self.job_timeout, self._idle_exit = job_timeout, idle_exit
         self.lock = threading.Lock()
@@ -61,7 +60,7 @@ class Hub:
 
     def _take_news(self):
         """How many clients the dispatcher serves now, and what happened to those that left."""
-        clients, events = self.pool.link_sessions(CONTROL_TIMEOUT_S)
+        clients, events = self.server.client_sessions()
         for event in events:
             log.info("%s", event)
         with self.lock:
@@ -118,8 +117,7 @@ class Hub:
             link.close()
             return
         try:  # the dispatcher owns the socket from here (and closes it, whatever happens)
-            self.pool.serve_link(sock.detach(), link.keys[0], link.keys[1], where,
-                                 self.job_timeout or 0.0, CONTROL_TIMEOUT_S)
+            self.server.serve_client(sock, link.keys, where, self.job_timeout)
         except Exception as exc:  # the server is being destroyed
             log.warning("cannot serve %s: %s", where, exc)
             return

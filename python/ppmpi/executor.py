@@ -97,17 +97,15 @@ class Executor(concurrent.futures.Executor):
     def _submit(self, fn, payload):
         nranks = None
         if isinstance(fn, _parallel.parallel):  # a parallel job: its future's result is a list
-            fn, nranks = fn.fn, _parallel.check_nranks(fn.nranks, self._server._ncpus, False)
+            fn, nranks = fn.fn, fn.nranks  # checked by Server._submit
         with self._lock:
             if self._broken:
                 raise concurrent.futures.BrokenExecutor(self._broken)
-            if self._shutdown or self._server._destroyed:
+            if self._shutdown or self._server.destroyed:
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown"
                                    if _exiting else "cannot schedule new futures after shutdown")
-            job = self._server._submit(fn, payload, init=self._init, nranks=nranks)
-            job._owned = True  # its future is all the caller gets: the job keeps nothing more
-            future = job.future
-            del job
+            # Its future is all the caller gets: the job keeps nothing more.
+            future = self._server._submit(fn, payload, init=self._init, nranks=nranks).hand_over()
             self._pending.add(future)
         future.add_done_callback(self._done)
         return future

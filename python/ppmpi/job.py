@@ -1,8 +1,12 @@
-"""The job object submit() returns: call it for the result (pp's ``job()``)."""
+"""The job object submit() returns: call it for the result (pp's ``job()``).
+
+A Job talks to whoever ran it only through JobOwner (the Server's _completions.Completions),
+and its owner talks to it only through the methods under "for its owner" below."""
 import concurrent.futures
 import pickle
 import sys
 import threading
+import typing
 from concurrent.futures._base import CANCELLED, FINISHED
 
 from . import _parallel, _serialize
@@ -13,17 +17,47 @@ from ._bounds import WAIT_SLICE_S
 SETTLE_WAIT_S = 1.0
 
 
+class JobOwner(typing.Protocol):
+    """All a Job (and its future) asks of whoever ran it (_completions.Completions), by job id.
+    The first five are the job table's calls for one job: the owner hands out the C++ pool's
+    own methods, so that a job's wait and take run no Python between the job and the table."""
+
+    closed: bool  # the server is being destroyed: nothing can be cancelled or watched any more
+
+    def done(self, tid) -> bool:
+        """Whether the outcome is in (not taken yet)."""
+
+    def wait(self, tid, seconds) -> bool:
+        """Whether the outcome is in within `seconds`."""
+
+    def take(self, tid):
+        """The outcome of a job that is done, moved out of the table."""
+
+    def take_when_done(self, tid, seconds):
+        """take(), once the outcome is in within `seconds`; else None."""
+
+    def forget(self, tid) -> None:
+        """Nobody will take the outcome: the table drops it when it comes."""
+
+    def cancel(self, tid, running_too) -> bool:
+        """Cancels a queued job (running_too: a running one too, its worker replaced)."""
+
+    def watch(self, job) -> bool:
+        """job.future was made: settle it once the job is done. False: the owner cannot
+        (the job is done already, or the server is closing); the job settles it itself."""
+
+
 class Job:
     """A submitted job. ``job()`` blocks until the result is in and returns it (or re-raises
     the job's exception, with the worker's traceback as its ``__cause__``); what the job
     printed is shown on the master's stdout the first time the result is taken."""
 
-    __slots__ = ("_server", "tid", "group", "_func", "callback", "callbackargs", "_lock",
+    __slots__ = ("_owner", "tid", "group", "_func", "callback", "callbackargs", "_lock",
                  "_taken", "_result", "_error", "_callback_done", "_future", "_nranks",
                  "_owned", "__weakref__")
 
-    def __init__(self, server, tid, func, group, callback, callbackargs, nranks=None):
-        self._server = server
+    def __init__(self, owner, tid, func, group, callback, callbackargs, nranks=None):
+        self._owner = owner  # a JobOwner
         self.tid = tid
         self.group = group
         self._func = func  # its name is looked up only if a message needs it
@@ -51,7 +85,7 @@ class Job:
         """True once the result is in (and, for a job with a callback, the callback ran)."""
         if self._callback_done is not None:
             return self._callback_done.is_set()
-        return self._taken or self._server._pool.done(self.tid)
+        return self._taken or self._owner.done(self.tid)
 
     def wait(self, timeout=None):
         """Waits for the job to finish; returns whether it did within ``timeout`` seconds."""
@@ -59,10 +93,10 @@ class Job:
             return self._wait_event(self._callback_done, timeout)
         if self._taken:
             return True
-        pool = self._server._pool
+        wait = self._owner.wait
         if timeout is not None:
-            return pool.wait(self.tid, max(0.0, float(timeout)))
-        while not pool.wait(self.tid, WAIT_SLICE_S):
+            return wait(self.tid, max(0.0, float(timeout)))
+        while not wait(self.tid, WAIT_SLICE_S):
             pass
         return True
 
@@ -78,10 +112,9 @@ class Job:
         """Cancels the job if it has not finished: a queued job never runs; a running job's
         worker is stopped and replaced. Returns True if cancelled; job() then raises
         concurrent.futures.CancelledError."""
-        if self._taken or self._server._destroyed:
+        if self._taken or self._owner.closed:
             return False
-
-        return self._server._cancel(self.tid)
+        return self._owner.cancel(self.tid, running_too=True)
 
     @property
     def future(self):
@@ -94,17 +127,105 @@ class Job:
             if future is None:
                 future = self._future = _JobFuture(self)
                 made = True
-        if made:
-            self._server._watch(self)
+        # A callback's completion settles the future already.
+        if made and self.callback is None:
+            if self._taken or not self._owner.watch(self):
+                self.settle_future(take=True)
         return future
 
-    def _resolve_future(self):
-        """Passes the outcome (already taken) to the future, if there is one and it is open,
-        once. Then nothing of ppmpi refers to the future or its outcome any more: the future
-        lets go of this job; an Executor's job (whose future is the only reader of its outcome)
-        lets go of the outcome and the future; and only then may the future's result() and
-        exception() return (_JobFuture._settled), so that a caller who drops the future and
-        its result frees them at once (CPython's test_free_reference)."""
+    def hand_over(self):
+        """Returns this job's future, which becomes all that anyone sees of the job (an
+        Executor's call): once the future is settled the job keeps neither it nor the
+        outcome."""
+        self._owned = True
+        return self.future
+
+    def __call__(self, raw_result=False):
+        if self._callback_done is None and not self._taken:
+            # Without a callback one C++ call waits and takes (in slices, for Ctrl-C); inline,
+            # since a no-op job's round trip pays for every Python call on this path.
+            take, output = self._owner.take_when_done, None
+            with self._lock:
+                while not self._taken:
+                    outcome = take(self.tid, WAIT_SLICE_S)
+                    if outcome is not None:
+                        output = self._apply(outcome)
+                        break
+            if output:
+                sys.stdout.write(output)
+                sys.stdout.flush()
+        else:
+            self.wait()
+            self._take()
+        if raw_result:
+            return pickle.dumps(self._result)
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _take(self):
+        """Moves the outcome from the C++ job table into this object, once."""
+        with self._lock:
+            if self._taken:
+                return
+            output = self._apply(self._owner.take(self.tid))
+        if output:
+            sys.stdout.write(output)
+            sys.stdout.flush()
+
+    def _apply(self, outcome):
+        """Unpickles a taken outcome into this job; returns the job's printed output."""
+        code, payload, message, _worker, _seconds, buffers = outcome
+        if self._nranks is not None and code in (_serialize.OK, _serialize.REMOTE_ERROR):
+            self._result, self._error, output = _parallel.unpack(payload, buffers, self.label)
+        elif code == _serialize.OK:
+            # Large arrays come back as views of the memory they were received into.
+            self._result, output = (pickle.loads(payload, buffers=buffers) if buffers
+                                    else pickle.loads(payload))
+        elif code == _serialize.REMOTE_ERROR:
+            report, output = pickle.loads(payload)
+            self._error = _serialize.rebuild_error(report, self.label)
+        else:
+            output = ""
+            self._error = _serialize.outcome_error(code, message, self.label)
+        self._taken = True
+        return output
+
+    def __del__(self):
+        # A job nobody will ask about again: let the job table drop its result when it comes.
+        try:
+            if not self._taken:
+                self._owner.forget(self.tid)
+        except Exception:
+            pass
+
+    # -- for its owner (JobOwner): the job's side of the seam --------------------------------
+    def take_outcome(self):
+        """(result, error), taken from the job table into this job first if it was not yet
+        (its printed output is shown then)."""
+        self._take()
+        return self._result, self._error
+
+    def end_callback(self):
+        """The job's callback ran, or never will: finished turns True and wait() returns.
+        Returns whether the job has a callback, whose entry the owner then marks notified in
+        the job table (after this: whoever the table releases must already see finished)."""
+        done = self._callback_done
+        if done is None:
+            return False
+        done.set()
+        return True
+
+    def settle_future(self, take=False):
+        """Passes the outcome to the future, if there is one and it is open, once; take: the
+        outcome is taken first (else it was taken already). Then nothing of ppmpi refers to
+        the future or its outcome any more: the future lets go of this job; an Executor's job
+        (whose future is the only reader of its outcome) lets go of the outcome and the
+        future; and only then may the future's result() and exception() return
+        (_JobFuture._settled), so that a caller who drops the future and its result frees them
+        at once (CPython's test_free_reference)."""
+        if take and self._future is not None:
+            self._take()
         future = self._future
         if future is None or future._job is None:
             return  # no future, or resolved already
@@ -132,65 +253,6 @@ class Job:
             del future, result, error
             settling.release()
 
-    def __call__(self, raw_result=False):
-        if self._callback_done is None and not self._taken:
-            # Without a callback one C++ call waits and takes (in slices, for Ctrl-C); inline,
-            # since a no-op job's round trip pays for every Python call on this path.
-            pool, output = self._server._pool, None
-            with self._lock:
-                while not self._taken:
-                    outcome = pool.take_when_done(self.tid, WAIT_SLICE_S)
-                    if outcome is not None:
-                        output = self._apply(outcome)
-                        break
-            if output:
-                sys.stdout.write(output)
-                sys.stdout.flush()
-        else:
-            self.wait()
-            self._take()
-        if raw_result:
-            return pickle.dumps(self._result)
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def _take(self):
-        """Moves the outcome from the C++ job table into this object, once."""
-        with self._lock:
-            if self._taken:
-                return
-            output = self._apply(self._server._pool.take(self.tid))
-        if output:
-            sys.stdout.write(output)
-            sys.stdout.flush()
-
-    def _apply(self, outcome):
-        """Unpickles a taken outcome into this job; returns the job's printed output."""
-        code, payload, message, _worker, _seconds, buffers = outcome
-        if self._nranks is not None and code in (_serialize.OK, _serialize.REMOTE_ERROR):
-            self._result, self._error, output = _parallel.unpack(payload, buffers, self.label)
-        elif code == _serialize.OK:
-            # Large arrays come back as views of the memory they were received into.
-            self._result, output = (pickle.loads(payload, buffers=buffers) if buffers
-                                    else pickle.loads(payload))
-        elif code == _serialize.REMOTE_ERROR:
-            report, output = pickle.loads(payload)
-            self._error = _serialize.rebuild_error(report, self.label)
-        else:
-            output = ""
-            self._error = _serialize.outcome_error(code, message, self.label)
-        self._taken = True
-        return output
-
-    def __del__(self):
-        # A job nobody will ask about again: let the job table drop its result when it comes.
-        try:
-            if not self._taken:
-                self._server._pool.forget(self.tid)
-        except Exception:
-            pass
-
 
 class _JobFuture(concurrent.futures.Future):
     """The future of one Job. It stays pending until the outcome is in (ppmpi does not report
@@ -200,7 +262,7 @@ class _JobFuture(concurrent.futures.Future):
     def __init__(self, job):
         super().__init__()
         self._job = job
-        # Held until the job let go of this future (Job._resolve_future): the thread that
+        # Held until the job let go of this future (Job.settle_future): the thread that
         # completes a future holds it (and its result) for a few more steps after waking its
         # waiters, and result() and exception() return only after those.
         self._settling = threading.Lock()
@@ -228,11 +290,10 @@ class _JobFuture(concurrent.futures.Future):
         job = self._job
         if job is None or self.done():  # done (the job is let go of only after that)
             return super().cancel()  # True if cancelled already, else False
-        if job._taken or job._server._destroyed:
+        if job._taken or job._owner.closed:
             return False
-
         try:
-            cancelled = job._server._cancel(job.tid, running_too=False)
+            cancelled = job._owner.cancel(job.tid, running_too=False)
         except Exception:
             return False
         if cancelled:

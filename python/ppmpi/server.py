@@ -1,4 +1,8 @@
-"""pp's Server, on MPI ranks (see ../shared/docs/pp-reference.md for pp's own semantics)."""
+"""pp's Server, on MPI ranks (see ../shared/docs/pp-reference.md for pp's own semantics).
+
+Server is pp's facade: it checks and submits jobs, waits, resizes, reports and destroys. What
+happens when jobs complete (callbacks, futures, their end at destroy()) is its
+_completions.Completions, which is also every Job's owner (job.JobOwner)."""
 import logging
 import os
 import sys
@@ -11,6 +15,7 @@ from ._checks import check_ncpus, check_proto, check_retries, check_seconds, che
 from ._stats import Statistics
 from .errors import DestroyedServerError
 from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
+from ._completions import Completions
 from .job import Job
 
 log = logging.getLogger("ppmpi")
@@ -74,19 +79,17 @@ class Server:
         if wanted is None:
             wanted = _runtime.world_workers() or _launch.detect_ncpus()
         self._created = time.time()
-        self._destroyed = False
         self._links = None  # with ppservers: the connectors to them (_ppservers.ServerLinks)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for _groups
         self._groups = {}
-        self._notified = {}  # job id -> Job whose completion the notifier thread handles
-        self._notifier = None
         self._ncpus = wanted
         try:
-            self._pool = _runtime.master().create_pool(wanted, PIPELINE_MAX, list(sys.path), os.getcwd(),
-                                                       self.worker_timeout, self.max_retries,
-                                                       CREATE_TIMEOUT_S)
+            self._pool = _runtime.master().create_pool(
+                wanted, PIPELINE_MAX, list(sys.path), os.getcwd(), self.worker_timeout,
+                self.max_retries, CREATE_TIMEOUT_S)
         except RuntimeError as exc:
             raise RuntimeError(f"ppmpi could not start {wanted} workers: {exc}") from exc
+        self._completions = Completions(self._pool, self)
         _runtime.register(self)
         _serialize.warm_up()
         try:
@@ -122,25 +125,22 @@ class Server:
         replaced. nranks=k: a parallel job, func(*args) on k workers at once, where
         ppmpi.comm() is an mpi4py communicator of those k; the result is the list of the k
         return values in rank order (ARCHITECTURE.md, "Parallel jobs")."""
-        if self._destroyed:
-            self._check_open()
+        if self._completions.closed:
+            raise DestroyedServerError("Cannot submit jobs: server instance has been destroyed")
         modules, depfuncs, timeout = check_submit(args, depfuncs, modules, callback,
                                                   callbackargs, globals, timeout)
-        if nranks is not None:
-            nranks = _parallel.check_nranks(nranks, self._ncpus, self._links is not None)
         return self._submit(func, args, depfuncs, modules, callback, callbackargs, group, timeout,
                             nranks=nranks)
 
-    def _check_open(self):
-        if self._destroyed:
-            raise DestroyedServerError("Cannot submit jobs: server instance has been destroyed")
-
     def _submit(self, func, payload, depfuncs=(), modules=(), callback=None, callbackargs=(),
                 group="default", timeout=None, init=None, nranks=None):
-        """Queues one job whose checked arguments are `payload` (a tuple, KwCall or Batch).
-        init: (key, initializer, initargs) run once per worker before its first such job."""
+        """Queues one job whose checked arguments are `payload` (a tuple, KwCall or Batch):
+        ppmpi's own entry (submit(), Executor). init: (key, initializer, initargs) run once per
+        worker before its first such job. nranks: a parallel job's, checked here."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
+        if nranks is not None:
+            nranks = _parallel.check_nranks(nranks, self._ncpus, self._links is not None)
         if self._ncpus == 0 and self._links is None:
             log.warning("ppmpi: this server has no workers (ncpus=0); the job waits until "
                         "set_ncpus(n) with n > 0")
@@ -155,90 +155,18 @@ class Server:
         if group_id is None:
             group_id = self._group_id(group)
         limit = timeout or self.job_timeout or 0.0
-        place = self._pool.submit
+        place, owner = self._pool.submit, self._completions
         ranks = nranks or 0  # 0: an ordinary job
         if callback is None:
             job_id = place(key, bundle, data, buffers, group_id, False, limit, ranks)
-            return Job(self, job_id, func, group, callback, callbackargs, nranks)
-        # Submitted and registered under the lock the notifier thread takes to look a finished
-        # job up: a job that finishes before it is registered would otherwise be dropped by the
-        # notifier, its callback never run and wait() never return.
-        with self._lock:
-            job_id = place(key, bundle, data, buffers, group_id, True, limit, ranks)
-            job = Job(self, job_id, func, group, callback, callbackargs, nranks)
-            self._register_locked(job)
-        return job
+            return Job(owner, job_id, func, group, callback, callbackargs, nranks)
+        return owner.submit_notified(
+            lambda: Job(owner, place(key, bundle, data, buffers, group_id, True, limit, ranks),
+                        func, group, callback, callbackargs, nranks))
 
     def _group_id(self, group):
         with self._lock:
             return self._groups.setdefault(group, len(self._groups))
-
-    # -- completions: callbacks and futures -------------------------------------------------
-    def _notify_me(self, job):
-        with self._lock:
-            self._register_locked(job)
-
-    def _register_locked(self, job):
-        """The notifier thread handles job's completion (self._lock held)."""
-        self._notified[job.tid] = job
-        if self._notifier is None:
-            self._notifier = threading.Thread(target=self._run_notifier,
-                                              name="ppmpi-callbacks", daemon=True)
-            self._notifier.start()
-
-    def _cancel(self, tid, running_too=True):
-        """Job.cancel and its future's cancel (a remote server stops it there too)."""
-        return self._pool.cancel(tid, CONTROL_TIMEOUT_S, running_too=running_too)
-
-    def _watch(self, job):
-        """job.future was asked for: complete it when the job is done."""
-        if job.callback is not None:
-            return  # its callback's completion resolves the future already
-        if not job._taken and not self._destroyed:
-            self._notify_me(job)
-            if self._pool.watch(job.tid):
-                return
-            with self._lock:
-                self._notified.pop(job.tid, None)
-        job._take()  # taken already (or the server is gone): the outcome is at hand
-        job._resolve_future()
-
-    def _run_notifier(self):
-        """Runs callbacks on the master, one at a time, in completion order, and completes
-        futures."""
-        while True:
-            with self._lock:
-                if self._destroyed and not self._notified:
-                    return
-            for job_id in self._pool.next_notifications(WAIT_SLICE_S):
-                self._finish_notified(job_id)
-
-    def _finish_notified(self, job_id):
-        # A call of its own: a local name in the loop above kept the last job (its result, its
-        # function) for as long as this thread waited for the next one.
-        with self._lock:
-            job = self._notified.pop(job_id, None)
-        if job is not None:
-            self._finish(job)
-
-    def _finish(self, job):
-        try:
-            job._take()
-            if job.callback is None:
-                pass
-            elif job._error is not None:
-                log.error("ppmpi: %s failed; its callback was not called", job.label,
-                          exc_info=job._error)
-            else:
-                job.callback(*(job.callbackargs + (job._result,)))
-        except Exception:
-            log.exception("ppmpi: the callback of %s raised", job.label)
-        finally:
-            if job._callback_done is not None:
-                # In this order: whoever wait() releases must already see job.finished.
-                job._callback_done.set()
-                self._pool.mark_notified(job.tid)
-            job._resolve_future()
 
     # -- waiting and control ----------------------------------------------------------------
     def wait(self, group=None, progress=False):
@@ -262,7 +190,7 @@ class Server:
 
     def get_ncpus(self):
         """The number of workers serving this server now."""
-        if self._destroyed:
+        if self._completions.closed:
             return 0
         return self._pool.size(CONTROL_TIMEOUT_S)
 
@@ -271,7 +199,7 @@ class Server:
         wanted = check_ncpus(ncpus)
         if wanted is None:
             wanted = _launch.detect_ncpus()
-        if self._destroyed:
+        if self._completions.closed:
             raise DestroyedServerError("Cannot set ncpus: server instance has been destroyed")
         failed_before = self._stats()["start_failures"]
         try:
@@ -341,31 +269,36 @@ class Server:
 
     def destroy(self):
         """Stops the workers; unfinished jobs fail with DestroyedServerError."""
-        with self._lock:
-            if self._destroyed:
-                return
-            self._destroyed = True
+        self._completions.close(self._stop)
+
+    def _stop(self):
         try:
             self._pool.destroy(CONTROL_TIMEOUT_S)
         except Exception as exc:
             log.warning("ppmpi: destroy: %s", exc)
         if self._links is not None:  # after the pool: its servers' slots said Goodbye first
             self._links.close()  # bounded: each connector within its own bounds
-        with self._lock:
-            pending = list(self._notified.values())
-            self._notified.clear()
-        for job in pending:  # callbacks are not run any more; futures get their outcome
-            if job._callback_done is not None:
-                job._callback_done.set()
-                self._pool.mark_notified(job.tid)
-            if job._future is not None:
-                job._take()
-                job._resolve_future()
-        thread = self._notifier
-        if thread is not None and thread is not threading.current_thread():
-            # It notices within one wait slice; joined so no thread of ours is inside C++
-            # when the interpreter finalizes.
-            thread.join(timeout=5 * WAIT_SLICE_S)
+
+    @property
+    def destroyed(self):
+        """True once destroy() was called (submit() raises DestroyedServerError)."""
+        return self._completions.closed
+
+    # -- for ppmpi-server (_remote_server, _server_sessions), not pp's API ------------------
+    def serve_client(self, sock, keys, where, job_timeout):
+        """Hands a remote client that proved the secret (_auth.server_handshake: its socket
+        and session keys) to the dispatcher, which relays its jobs into this server's workers
+        and their outcomes back (include/ppmpi/master/link_relay.hpp). The dispatcher owns
+        the socket from here and closes it, whatever happens. where: the client's address,
+        for the log; job_timeout: each job's limit in seconds (None: none). Raises once the
+        server is being destroyed."""
+        self._pool.serve_link(sock.detach(), keys[0], keys[1], where, job_timeout or 0.0,
+                              CONTROL_TIMEOUT_S)
+
+    def client_sessions(self):
+        """(how many clients serve_client's dispatcher serves now, [what happened to those
+        that left, as log lines])."""
+        return self._pool.link_sessions(CONTROL_TIMEOUT_S)
 
     def __enter__(self):
         return self
