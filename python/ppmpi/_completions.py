@@ -9,7 +9,7 @@ job table tells it which jobs completed (pool.next_notifications)."""
 import logging
 import threading
 
-from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
+from ._tunables import CONTROL_TIMEOUT_S, WAIT_SLICE_S
 
 log = logging.getLogger("ppmpi")
 

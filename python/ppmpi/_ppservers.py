@@ -10,7 +10,7 @@ import threading
 import time
 
 from . import _auth
-from ._bounds import CONTROL_TIMEOUT_S
+from ._tunables import CONTROL_TIMEOUT_S
 from ._remote import CONNECT_TIMEOUT_S, Connector, parse_address
 from .errors import NoWorkers
 

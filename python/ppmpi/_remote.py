@@ -11,7 +11,7 @@ import socket
 import threading
 
 from . import _auth
-from ._bounds import CONTROL_TIMEOUT_S
+from ._tunables import CONTROL_TIMEOUT_S
 
 log = logging.getLogger("ppmpi")
 

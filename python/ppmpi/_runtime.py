@@ -2,15 +2,13 @@
 Server, and its orderly end at interpreter exit."""
 import atexit
 import logging
-import os
 import threading
 import weakref
 
 from . import _launch, _logging
+from ._tunables import SHUTDOWN_GRACE_S, from_env
 
 log = logging.getLogger("ppmpi")
-
-SHUTDOWN_GRACE_S = float(os.environ.get("PPMPI_SHUTDOWN_GRACE", "5"))
 
 _lock = threading.Lock()
 _master = None
@@ -29,26 +27,11 @@ def master():
 
             _logging.start()  # before the dispatcher runs: its messages go to logging
             program, args = _launch.spawn_command()
-            _master = _core.Master(program, _tunable("PPMPI_HEARTBEAT_MS", "heartbeat_ms"),
-                                   _tunable("PPMPI_MASTER_TIMEOUT_MS", "master_timeout_ms"),
+            _master = _core.Master(program, from_env("PPMPI_HEARTBEAT_MS", "heartbeat_ms"),
+                                   from_env("PPMPI_MASTER_TIMEOUT_MS", "master_timeout_ms"),
                                    worker_args=args)
             atexit.register(shutdown)
         return _master
-
-
-def _tunable(variable, name):
-    """A tunable of the dispatcher and its workers: its environment variable if set (README,
-    "Configuration reference"), else the default C++ declares (_core.DEFAULTS)."""
-    from . import _core
-
-    default = _core.DEFAULTS[name]
-    value = os.environ.get(variable)
-    if value is None:
-        return default
-    try:
-        return type(default)(value)
-    except ValueError:
-        raise ValueError(f"{variable}={value!r}: expected a {type(default).__name__}") from None
 
 
 def world_workers():

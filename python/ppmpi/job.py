@@ -10,11 +10,7 @@ import typing
 from concurrent.futures._base import CANCELLED, FINISHED
 
 from . import _parallel, _serialize
-from ._bounds import WAIT_SLICE_S
-
-# Most a future's result() waits, after the future is done, for the notifier thread to let go
-# of it (microseconds: a bound, not a wait that is expected).
-SETTLE_WAIT_S = 1.0
+from ._tunables import SETTLE_WAIT_S, WAIT_SLICE_S
 
 
 class JobOwner(typing.Protocol):

@@ -14,24 +14,12 @@ from ._ppservers import ServerLinks
 from ._checks import check_ncpus, check_proto, check_retries, check_seconds, check_submit
 from ._stats import Statistics
 from .errors import DestroyedServerError
-from ._bounds import CONTROL_TIMEOUT_S, WAIT_SLICE_S
+from ._tunables import (CONTROL_TIMEOUT_S, CREATE_TIMEOUT_S, FIRST_CONTACT_WAIT_S, PIPELINE_MAX,
+                        START_WAIT_S, WAIT_SLICE_S)
 from ._completions import Completions
 from .job import Job
 
 log = logging.getLogger("ppmpi")
-
-# Creating a pool or resizing it: the spawns run in the background, so this only bounds the
-# control call itself.
-CREATE_TIMEOUT_S = 60.0
-# Server() and set_ncpus() return once their new workers said Hello (~0.25 s per spawn), so
-# the first jobs do not pay for start-up. Bounded: a spawn that hangs is retried after 3 s and
-# 6 s (spawn_queue.hpp); past this the jobs simply queue for the workers still starting.
-START_WAIT_S = 10.0
-# Server(ppservers=...) with local workers waits this long at most for each listed server's
-# first contact (ms on a LAN), so the first jobs are balanced over the servers too.
-FIRST_CONTACT_WAIT_S = 2.0
-# Most jobs in flight per worker; the dispatcher pipelines only short jobs (scheduler.hpp).
-PIPELINE_MAX = 64
 
 
 class Server:

@@ -3,7 +3,7 @@
 //  - the outcome codes (core/outcomes.hpp): OUTCOMES {name: code} and the enum Outcome;
 //  - the largest in-band payload (core/frame.hpp): MAX_PAYLOAD_BYTES;
 //  - the defaults of the tunables C++ owns: DEFAULTS {name: value} (protocol.hpp's Welcome,
-//    pool_types.hpp's PoolSpec); their environment variables are read in python/ppmpi/_runtime.py;
+//    pool_types.hpp's PoolSpec); their environment variables are read in python/ppmpi/_tunables.py;
 //  - what Pool.take returns: TakenOutcome, a named tuple;
 //  - C++'s DestroyedError raised as ppmpi.DestroyedServerError (errors.py), one type for users.
 #include "ppmpi/python/contract.hpp"

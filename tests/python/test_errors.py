@@ -156,7 +156,7 @@ def test_the_contract_comes_from_cpp_once():
     """Python takes what C++ declares from _core (contract_bindings.cpp), never its own copy:
     the enum beside the code table, the payload bound, the tunables' defaults, the taken
     outcome's fields, and C++'s destroyed error as ppmpi.DestroyedServerError."""
-    from ppmpi import _core, _runtime, _serialize
+    from ppmpi import _core, _serialize, _tunables
 
     assert {m.name: int(m.value) for m in _core.Outcome.__members__.values()} == _core.OUTCOMES
     assert _serialize.MAX_PAYLOAD_BYTES == _core.MAX_PAYLOAD_BYTES == 2**31 - 1 - 64 * 1024
@@ -164,10 +164,10 @@ def test_the_contract_comes_from_cpp_once():
     assert _core.TakenOutcome._fields == ("outcome", "payload", "message", "worker", "seconds",
                                           "buffers")
     assert _core.DestroyedError is ppmpi.DestroyedServerError
-    with pytest.raises(ValueError, match="PPMPI_HEARTBEAT_MS='soon'"):
+    with pytest.raises(ValueError, match="PPMPI_HEARTBEAT_MS='soon': expected an integer"):
         with pytest.MonkeyPatch.context() as env:
             env.setenv("PPMPI_HEARTBEAT_MS", "soon")
-            _runtime._tunable("PPMPI_HEARTBEAT_MS", "heartbeat_ms")
+            _tunables.from_env("PPMPI_HEARTBEAT_MS", "heartbeat_ms")
 
 
 def test_a_taken_outcome_has_named_fields():
