@@ -1,6 +1,6 @@
 """ppmpi's public names. The package's __init__ imports them after its first line, where worker
 ranks and spawned workers start serving and never return; such a worker adds them to the
-half-made package when first asked for (_serve.complete_on_demand), so a job's ``from ppmpi
+half-made package when first asked for (_worker_main.complete_on_demand), so a job's ``from ppmpi
 import Server`` (say, in the user's module that the job's function comes from) works on every
 worker."""
 from ._logging import debug

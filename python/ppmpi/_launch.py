@@ -62,8 +62,8 @@ def worker_path():
 
 
 def spawn_command():
-    """(program, args) that a Server spawns: this interpreter running ppmpi._serve (see
-    _serve.py); ppmpi-worker instead with PPMPI_WORKER_PYTHON=0, or $PPMPI_WORKER if set."""
+    """(program, args) that a Server spawns: this interpreter running ppmpi._worker_main (see
+    _worker_main.py); ppmpi-worker instead with PPMPI_WORKER_PYTHON=0, or $PPMPI_WORKER if set."""
     if (os.environ.get("PPMPI_WORKER_PYTHON", "1") == "0" or os.environ.get("PPMPI_WORKER")
             or not sys.executable):
         return worker_path(), []
@@ -72,7 +72,7 @@ def spawn_command():
     # ppmpi's __init__ serves at once (spawned_by_a_server), as on mpirun's worker ranks, and
     # never returns; main() is only for an MPI whose spawn did not pass the environment.
     boot = (f"import sys; sys.path.insert(0, {package_parent!r}); "
-            "import ppmpi._serve; ppmpi._serve.main()")
+            "import ppmpi._worker_main; ppmpi._worker_main.main()")
     return sys.executable, ["-c", boot]
 
 
@@ -89,7 +89,7 @@ def serve_if_worker_rank():
     rank, size = world_rank_and_size()
     if (size <= 1 or rank == 0) and not spawned_by_a_server():
         return
-    from ._serve import main
+    from ._worker_main import main
 
     main()  # never returns: the driver's code after `import ppmpi` must not run on a worker
 

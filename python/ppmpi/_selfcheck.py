@@ -76,7 +76,7 @@ def launch_mode():
         return ("2. mpirun", f"rank {rank} of {size} started by {who}: ranks 1..{size - 1} "
                 "serve as workers from `import ppmpi` on")
     program, args = _launch.spawn_command()
-    what = "this Python running ppmpi._serve" if args else "ppmpi-worker"
+    what = "this Python running ppmpi._worker_main" if args else "ppmpi-worker"
     return ("1. alone", "no MPI world in the environment (no OMPI_COMM_WORLD_SIZE, PMI_SIZE or "
             f"srun rank): a Server spawns its workers (MPI_Comm_spawn of {what}, {program}); "
             f"ncpus defaults to the {_launch.detect_ncpus()} CPUs online")

@@ -224,7 +224,7 @@ def test_ppmpirun_exits_with_the_drivers_status(tmp_path, ending, status):
         {ending}
     """)
     ppmpirun = os.path.join(os.path.dirname(ppmpi.__file__), "..", "..", "bin", "ppmpirun")
-    cmd = [ppmpirun] if os.path.exists(ppmpirun) else [sys.executable, "-m", "ppmpi.run"]
+    cmd = [ppmpirun] if os.path.exists(ppmpirun) else [sys.executable, "-m", "ppmpi._ppmpirun"]
     proc = subprocess.run(cmd + ["-np", "2", script], capture_output=True, text=True,
                           timeout=120, env=clean_env(), cwd=tmp_path)
     assert proc.returncode == status, proc.stdout + proc.stderr

@@ -116,7 +116,7 @@ def _is_worker(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             command = f.read()
-        return b"ppmpi._serve" in command or b"ppmpi-worker" in command
+        return b"ppmpi._worker_main" in command or b"ppmpi-worker" in command
     except OSError:
         return False
 

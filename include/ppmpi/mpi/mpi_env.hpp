@@ -21,7 +21,7 @@ inline constexpr const char* kSpawnAttemptVariable = "PPMPI_SPAWN_ATTEMPT";
 inline constexpr std::chrono::seconds kSpawnedStartBound{30};
 
 // Rank 0: world ranks 1..N-1 (if any) become static workers; more are spawned from
-// `worker_path worker_args...` (python3 running ppmpi._serve, or ppmpi-worker).
+// `worker_path worker_args...` (python3 running ppmpi._worker_main, or ppmpi-worker).
 EnvironmentFactory mpi_master_environment(std::string worker_path,
                                           std::vector<std::string> worker_args = {});
 

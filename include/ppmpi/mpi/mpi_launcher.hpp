@@ -30,7 +30,7 @@ class MpiLauncher : public Launcher {
   public:
     // `world` is the master's duplicate of MPI_COMM_WORLD (empty if the world is just the
     // master).
-    // Spawns `worker_path worker_args...` (e.g. python3 -m ppmpi._serve, or ppmpi-worker).
+    // Spawns `worker_path worker_args...` (e.g. python3 -m ppmpi._worker_main, or ppmpi-worker).
     // `mpi` gets the peers; `transport` (mpi itself, or a transport layered on it) is told
     // which peers to forget.
     MpiLauncher(MpiTransport& mpi, Transport& transport, std::string worker_path,

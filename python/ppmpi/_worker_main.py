@@ -1,6 +1,7 @@
 """A worker process hosted by python3: what ranks 1..N-1 of ``mpirun python3 driver.py``
-become at ``import ppmpi``, and what a Server spawns (``python3 -c "...import ppmpi._serve"``,
-unless PPMPI_WORKER_PYTHON=0; ppmpi's __init__ then serves from its first line).
+become at ``import ppmpi``, and what a Server spawns (``python3 -c "...import
+ppmpi._worker_main"``, unless PPMPI_WORKER_PYTHON=0; ppmpi's __init__ then serves from its
+first line). Named after worker_main.cpp, ppmpi-worker's own entry.
 
 The worker loop is the C++ one (the comm thread owns MPI, this thread runs the jobs), hosted
 by the same python3 that runs the driver: same version, same packages, and the full speed of
