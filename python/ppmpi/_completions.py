@@ -92,11 +92,15 @@ class Completions:
         except Exception:
             log.exception("ppmpi: the callback of %s raised", job.label)
         finally:
-            if job.end_callback():
-                # After the job's own flag: whoever wait() releases must already see
-                # job.finished.
-                self._pool.mark_notified(job.tid)
-            job.settle_future()
+            self._settle(job, take=False)
+
+    def _settle(self, job, take):
+        """The job's callback ran or never will; its future gets the outcome (taken first if
+        `take`)."""
+        if job.end_callback():
+            # After the job's own flag: whoever wait() releases must already see job.finished.
+            self._pool.mark_notified(job.tid)
+        job.settle_future(take=take)
 
     def close(self, stop):
         """Server.destroy(): from now on no callback runs. stop() ends the pool (its
@@ -124,9 +128,7 @@ class Completions:
             pending = list(self._notified.values())
             self._notified.clear()
         for job in pending:
-            if job.end_callback():
-                self._pool.mark_notified(job.tid)
-            job.settle_future(take=True)
+            self._settle(job, take=True)
         thread = self._notifier
         if thread is not None and thread is not threading.current_thread():
             # It notices within one wait slice; joined so no thread of ours is inside C++

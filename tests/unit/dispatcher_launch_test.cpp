@@ -56,6 +56,15 @@ TEST_CASE("launches: a surplus process is told to leave after its Hello and neve
     CHECK(c.dispatcher.stats(p).per_worker.size() == 1);
 }
 
+namespace {
+// Puppets 1 and 2, the pool's spawned workers, said Hello and were welcomed.
+bool both_welcomed(FaultCluster& c, PoolId p, Puppet& w1, Puppet& w2) {
+    w1.hello();
+    w2.hello();
+    return c.welcomed(p, 2);
+}
+}  // namespace
+
 // A spawn while a worker that was told to leave has not said Goodbye deadlocked under mpirun
 // (dispatcher_pools.cpp): it waits, counted as the pool's, in turns that never block.
 TEST_CASE("launches: a spawn waits for a departing worker's Goodbye without blocking a turn",
@@ -65,9 +74,7 @@ TEST_CASE("launches: a spawn waits for a departing worker's Goodbye without bloc
     c.launcher.puppets = true;
     PoolId p = c.pool(2);
     Puppet w1(c.hub, 1), w2(c.hub, 2);
-    w1.hello();
-    w2.hello();
-    REQUIRE(c.welcomed(p, 2));
+    REQUIRE(both_welcomed(c, p, w1, w2));
     REQUIRE(c.launcher.spawned == 2);
     c.dispatcher.resize_pool(p, 1);
     REQUIRE(c.await(w2, Kind::Shutdown));  // it does not answer yet
@@ -99,9 +106,7 @@ TEST_CASE("launches: a parallel job no regrouping can place fails, and the loop 
     c.launcher.puppets = true;
     PoolId p = c.pool(2);
     Puppet w1(c.hub, 1), w2(c.hub, 2);
-    w1.hello();
-    w2.hello();
-    REQUIRE(c.welcomed(p, 2));
+    REQUIRE(both_welcomed(c, p, w1, w2));
     c.launcher.fail_spawn = true;
     c.jobs->create(1, 0, false);
     c.dispatcher.submit(p, 1, "f", "F", "a", Clock::duration::zero(), {}, 2);

@@ -5,7 +5,7 @@
 // step() is one turn: receive, hand queued jobs to free worker slots (a function bundle once per
 // worker), heartbeats, one frame per worker. Nothing waits on a peer: a silent one stalls nothing.
 // Worker phases: records.hpp. Faults: dispatcher_faults.cpp. Remote servers: dispatcher_links.cpp.
-// Parallel jobs: dispatcher_gangs.cpp.
+// Parallel jobs: dispatcher_gangs.cpp. Spawns: dispatcher_spawns.cpp.
 #pragma once
 
 #include <chrono>

@@ -54,7 +54,7 @@ struct PoolRecord {
     std::string no_workers;     // why it has no worker left (its jobs fail with NoWorkers)
     bool replace_lost = false;  // spawn replacements for lost workers this turn
     std::size_t deferred_spawns = 0;  // workers to spawn once departures settle, by settle_by
-    Clock::time_point settle_by{};
+    Clock::time_point settle_by{}, next_settle_check{};
     std::size_t withdrawing = 0;  // jobs asked back from their workers, not answered yet
     std::set<std::pair<Clock::time_point, JobId>> deadlines;  // of its running timed jobs
     double mean_job_seconds = -1.0;  // recent jobs' run time (sets the pipeline depth)
