@@ -13,8 +13,9 @@ the peers of one size back to back (this VM's speed moves from hour to hour):
   mpi4py.futures  MPIPoolExecutor(max_workers=N) from a plain python3 (spawned workers)
 The spawned peers run up to --spawned-up-to workers (each spawned rank's start-up is ~0.25 s
 of CPU). Columns (run_one.py's docstring has the exact definitions): seconds until N jobs run
-at once, idle CPU per worker, efficiency of N x R 100 ms sleep jobs (R = 10, 5 from 256 up),
-no-op jobs/s, the master's memory per worker, wrong results, workers lost.
+at once, idle CPU per worker, efficiency of N x R 100 ms sleep jobs (R = 10, 5 from 256 up;
+the median of 3 batches), no-op jobs/s, the master's memory per worker, wrong results,
+workers lost.
 Writes bench/results/scale.json and scale.md; sources nothing: run it with the environment
 of scripts/mpi_env.sh (bench/run.sh does that), or as a user would.
 """

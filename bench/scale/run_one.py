@@ -1,6 +1,6 @@
 """One measurement of bench/scale.py: one peer with N workers, in a process of its own.
 
-    run_one.py PEER N [--idle S] [--noop-jobs M] [--sleep-rounds R]
+    run_one.py PEER N [--idle S] [--noop-jobs M] [--sleep-rounds R] [--efficiency-repeats K]
 
 PEER: ppmpi (a Server of N workers: the world's ranks under mpirun, else spawned),
 mp.Pool (multiprocessing.Pool(N), fork), mpi4py.futures (MPIPoolExecutor(N), spawned).
@@ -9,7 +9,9 @@ Prints one JSON line:
                  until N have started)
   idle_percent   CPU of the master and every worker over --idle seconds with nothing to do
                  (% of one core), and idle_percent_per_worker
-  efficiency     N x R jobs of 100 ms sleep: ideal wall (R x 0.1 s) / measured wall
+  efficiency     N x R jobs of 100 ms sleep: ideal wall (R x 0.1 s) / measured wall; the
+                 median of --efficiency-repeats such batches (each in efficiency_runs), as
+                 one batch at 512 lasts well under a second and swings with the machine
   noop_per_s     M no-op jobs submitted at once, then every result taken
   master_kib_per_worker  the master's VmRSS growth from before the pool until it is at full
                  capacity, per worker
@@ -18,6 +20,7 @@ Prints one JSON line:
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -143,6 +146,7 @@ def main():
     parser.add_argument("--idle", type=float, default=5.0)
     parser.add_argument("--noop-jobs", type=int, default=20000)
     parser.add_argument("--sleep-rounds", type=int, default=10)
+    parser.add_argument("--efficiency-repeats", type=int, default=3)
     args = parser.parse_args()
     rss0 = rss_kib()
     t0 = time.monotonic()
@@ -153,7 +157,10 @@ def main():
     time.sleep(1.0)  # settle: start-up work done
     out["idle_percent"] = idle(pids, args.idle)
     out["idle_percent_per_worker"] = out["idle_percent"] / args.n
-    out["efficiency"], errors = efficiency(peer, args.n, args.sleep_rounds)
+    runs = [efficiency(peer, args.n, args.sleep_rounds) for _ in range(args.efficiency_repeats)]
+    out["efficiency_runs"] = [value for value, _ in runs]
+    out["efficiency"] = statistics.median(out["efficiency_runs"])
+    errors = sum(wrong for _, wrong in runs)
     out["noop_per_s"], noop_errors = noop_rate(peer, args.noop_jobs)
     out["errors"] = errors + noop_errors
     if args.peer == "ppmpi":
