@@ -301,7 +301,7 @@ void bind_served_links(py::class_<PoolHandle>& pool) {
 }
 
 void bind_pool(py::module_& m) {
-    py::class_<PoolHandle> pool(m, "Pool");
+    py::class_<PoolHandle> pool(m, "PoolHandle");
     pool.def("submit", &PoolHandle::submit)
         .def("take", &PoolHandle::take)
         .def("wait", &PoolHandle::wait_job)
