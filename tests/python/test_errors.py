@@ -107,7 +107,7 @@ def test_bad_ppservers_and_secret_are_named():
 
 
 def test_ppservers_entries_are_read_as_pp_reads_them():
-    from ppmpi._remote import parse_address
+    from ppmpi.remote.servers import parse_address
     assert parse_address("node7") == ("node7", 60000)
     assert parse_address(" node7:35000 ") == ("node7", 35000)
     assert parse_address("[::1]:35000") == ("::1", 35000)

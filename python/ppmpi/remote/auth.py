@@ -100,7 +100,7 @@ class Link:
 
 def _handshake(sock, secret, client, timeout):
     """The steps of link/handshake.hpp, as the client or the server; returns the Link."""
-    from . import _core
+    from .. import _core
 
     deadline = time.monotonic() + timeout
     side = _core.LinkHandshake(client, _as_bytes(secret))
