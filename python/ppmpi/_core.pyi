@@ -25,7 +25,7 @@ class Outcome(enum.IntEnum):
 
 
 class TakenOutcome(NamedTuple):
-    """What Pool.take returns for a finished job."""
+    """What PoolHandle.take returns for a finished job."""
     outcome: int  # an Outcome's value
     payload: bytes  # Ok: the pickled (result, output); RemoteError: the pickled report
     message: str  # for outcomes made on the master (why a worker was lost, ...)
@@ -47,13 +47,13 @@ class Master:
     def __init__(self, worker_path: str, heartbeat_ms: int = ..., master_timeout_ms: int = ...,
                  start_timeout: float = 120.0, worker_args: List[str] = ...) -> None: ...
     def create_pool(self, ncpus: int, slots_per_worker: int, sys_path: List[str], cwd: str,
-                    worker_timeout: float, max_retries: int, timeout: float, /) -> Pool: ...
+                    worker_timeout: float, max_retries: int, timeout: float, /) -> PoolHandle: ...
     def stop(self, grace: float = 5.0) -> bool: ...
     @property
     def running(self) -> bool: ...
 
 
-class Pool:
+class PoolHandle:
     """One Server's workers in the dispatcher, and its jobs (job_table.hpp). `timeout`: how
     long a call waits for the dispatcher thread."""
     def submit(self, key: str, bundle: bytes, args: bytes, arg_buffers: list, group: int,

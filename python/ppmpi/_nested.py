@@ -12,7 +12,7 @@ from . import _pickling, _serialize
 from ._checks import check_submit
 
 stack = []  # the jobs running on this worker's job thread, innermost last (inline children)
-_submit = _wait = None  # the worker loop's, from PythonExecutor::host_functions
+_submit = _wait = None  # the worker loop's, from PythonJobRunner::host_functions
 _runtime = None  # this worker's WorkerRuntime: it runs inline the children made here
 WAIT_SLICE_S = 1.0  # a wait is many bounded waits: the job's timeout (its worker's) bounds all
 PRUNE_MIN = 64  # a NestedServer lets go of its finished children once it has this many or more

@@ -1,5 +1,5 @@
 """The job runner inside every worker (ppmpi-worker's embedded interpreter, or a python3 rank
-under mpirun). Called from C++ (python_executor.cpp), one call at a time.
+under mpirun). Called from C++ (python_job_runner.cpp), one call at a time.
 
 run() never raises for a job's own errors: it returns (ok, payload, seconds, buffers), where
 payload is the pickled (result, output) (large arrays out of band, in buffers) or a pickled
@@ -19,7 +19,7 @@ from .errors import InitializerError, JobExit, ResultPicklingError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 # The largest pickled result: set by the worker loop when it sets this module up
-# (python_executor.cpp: core/frame.hpp's kMaxPayloadBytes, one MPI message).
+# (python_job_runner.cpp: core/frame.hpp's kMaxPayloadBytes, one MPI message).
 MAX_PAYLOAD_BYTES = None
 
 
@@ -239,7 +239,7 @@ class WorkerRuntime:
 
 
 def warm_up():
-    """Runs one job through a throwaway runtime (PythonExecutor::prepare, while MPI starts), so
+    """Runs one job through a throwaway runtime (PythonJobRunner::prepare, while MPI starts), so
     that the first real job finds unpickling, the call and the result's pickling warm: on a
     fresh worker that first pass cost ~0.3 ms, a few dozen no-op jobs' worth."""
     runtime = WorkerRuntime(-1)

@@ -9,8 +9,9 @@ import sys
 import threading
 import time
 
-from . import _launch, _parallel, _progress, _remote, _runtime, _serialize, _stats
-from ._ppservers import ServerLinks
+from . import _launch, _parallel, _progress, _runtime, _serialize, _stats
+from .remote import DEFAULT_PORT
+from .remote.servers import ServerLinks, check_ppservers
 from ._checks import check_ncpus, check_proto, check_retries, check_seconds, check_submit
 from ._stats import Statistics
 from .errors import DestroyedServerError
@@ -51,11 +52,11 @@ class Server:
     NoWorkers (within ~16 s). A lost server's jobs run elsewhere; it is reconnected when it
     comes back (README "Remote servers")."""
 
-    default_port = _remote.DEFAULT_PORT  # pp has a public default secret too; ppmpi has none
+    default_port = DEFAULT_PORT  # pp has a public default secret too; ppmpi has none
 
     def __init__(self, ncpus="autodetect", ppservers=(), secret=None, restart=False, proto=None,
                  socket_timeout=3600, *, worker_timeout=5.0, max_retries=3, job_timeout=None):
-        _remote.check_ppservers(ppservers, secret)
+        check_ppservers(ppservers, secret)
         wanted = check_ncpus(ncpus)
         self.worker_timeout = check_seconds("worker_timeout", worker_timeout, False)
         self.max_retries = check_retries(max_retries)
@@ -67,7 +68,7 @@ class Server:
         if wanted is None:
             wanted = _runtime.world_workers() or _launch.detect_ncpus()
         self._created = time.time()
-        self._links = None  # with ppservers: the connectors to them (_ppservers.ServerLinks)
+        self._links = None  # with ppservers: the connectors to them (remote.servers.ServerLinks)
         self._lock = threading.Lock()  # for _groups
         self._groups = {}
         self._ncpus = wanted
@@ -90,7 +91,7 @@ class Server:
         _stats.install_sigusr1(_runtime.live_servers)
 
     def _connect_servers(self, ppservers, secret):
-        """Local and remote workers as one (_ppservers); with ncpus=0 a usable server is
+        """Local and remote workers as one (remote/servers.py); with ncpus=0 a usable server is
         required now (bounded wait), not found out by a job that never runs."""
         try:
             self._links = ServerLinks(self._pool, ppservers, b"" if secret is None else secret)
@@ -272,9 +273,9 @@ class Server:
         """True once destroy() was called (submit() raises DestroyedServerError)."""
         return self._completions.closed
 
-    # -- for ppmpi-server (_remote_server, _server_sessions), not pp's API ------------------
+    # -- for ppmpi-server (remote.cli, remote.session), not pp's API ------------------------
     def serve_client(self, sock, keys, where, job_timeout):
-        """Hands a remote client that proved the secret (_auth.server_handshake: its socket
+        """Hands a remote client that proved the secret (remote.auth.server_handshake: its socket
         and session keys) to the dispatcher, which relays its jobs into this server's workers
         and their outcomes back (include/ppmpi/master/link_relay.hpp). The dispatcher owns
         the socket from here and closes it, whatever happens. where: the client's address,

@@ -18,7 +18,7 @@
 #include "ppmpi/mpi/mpi_env.hpp"
 #include "ppmpi/python/contract.hpp"
 #include "ppmpi/python/py_buffers.hpp"
-#include "ppmpi/python/python_executor.hpp"
+#include "ppmpi/python/python_job_runner.hpp"
 #include "ppmpi/worker/worker.hpp"
 
 namespace py = pybind11;
@@ -181,9 +181,9 @@ std::shared_ptr<Master> start_master(const std::string& worker_path, int heartbe
 }
 
 int serve_worker() {
-    PythonExecutor executor;
+    PythonJobRunner runner;
     WorkerHost host(mpi_worker_environment(), mpi_worker_options());
-    return without_gil([&] { return host.serve(executor); });
+    return without_gil([&] { return host.serve(runner); });
 }
 
 // C++ messages of this process, on their way to Python's logging (see log.hpp).
@@ -301,7 +301,7 @@ void bind_served_links(py::class_<PoolHandle>& pool) {
 }
 
 void bind_pool(py::module_& m) {
-    py::class_<PoolHandle> pool(m, "Pool");
+    py::class_<PoolHandle> pool(m, "PoolHandle");
     pool.def("submit", &PoolHandle::submit)
         .def("take", &PoolHandle::take)
         .def("wait", &PoolHandle::wait_job)

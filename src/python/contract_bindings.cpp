@@ -4,7 +4,7 @@
 //  - the largest in-band payload (core/frame.hpp): MAX_PAYLOAD_BYTES;
 //  - the defaults of the tunables C++ owns: DEFAULTS {name: value} (protocol.hpp's Welcome,
 //    pool_types.hpp's PoolSpec); their environment variables are read in python/ppmpi/_tunables.py;
-//  - what Pool.take returns: TakenOutcome, a named tuple;
+//  - what PoolHandle.take returns: TakenOutcome, a named tuple;
 //  - C++'s DestroyedError raised as ppmpi.DestroyedServerError (errors.py), one type for users.
 #include "ppmpi/python/contract.hpp"
 

@@ -1,5 +1,5 @@
-// _core's door into link/ for python/ppmpi/_auth.py: the handshake, driven by Python's socket
-// code (every later byte is the dispatcher's, link_stream.hpp).
+// _core's door into link/ for python/ppmpi/remote/auth.py: the handshake, driven by Python's
+// socket code (every later byte is the dispatcher's, link_stream.hpp).
 #include <pybind11/pybind11.h>
 
 #include "ppmpi/core/errors.hpp"
@@ -38,10 +38,10 @@ void bind_handshake(py::module_& m) {
 
 }  // namespace
 
-// The link's errors become ppmpi._auth's own exceptions (defined in Python so that importing
-// ppmpi needs no _core), most derived first.
+// The link's errors become ppmpi.remote.auth's own exceptions (defined in Python so that
+// importing ppmpi needs no _core), most derived first.
 static void raise_as(const char* name, const std::exception& e) {
-    py::object kind = py::module_::import("ppmpi._auth").attr(name);
+    py::object kind = py::module_::import("ppmpi.remote.auth").attr(name);
     PyErr_SetString(kind.ptr(), e.what());
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "ppmpi/mpi/mpi_env.hpp"
-#include "ppmpi/python/python_executor.hpp"
+#include "ppmpi/python/python_job_runner.hpp"
 #include "ppmpi/worker/worker.hpp"
 
 namespace py = pybind11;
@@ -74,11 +74,11 @@ int main(int argc, char** argv) {
     {
         PyConfig config = python_config();
         py::scoped_interpreter interpreter(&config);  // clears config
-        ppmpi::PythonExecutor executor;
+        ppmpi::PythonJobRunner runner;
         ppmpi::WorkerHost host(ppmpi::mpi_worker_environment(), ppmpi::mpi_worker_options());
         {
-            py::gil_scoped_release released;  // the executor takes the GIL per call
-            status = host.serve(executor);
+            py::gil_scoped_release released;  // the runner takes the GIL per call
+            status = host.serve(runner);
         }
         // Flush what jobs printed outside their capture before the interpreter goes.
         py::module_::import("sys").attr("stdout").attr("flush")();

@@ -1,5 +1,5 @@
 // The job thread's half of WorkerHost (worker.hpp): it takes work from the comm thread, runs
-// it in the Executor, hands results back, and borrows the comm loop while it would only wait.
+// it in the JobRunner, hands results back, and borrows the comm loop while it would only wait.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -11,22 +11,22 @@
 
 namespace ppmpi {
 
-void WorkerHost::stop_executor() {
+void WorkerHost::stop_job_thread() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        executor_stop_ = true;
+        job_thread_stop_ = true;
         work_.clear();
     }
     work_ready_.notify_all();
-    comm_wakeup_.notify();  // the executor may have read the Shutdown while the comm thread dozed
+    comm_wakeup_.notify();  // the job thread may have read the Shutdown while the comm thread dozed
 }
 
 // A result's buffers are sent from the memory of the objects the job returned. A job may return
 // an array it keeps (a global, say) and change it in its next call: so the next job starts
-// only once the previous result's buffers have left (bounded: stop_executor ends the wait).
+// only once the previous result's buffers have left (bounded: stop_job_thread ends the wait).
 void WorkerHost::wait_for_result_sends() {
     auto sent = [](const std::weak_ptr<void>& owner) { return owner.expired(); };
-    while (!results_in_flight_.empty() && !executor_stop_) {
+    while (!results_in_flight_.empty() && !job_thread_stop_) {
         results_in_flight_.erase(
             std::remove_if(results_in_flight_.begin(), results_in_flight_.end(), sent),
             results_in_flight_.end());
@@ -42,7 +42,7 @@ void WorkerHost::drive_while_idle() {
     Baton::Borrow borrow(baton_);
     auto has_work = [&] {
         std::lock_guard<std::mutex> lock(mutex_);
-        return !work_.empty() || executor_stop_;
+        return !work_.empty() || job_thread_stop_;
     };
     auto turn = [&] { return comm_turn(*transport, master_, Clock::now()); };
     // A job starts: the owner takes over within its stand-down sleep. Otherwise (idle) it is
@@ -77,7 +77,7 @@ bool WorkerHost::send_result_here() {
 // up on such a worker after 60 s. Past first_contact_timeout it is an orphan: it ends itself,
 // so that it does not keep its launcher (mpirun) waiting for good either.
 void WorkerHost::exit_if_start_is_stuck() {
-    if (mpi_started_.load() || executor_stop_ || exit_status_.load() != 0) return;
+    if (mpi_started_.load() || job_thread_stop_ || exit_status_.load() != 0) return;
     if (Clock::now() - serve_started_ <= options_.first_contact_timeout) return;
     std::cerr << "ppmpi-worker: MPI start-up did not finish within "
               << options_.first_contact_timeout.count() / 1000 << " s; exiting" << std::endl;
@@ -115,7 +115,7 @@ bool WorkerHost::widen_comm_doze() {
     return false;
 }
 
-// The next item to execute, or nullopt when the executor is to stop.
+// The next item to execute, or nullopt when the job thread is to stop.
 std::optional<Message> WorkerHost::next_work() {
     bool none = false;
     {
@@ -131,46 +131,47 @@ std::optional<Message> WorkerHost::next_work() {
     std::unique_lock<std::mutex> lock(mutex_);
     // Bounded (1 s: an idle worker wakes rarely) so a lost notification can never park this
     // thread for good.
-    while (work_.empty() && !executor_stop_) {
+    while (work_.empty() && !job_thread_stop_) {
         if (comm_only_urgent_.load()) comm_wakeup_.notify();  // see only_urgent_while_job_runs
-        executor_waiting_ = true;
+        job_thread_waiting_ = true;
         work_ready_.wait_for(lock, std::chrono::seconds(1));
-        executor_waiting_ = false;
+        job_thread_waiting_ = false;
         exit_if_start_is_stuck();
     }
-    if (executor_stop_) return std::nullopt;
+    if (job_thread_stop_) return std::nullopt;
     Message item = std::move(work_.front());
     work_.pop_front();
-    executor_busy_ = true;
+    job_thread_busy_ = true;
     job_started_ = Clock::now();
     return item;
 }
 
-void WorkerHost::execute_loop(Executor& executor) {
+void WorkerHost::job_loop(JobRunner& runner) {
     for (;;) {
         std::optional<Message> next = next_work();
         if (!next) return;
         Message& item = *next;
         try {
             if (auto* w = std::get_if<Welcome>(&item.header)) {
-                executor.configure(*w);
+                runner.configure(*w);
             } else if (auto* def = std::get_if<FunctionDef>(&item.header)) {
-                executor.define(def->key, std::move(item.payload));
+                runner.define(def->key, std::move(item.payload));
             } else if (auto* gang = std::get_if<Gang>(&item.header)) {
                 next_gang_ = std::move(*gang);
             } else if (auto* task = std::get_if<Task>(&item.header)) {
-                run_task(executor, *task, item);
+                run_task(runner, *task, item);
             }
         } catch (const std::exception& e) {
-            std::cerr << "ppmpi-worker: the executor failed, worker ends: " << e.what() << std::endl;
+            std::cerr << "ppmpi-worker: the job runner failed, worker ends: " << e.what()
+                      << std::endl;
             exit_status_ = 3;
-            executor_failed_ = true;
-            executor_busy_ = false;
-            stop_executor();
+            job_thread_failed_ = true;
+            job_thread_busy_ = false;
+            stop_job_thread();
             comm_wakeup_.notify();
             return;
         }
-        executor_busy_ = false;
+        job_thread_busy_ = false;
         // The result leaves in a turn of this thread's, or (no borrowing now) from the comm
         // thread: within its short sleep, or woken now if it dozes. The result is queued before
         // comm_dozing_ is read, and the comm thread sets it before it checks for results: one
@@ -180,7 +181,7 @@ void WorkerHost::execute_loop(Executor& executor) {
     }
 }
 
-void WorkerHost::run_task(Executor& executor, const Task& task, Message& item) {
+void WorkerHost::run_task(JobRunner& runner, const Task& task, Message& item) {
     wait_for_result_sends();
     // Read once per job (a read of /proc costs ~15 us here): from the previous job's end, so the
     // wait includes this thread's wake-up for this job, which its wall time does not.
@@ -195,7 +196,7 @@ void WorkerHost::run_task(Executor& executor, const Task& task, Message& item) {
     }
     next_gang_.reset();
     in_parallel_job_ = comm.has_value();
-    ExecOutcome out = executor.run(task, std::move(item.payload), std::move(item.buffers), comm);
+    RunOutcome out = runner.run(task, std::move(item.payload), std::move(item.buffers), comm);
     if (comm) gang_comms_->close(*comm);
     in_parallel_job_ = false;
     double waited_after = cpu_wait.seconds();

@@ -56,13 +56,13 @@ std::optional<Message> WorkerHost::wait_child(JobId child, double timeout) {
     // Not busy: a comm thread dozing for urgent frames only (while a job ran) would not wake
     // for the tasks that help (only_urgent_while_job_runs): it is woken to doze again.
     auto waiting = [this] {
-        executor_busy_ = false;
+        job_thread_busy_ = false;
         if (comm_only_urgent_.load()) comm_wakeup_.notify();
     };
     waiting();
     for (;;) {
         if (auto outcome = take_child(child)) {
-            executor_busy_ = true;
+            job_thread_busy_ = true;
             return outcome;
         }
         // The awaited child only: running here another pending child (a sibling's, an
@@ -74,19 +74,19 @@ std::optional<Message> WorkerHost::wait_child(JobId child, double timeout) {
         if (mine != work_.end()) {
             Message item = std::move(*mine);
             work_.erase(mine);
-            executor_busy_ = true;
+            job_thread_busy_ = true;
             lock.unlock();
             run_inline(item);
             lock.lock();
             waiting();
             continue;
         }
-        if (Clock::now() >= until || executor_stop_) break;
-        executor_waiting_ = true;
+        if (Clock::now() >= until || job_thread_stop_) break;
+        job_thread_waiting_ = true;
         work_ready_.wait_until(lock, std::min(until, Clock::now() + std::chrono::seconds(1)));
-        executor_waiting_ = false;
+        job_thread_waiting_ = false;
     }
-    executor_busy_ = true;
+    job_thread_busy_ = true;
     return std::nullopt;
 }
 
@@ -105,8 +105,8 @@ std::optional<Message> WorkerHost::take_child(JobId child) {
 // told only that it ended (it would send the outcome back to this worker).
 void WorkerHost::run_inline(Message& item) {
     const Task task = std::get<Task>(item.header);
-    ExecOutcome out =
-        executor_->run(task, std::move(item.payload), std::move(item.buffers), std::nullopt);
+    RunOutcome out =
+        runner_->run(task, std::move(item.payload), std::move(item.buffers), std::nullopt);
     {
         std::lock_guard<std::mutex> lock(mutex_);
         results_.push_back(Message{Result{task.job_id, out.status, out.seconds, 0.0}, {}});

@@ -30,13 +30,13 @@ constexpr auto kMpiEndBound = std::chrono::seconds(60);
 WorkerHost::WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options)
     : factory_(std::move(factory)), options_(options) {}
 
-int WorkerHost::serve(Executor& executor) {
+int WorkerHost::serve(JobRunner& runner) {
     serve_started_ = Clock::now();
-    executor_ = &executor;
-    executor.attach(*this);
+    runner_ = &runner;
+    runner.attach(*this);
     std::thread comm(&WorkerHost::comm_main, this);
-    executor.prepare();  // while MPI starts on the comm thread
-    execute_loop(executor);
+    runner.prepare();  // while MPI starts on the comm thread
+    job_loop(runner);
     comm.join();
     return exit_status_.load();
 }
@@ -52,19 +52,19 @@ void WorkerHost::on_message(Message& message) {
         case Kind::Task: {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!shutdown_) work_.push_back(std::move(message));
-            work_posted_ = true;  // the executor is woken once the turn ends (serve_master)
+            work_posted_ = true;  // the job thread is woken once the turn ends (serve_master)
             break;
         }
         case Kind::Shutdown:
             shutdown_ = true;
             leave_now_ = std::get<Shutdown>(message.header).immediate;
-            stop_executor();
+            stop_job_thread();
             if (!leave_now_) outbox_.push_back(Message{Goodbye{}, {}});
             break;
         case Kind::Release:
             released_ = true;
             leave_now_ = !std::get<Release>(message.header).finalize;
-            comm_wakeup_.notify();  // as for Shutdown (stop_executor)
+            comm_wakeup_.notify();  // as for Shutdown (stop_job_thread)
             break;
         case Kind::Withdraw: withdraw(std::get<Withdraw>(message.header).job_id); break;
         case Kind::Result: {  // a child's outcome, for the job here that waits for it (step 8)
@@ -149,7 +149,7 @@ bool WorkerHost::send_outbox(Transport& transport, PeerId master, Clock::time_po
     return true;
 }
 
-// Frames from the master, until none is waiting or one brought a task (the executor may be
+// Frames from the master, until none is waiting or one brought a task (the job thread may be
 // waiting for it: the rest are read next turn). True if anything came.
 bool WorkerHost::receive(Transport& transport, PeerId master, Clock::time_point now) {
     bool active = false, task = false;
@@ -187,7 +187,7 @@ void WorkerHost::comm_main() {
     } catch (const std::exception& e) {
         std::cerr << "ppmpi-worker: could not start: " << e.what() << std::endl;
         exit_status_ = 2;
-        stop_executor();
+        stop_job_thread();
         return;
     }
     mpi_started_ = true;
@@ -201,7 +201,7 @@ void WorkerHost::comm_main() {
     gang_comms_ = env.gangs;  // before any task can come (the job thread reads it then)
     transport_.store(env.transport.get(), std::memory_order_release);
     bool clean = serve_master(*env.transport, env.master);
-    stop_executor();
+    stop_job_thread();
     auto alone = baton_.close();  // from here on only this thread calls the transport
     close(env, clean);
 }
@@ -214,7 +214,7 @@ WorkerHost::Verdict WorkerHost::owner_turn(Transport& transport, PeerId master) 
         verdict.end = false;  // no disconnect, no finalize: they could wait forever
     } else if (shutdown_ && (!awaits_release_ || released_)) {
         verdict.end = true;
-    } else if (executor_failed_) {
+    } else if (job_thread_failed_) {
         verdict.end = false;  // the master sees a lost worker (no Goodbye)
     } else if (!master_alive(now)) {
         std::cerr << "ppmpi-worker: the master is gone; exiting" << std::endl;
@@ -229,11 +229,11 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
     Backoff backoff;
     for (;;) {
         auto verdict = baton_.owner_turn([&] { return owner_turn(transport, master); });
-        // Woken only now, with the mutex and the baton free: on a shared core a woken executor
+        // Woken only now, with the mutex and the baton free: on a shared core a woken job thread
         // ran at once, then blocked on either (its job's result leaves in a turn of its own),
         // which cost two more context switches per task.
         if (work_posted_.exchange(false)) work_ready_.notify_one();
-        if (!verdict) {  // the executor drives: stand down (it wakes us when it stops)
+        if (!verdict) {  // the job thread drives: stand down (it wakes us when it stops)
             comm_wakeup_.wait_for(backoff.policy().max_sleep);
             backoff.reset();
             continue;
@@ -244,38 +244,38 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
             continue;
         }
         // While a job runs, nothing this thread could catch by polling soon is urgent (the
-        // job's result leaves from the executor thread), and the job shares this process's
+        // job's result leaves from the job thread), and the job shares this process's
         // core: the longest sleep then, with no spin; nor when a spin is not worth it.
-        auto delay = executor_busy_ ? backoff.policy().max_sleep
+        auto delay = job_thread_busy_ ? backoff.policy().max_sleep
                                     : backoff.next_delay(Clock::now(), spin_worthwhile());
         if (idle_wait(transport, master, delay)) backoff.reset();
     }
 }
 
 // Whether nothing here needs the comm thread before the master sends or a heartbeat is due:
-// no result waits, and the executor sleeps until work comes, or runs a job (or was woken for
-// work queued here: it runs it next). A job's result leaves from the executor's own turn where
+// no result waits, and the job thread sleeps until work comes, or runs a job (or was woken for
+// work queued here: it runs it next). A job's result leaves from the job thread's own turn where
 // it can borrow the loop; where it cannot, this thread sends it, and short jobs' results leave
 // within its short sleeps, many per frame: it dozes only behind a job that has run a while.
-bool WorkerHost::executor_quiet() {
+bool WorkerHost::job_thread_quiet() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!results_.empty() || !requests_.empty()) return false;
-    if (!executor_busy_ && work_.empty()) return executor_waiting_;
-    if (!executor_busy_) return borrowable_ && !spin_worthwhile();
+    if (!job_thread_busy_ && work_.empty()) return job_thread_waiting_;
+    if (!job_thread_busy_) return borrowable_ && !spin_worthwhile();
     return borrowable_ || Clock::now() - job_started_ >= BackoffPolicy{}.max_sleep;
 }
 
-// Sleeps `delay`; or, when the executor is quiet and the master rings a doorbell, dozes until
-// it sends, the executor has a result, or the next heartbeat is due (doorbell.hpp). True if
+// Sleeps `delay`; or, when the job thread is quiet and the master rings a doorbell, dozes until
+// it sends, the job thread has a result, or the next heartbeat is due (doorbell.hpp). True if
 // woken early.
 bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::microseconds delay) {
-    if (delay.count() > 0 && executor_quiet()) {
+    if (delay.count() > 0 && job_thread_quiet()) {
         Doze plan;
         plan.arrived = [this] {
             std::lock_guard<std::mutex> lock(mutex_);
             return !results_.empty() || !requests_.empty();
         };
-        // Under the baton: a borrowing executor changes this state in its turns.
+        // Under the baton: a borrowing job thread changes this state in its turns.
         auto planned = baton_.owner_turn([&] {
             plan.until = next_heartbeat_;
             return welcomed_ && !shutdown_ && transport.plan_doze({master}, plan);
@@ -285,7 +285,7 @@ bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::mic
             // borrower driving meanwhile: do not sleep).
             auto check = std::move(plan.arrived);
             plan.arrived = [&] { return baton_.owner_turn(check).value_or(true); };
-            comm_dozing_.store(true);  // before `arrived` is checked: see execute_loop
+            comm_dozing_.store(true);  // before `arrived` is checked: see job_loop
             plan.only_urgent = only_urgent_while_job_runs();
             bool woken = comm_wakeup_.doze(plan);
             comm_only_urgent_.store(false);
@@ -296,11 +296,11 @@ bool WorkerHost::idle_wait(Transport& transport, PeerId master, std::chrono::mic
     return comm_wakeup_.wait_for(delay);
 }
 
-// While a job runs (or is about to: queued here for an executor between jobs), only urgent
-// frames need this thread (doorbell.hpp, step 4): the next tasks are read by the executor in
+// While a job runs (or is about to: queued here for the job thread between jobs), only urgent
+// frames need this thread (doorbell.hpp, step 4): the next tasks are read by the job thread in
 // its turn at the job's end (send_result_here), so a pipelined worker is not woken for each of
 // them. Not while a job waits for its children (wait_child): the task that helps it may come.
-// The flag is set before the executor's state is read, and the executor clears executor_busy_
+// The flag is set before the job thread's state is read, and the job thread clears job_thread_busy_
 // and finds no work before it reads the flag, then widens the doze if it waits for work
 // (next_work): one of the two sees the other, so no task waits on a sleeping pair.
 bool WorkerHost::only_urgent_while_job_runs() {
@@ -308,7 +308,7 @@ bool WorkerHost::only_urgent_while_job_runs() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         bool between_jobs = children_.empty() && borrowable_ && !spin_worthwhile();
-        if (executor_busy_.load() || (!work_.empty() && between_jobs)) return true;
+        if (job_thread_busy_.load() || (!work_.empty() && between_jobs)) return true;
     }
     comm_only_urgent_.store(false);
     return false;
@@ -334,16 +334,16 @@ void WorkerHost::close(WorkerEnvironment& env, bool clean) {
         env.before_close = nullptr;  // it holds the session too: MPI ends below, not at exit
         env.transport.reset();
         // A parallel job stuck in a collective holds its communicator until the process ends.
-        if (!executor_busy_) gang_comms_.reset();
+        if (!job_thread_busy_) gang_comms_.reset();
         env.gangs.reset();
         env.session.reset();
     }
     // A job still running cannot be interrupted; it gets a grace period, then the process ends
     // so that no orphan outlives the master.
     auto grace_until = Clock::now() + options_.exit_grace;
-    while (executor_busy_ && Clock::now() < grace_until)
+    while (job_thread_busy_ && Clock::now() < grace_until)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (executor_busy_) {
+    if (job_thread_busy_) {
         std::fflush(nullptr);
         std::_Exit(exit_status_.load());
     }

@@ -1,7 +1,7 @@
 // One CPython interpreter for the whole test process, as in ppmpi-worker: created on the main
 // thread before any test runs, and released (GIL dropped) while the tests run, because the
-// PythonExecutor takes the GIL itself on every call. Tests that touch Python objects directly
-// take the GIL with py::gil_scoped_acquire (see python_executor_test.cpp).
+// PythonJobRunner takes the GIL itself on every call. Tests that touch Python objects directly
+// take the GIL with py::gil_scoped_acquire (see python_job_runner_test.cpp).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <cstdlib>

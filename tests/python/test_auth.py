@@ -1,5 +1,5 @@
-"""The handshake of remote servers' link (ppmpi._auth): both sides prove the secret, agree on
-keys, and every read has a bound. Over socketpair(): no network involved. The frames after it
+"""The handshake of remote servers' link (ppmpi.remote.auth): both sides prove the secret, agree
+on keys, and every read has a bound. Over socketpair(): no network involved. The frames after it
 are the dispatcher's (tests/unit/remote_link_test.cpp)."""
 import os
 import socket
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ppmpi import _auth
+from ppmpi.remote import auth
 
 
 def run_both(client_fn, server_fn):
@@ -39,17 +39,17 @@ def link_pair():
     """(client Link, server Link, client socket) after a handshake with the same secret."""
     a, b = socket.socketpair()
     out = {}
-    t = threading.Thread(target=lambda: out.update(server=_auth.server_handshake(b, "k")))
+    t = threading.Thread(target=lambda: out.update(server=auth.server_handshake(b, "k")))
     t.start()
-    client = _auth.client_handshake(a, "k")
+    client = auth.client_handshake(a, "k")
     t.join(10)
     assert "server" in out, "the server side of the handshake did not finish"
     return client, out["server"], a
 
 
 def linked(secret_client="s3cret", secret_server="s3cret"):
-    return run_both(lambda s: _auth.client_handshake(s, secret_client, timeout=5),
-                    lambda s: _auth.server_handshake(s, secret_server, timeout=5))
+    return run_both(lambda s: auth.client_handshake(s, secret_client, timeout=5),
+                    lambda s: auth.server_handshake(s, secret_server, timeout=5))
 
 
 def test_the_right_secret_gives_both_sides_the_same_keys_crosswise():
@@ -66,34 +66,34 @@ def test_the_right_secret_gives_both_sides_the_same_keys_crosswise():
 
 def test_a_wrong_secret_is_a_clear_error_on_both_sides():
     client, server = linked("wrong", "right")
-    assert isinstance(client, _auth.AuthError) and "refused the secret" in str(client)
-    assert isinstance(server, _auth.AuthError) and "wrong secret" in str(server)
+    assert isinstance(client, auth.AuthError) and "refused the secret" in str(client)
+    assert isinstance(server, auth.AuthError) and "wrong secret" in str(server)
 
 
 def test_a_server_that_does_not_know_the_secret_is_refused_by_the_client():
     def impostor(sock):  # says yes to anything, cannot prove the secret
-        sock.sendall(_auth.MAGIC + os.urandom(_auth.NONCE_BYTES))
-        _auth.read_exactly(sock, len(_auth.MAGIC) + _auth.NONCE_BYTES + _auth.MAC_BYTES,
+        sock.sendall(auth.MAGIC + os.urandom(auth.NONCE_BYTES))
+        auth.read_exactly(sock, len(auth.MAGIC) + auth.NONCE_BYTES + auth.MAC_BYTES,
                            time.monotonic() + 5, "hello and proof")
-        sock.sendall(_auth.ACCEPTED + os.urandom(_auth.MAC_BYTES))
+        sock.sendall(auth.ACCEPTED + os.urandom(auth.MAC_BYTES))
 
-    client, _ = run_both(lambda s: _auth.client_handshake(s, "k", timeout=5), impostor)
-    assert isinstance(client, _auth.AuthError) and "could not prove" in str(client)
+    client, _ = run_both(lambda s: auth.client_handshake(s, "k", timeout=5), impostor)
+    assert isinstance(client, auth.AuthError) and "could not prove" in str(client)
 
 
 def test_random_bytes_are_another_protocol():
     def garbage(sock):
         sock.sendall(os.urandom(64))
 
-    _, server = run_both(garbage, lambda s: _auth.server_handshake(s, "k", timeout=5))
-    assert isinstance(server, _auth.VersionError) and "not a ppmpi" in str(server)
+    _, server = run_both(garbage, lambda s: auth.server_handshake(s, "k", timeout=5))
+    assert isinstance(server, auth.VersionError) and "not a ppmpi" in str(server)
 
 
 def test_a_peer_that_never_speaks_times_out_within_the_bound():
     a, b = socket.socketpair()
     start = time.monotonic()
-    with pytest.raises(_auth.LinkError, match="timed out"):
-        _auth.server_handshake(b, "k", timeout=0.3)
+    with pytest.raises(auth.LinkError, match="timed out"):
+        auth.server_handshake(b, "k", timeout=0.3)
     assert time.monotonic() - start < 5
     a.close()
     b.close()
@@ -103,6 +103,6 @@ def test_an_older_link_version_is_named():
     def old_client(sock):
         sock.sendall(b"PPMPIR02" + os.urandom(32))  # the link of _wire frames over Python
 
-    _, server = run_both(old_client, lambda s: _auth.server_handshake(s, "k", timeout=5))
-    assert isinstance(server, _auth.VersionError)
+    _, server = run_both(old_client, lambda s: auth.server_handshake(s, "k", timeout=5))
+    assert isinstance(server, auth.VersionError)
     assert "version 2, this side version 3" in str(server)

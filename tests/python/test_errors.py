@@ -107,7 +107,7 @@ def test_bad_ppservers_and_secret_are_named():
 
 
 def test_ppservers_entries_are_read_as_pp_reads_them():
-    from ppmpi._remote import parse_address
+    from ppmpi.remote.servers import parse_address
     assert parse_address("node7") == ("node7", 60000)
     assert parse_address(" node7:35000 ") == ("node7", 35000)
     assert parse_address("[::1]:35000") == ("::1", 35000)
@@ -202,8 +202,9 @@ def test_the_core_stub_names_everything_core_exports():
         elif isinstance(node, ast.ImportFrom):
             named |= {alias.asname or alias.name for alias in node.names}
     assert named - typing_names == {name for name in dir(_core) if not name.startswith("_")}
+    classes = ("Master", "PoolHandle", "LinkHandshake")
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name in ("Master", "Pool", "LinkHandshake"):
+        if isinstance(node, ast.ClassDef) and node.name in classes:
             methods = {f.name for f in node.body if isinstance(f, ast.FunctionDef)} - {"__init__"}
             real = {k for k in vars(getattr(_core, node.name)) if not k.startswith("_")}
             assert methods == real, node.name

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import ppmpi
 import pytest
-from ppmpi import _auth, _ppservers
+from ppmpi.remote import auth
+from ppmpi.remote import servers as ppservers
 
 import helpers
 from servers import (SERVER_BIN, descendants, free_port, run_client, server_env,
@@ -165,7 +166,7 @@ def test_garbage_silence_huge_lengths_and_floods_leave_the_server_serving(start_
     with socket.create_connection(("127.0.0.1", remote.port)) as s:
         s.sendall(b"PPMPIR01" + os.urandom(32) + struct.pack(">I", 0xFFFFFFFF) * 8)
     with socket.create_connection(("127.0.0.1", remote.port)) as s:  # authenticated, then a lie
-        link = _auth.client_handshake(s, "mys")
+        link = auth.client_handshake(s, "mys")
         s.sendall(struct.pack(">I", 0xFFFFFFF0))  # a sealed frame's length
         time.sleep(0.2)
     remote.wait_for("exceeds the bound", 10)
@@ -253,7 +254,7 @@ def test_no_secret_off_loopback_port_in_use_and_bad_options_exit_nonzero(start_s
 
 
 def test_with_every_server_gone_waiting_jobs_fail_with_no_workers(start_server, monkeypatch):
-    monkeypatch.setattr(_ppservers, "NO_NODE_LIMIT_S", 2.0)
+    monkeypatch.setattr(ppservers, "NO_NODE_LIMIT_S", 2.0)
     remote = start_server(workers=1)
     with ppmpi.Server(0, ppservers=(remote.address,), secret="mys") as server:
         assert server.submit(helpers.sleep_and_return, (0, 1))() == 1

@@ -1,10 +1,10 @@
 // Test doubles for the end-to-end tests: worker "processes" are threads running
-// ppmpi::WorkerHost::serve() over a LoopbackHub, with a fake Executor instead of Python.
+// ppmpi::WorkerHost::serve() over a LoopbackHub, with a fake JobRunner instead of Python.
 //
-// FakeExecutor, by function key:
+// FakeJobRunner, by function key:
 //   "bad..."   -> ResultStatus::Error, payload "boom:" + args
-//   "slow..."  -> waits (at most 3 s) for ExecutorLog::open_gate(), then as below
-//   "throw"    -> throws (the executor itself is broken)
+//   "slow..."  -> waits (at most 3 s) for JobRunnerLog::open_gate(), then as below
+//   "throw"    -> throws (the runner itself is broken)
 //   otherwise  -> ResultStatus::Ok, payload = bundle + ":" + reversed args
 // A key never defined on that worker gives an Error "undefined <key>".
 #pragma once
@@ -27,7 +27,7 @@
 #include "ppmpi/master/dispatcher.hpp"
 #include "ppmpi/master/launcher.hpp"
 #include "ppmpi/transport/loopback_transport.hpp"
-#include "ppmpi/worker/executor.hpp"
+#include "ppmpi/worker/job_runner.hpp"
 #include "ppmpi/worker/worker.hpp"
 
 namespace ppmpi_test {
@@ -43,8 +43,8 @@ inline std::string host_name() {
 
 inline std::string reversed(const std::string& s) { return {s.rbegin(), s.rend()}; }
 
-// What the executors of all workers saw; shared and thread-safe.
-class ExecutorLog {
+// What the runners of all workers saw; shared and thread-safe.
+class JobRunnerLog {
   public:
     void prepared(PeerId peer) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -96,18 +96,19 @@ class ExecutorLog {
     std::map<PeerId, std::vector<std::string>> defines_;
 };
 
-class FakeExecutor : public Executor {
+class FakeJobRunner : public JobRunner {
   public:
-    FakeExecutor(PeerId self, std::shared_ptr<ExecutorLog> log) : self_(self), log_(std::move(log)) {}
+    FakeJobRunner(PeerId self, std::shared_ptr<JobRunnerLog> log)
+        : self_(self), log_(std::move(log)) {}
     void prepare() override { log_->prepared(self_); }
     void configure(const Welcome& welcome) override { log_->configured(self_, welcome); }
     void define(const std::string& key, Bytes bundle) override {
         bundles_[key] = std::move(bundle);
         log_->defined(self_, key);
     }
-    ExecOutcome run(const Task& task, Bytes args, Buffers, std::optional<std::int64_t>) override {
+    RunOutcome run(const Task& task, Bytes args, Buffers, std::optional<std::int64_t>) override {
         const std::string& key = task.func_key;
-        if (key == "throw") throw std::runtime_error("fake executor is broken");
+        if (key == "throw") throw std::runtime_error("fake runner is broken");
         if (key.rfind("slow", 0) == 0) log_->wait_gate();
         auto it = bundles_.find(key);
         if (it == bundles_.end()) return {ResultStatus::Error, "undefined " + key, 0.0};
@@ -119,7 +120,7 @@ class FakeExecutor : public Executor {
 
   private:
     PeerId self_;
-    std::shared_ptr<ExecutorLog> log_;
+    std::shared_ptr<JobRunnerLog> log_;
     std::map<std::string, Bytes> bundles_;
 };
 
@@ -188,11 +189,11 @@ class WorkerThreads {
         std::lock_guard<std::mutex> lock(mutex_);
         return closes_;
     }
-    std::shared_ptr<ExecutorLog> log = std::make_shared<ExecutorLog>();
+    std::shared_ptr<JobRunnerLog> log = std::make_shared<JobRunnerLog>();
 
   private:
     void serve(PeerId peer) {
-        FakeExecutor executor(peer, log);
+        FakeJobRunner runner(peer, log);
         auto hub = hub_;
         WorkerHost host(
             [this, hub, peer] {
@@ -207,7 +208,7 @@ class WorkerThreads {
                 return env;
             },
             options_);
-        int status = host.serve(executor);
+        int status = host.serve(runner);
         std::lock_guard<std::mutex> lock(mutex_);
         statuses_[peer] = status;
     }

@@ -28,8 +28,8 @@ class LeavingRig {
             },
             test_worker_options());
         status_ = std::async(std::launch::async, [this] {
-            FakeExecutor executor(kWorker, log);
-            return host_->serve(executor);
+            FakeJobRunner runner(kWorker, log);
+            return host_->serve(runner);
         });
     }
     ~LeavingRig() {
@@ -84,7 +84,7 @@ class LeavingRig {
         return std::get<Hello>(hello->header);
     }
 
-    std::shared_ptr<ExecutorLog> log = std::make_shared<ExecutorLog>();
+    std::shared_ptr<JobRunnerLog> log = std::make_shared<JobRunnerLog>();
     std::atomic<int> closed_clean{-1};
 
   private:

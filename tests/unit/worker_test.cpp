@@ -1,5 +1,5 @@
 // WorkerHost (worker.hpp) on its own: the test thread plays the master on peer 0 and speaks
-// raw frames; the worker (peer 1) runs serve() on a thread with the fake executor.
+// raw frames; the worker (peer 1) runs serve() on a thread with the fake runner.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -24,7 +24,7 @@ class WorkerRig {
         host_ = std::make_unique<WorkerHost>(
             [hub, in_world, this] {
                 if (fail_factory) throw std::runtime_error("no MPI today");
-                // Transport start-up (MPI_Init) that lasts until the executor has prepared
+                // Transport start-up (MPI_Init) that lasts until the job thread has prepared
                 // (at most 3 s): it sees the preparation only if both run at once.
                 for (int ms = 0; slow_start && ms < 3000 && !prepared_during_start; ++ms) {
                     prepared_during_start = !log->when_prepared(kWorker).empty();
@@ -50,8 +50,8 @@ class WorkerRig {
 
     void start() {
         status_ = std::async(std::launch::async, [this] {
-            FakeExecutor executor(kWorker, log);
-            return host_->serve(executor);
+            FakeJobRunner runner(kWorker, log);
+            return host_->serve(runner);
         });
     }
     void send(std::vector<Message> messages, PeerId from = 0) {
@@ -111,7 +111,7 @@ class WorkerRig {
         send({welcome(heartbeat_ms, timeout_ms)});
     }
 
-    std::shared_ptr<ExecutorLog> log = std::make_shared<ExecutorLog>();
+    std::shared_ptr<JobRunnerLog> log = std::make_shared<JobRunnerLog>();
     std::vector<Heartbeat> heartbeats;
     std::atomic<int> closed_clean{-1};
     std::atomic<bool> fail_factory{false};
@@ -174,7 +174,7 @@ TEST_CASE("worker: Hello, Welcome, FunctionDef, Task, Result, Shutdown, Goodbye"
 
 // A Python worker imports and exercises its job runner (~3 ms) while MPI starts (~0.25 s),
 // not after the Welcome, when the master may already be waiting for its first result.
-TEST_CASE("worker: the executor prepares while the transport is still starting", "[worker]") {
+TEST_CASE("worker: the job thread prepares while the transport is still starting", "[worker]") {
     WorkerRig rig;
     rig.slow_start = true;
     rig.handshake();
@@ -350,9 +350,9 @@ TEST_CASE("worker: an environment that cannot start gives status 2", "[worker]")
     CHECK(rig.exit_status(5s) == 2);
 }
 
-// A broken executor (run() throws) must end the worker with status 3, not leave it
+// A broken runner (run() throws) must end the worker with status 3, not leave it
 // heartbeating with a job that never completes.
-TEST_CASE("worker: a broken executor ends the worker with status 3", "[worker]") {
+TEST_CASE("worker: a broken runner ends the worker with status 3", "[worker]") {
     WorkerRig rig;
     rig.handshake();
     rig.send({{FunctionDef{"throw"}, "T"}, {Task{1, "throw"}, "x"}});
@@ -375,8 +375,8 @@ TEST_CASE("worker: an MPI start that never finishes ends the process after the f
             std::this_thread::sleep_for(std::chrono::hours(1)); // stands in for PMIx_Init
             return {};
         }, options);
-        FakeExecutor executor(1, std::make_shared<ExecutorLog>());
-        ::_exit(host.serve(executor) == kStuckStartStatus ? 90 : 91); // serve never returns
+        FakeJobRunner runner(1, std::make_shared<JobRunnerLog>());
+        ::_exit(host.serve(runner) == kStuckStartStatus ? 90 : 91); // serve never returns
     }
     int status = 0;
     pid_t done = 0;

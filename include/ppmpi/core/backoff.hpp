@@ -7,7 +7,7 @@
 // under 5 % of a core). Any activity resets the backoff.
 //
 // The sleep is a wait on a Wakeup: another thread of the same process (a Python thread
-// submitting a job, the executor finishing one) cuts it short, so local events are never
+// submitting a job, the job thread finishing one) cuts it short, so local events are never
 // delayed by the backoff, only remote ones are; and once the backoff reaches its cap, a thread
 // whose peers all ring doorbells (doorbell.hpp) dozes on them instead.
 #pragma once

@@ -4,7 +4,7 @@
 // worker's comm thread). A thread that would otherwise sleep until the comm thread hands it
 // something can *borrow* the loop instead and run the turns itself for a short window:
 //  - the master's Python thread waiting in job() for a result it just submitted;
-//  - a worker's executor thread between two jobs.
+//  - a worker's job thread between two jobs.
 // A message then goes from MPI to the thread that waits for it with no thread wake-up between
 // them. Each wake-up costs ~5 µs on the 2-core test machine; four of them were 21 µs of a
 // 51 µs round trip (docs/performance.md, "Speed").

@@ -1,4 +1,4 @@
-// ppmpi/mpi/gang_comms.hpp: parallel jobs' communicators in a worker (executor.hpp, GangComms).
+// ppmpi/mpi/gang_comms.hpp: parallel jobs' communicators in a worker (job_runner.hpp, GangComms).
 //
 // Each worker holds a duplicate of its MPI world made for this alone (the mpirun world: with
 // the master, right after the duplicate ppmpi's frames use; spawned workers: with those spawned
@@ -8,7 +8,7 @@
 // MPI_THREAD_MULTIPLE: the job's thread calls MPI while the comm thread does.
 #pragma once
 
-#include "ppmpi/worker/executor.hpp"
+#include "ppmpi/worker/job_runner.hpp"
 
 #include <mpi.h>
 #include <unordered_map>

@@ -12,7 +12,7 @@ namespace ppmpi {
 // Adds the contract to the module; after PpmpiError is registered.
 void bind_contract(pybind11::module_& m);
 
-// Pool.take's result: TakenOutcome(outcome, payload, message, worker, seconds, buffers).
+// PoolHandle.take's result: TakenOutcome(outcome, payload, message, worker, seconds, buffers).
 pybind11::object make_taken_outcome(int outcome, pybind11::bytes payload,
                                     const std::string& message, const std::string& worker,
                                     double seconds, pybind11::object buffers);

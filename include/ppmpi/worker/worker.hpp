@@ -1,10 +1,10 @@
 // ppmpi/worker/worker.hpp: a worker process (ranks 1..N), seen from its two threads.
 //
 //  - The comm thread owns the transport (and so MPI: it initialises and finalises it). It
-//    answers the master (protocol.hpp), queues tasks for the executor, sends results and
+//    answers the master (protocol.hpp), queues tasks for the job thread, sends results and
 //    heartbeats, and watches the master: one silent for master_timeout, or whose process is
 //    gone (same host), ends the worker. A long job does not make the worker look dead.
-//  - The executor thread calls serve() (the main thread, which holds the Python interpreter)
+//  - The job thread calls serve() (the main thread, which holds the Python interpreter)
 //    and runs configure/define/run in arrival order. Between two jobs it borrows the comm loop
 //    (baton.hpp) for a short window: results leave, tasks reach it with no thread hand-off.
 #pragma once
@@ -23,7 +23,7 @@
 #include "ppmpi/core/baton.hpp"
 #include "ppmpi/core/process.hpp"
 #include "ppmpi/transport/transport.hpp"
-#include "ppmpi/worker/executor.hpp"
+#include "ppmpi/worker/job_runner.hpp"
 
 namespace ppmpi {
 
@@ -54,14 +54,14 @@ struct WorkerOptions {
 class WorkerHost : public JobHost {
   public:
     WorkerHost(WorkerEnvironmentFactory factory, WorkerOptions options = {});
-    // Nested jobs (nested_jobs.cpp), from the executor thread.
+    // Nested jobs (nested_jobs.cpp), from the job thread.
     JobId submit_child(JobId parent, const std::string& key, Bytes bundle, Bytes args,
                        Buffers buffers, double timeout) override;
     std::optional<Message> wait_child(JobId child, double timeout) override;
 
     // Serves the master until it lets this worker go or is gone. Runs jobs on the calling
     // thread. Returns the process exit status (0 after an orderly shutdown).
-    int serve(Executor& executor);
+    int serve(JobRunner& runner);
 
   private:
     // What one turn of the comm thread found: whether anything moved, whether to end (and
@@ -81,7 +81,7 @@ class WorkerHost : public JobHost {
     std::optional<Message> next_work();
     void exit_if_start_is_stuck();
     void drive_while_idle();
-    bool executor_quiet();
+    bool job_thread_quiet();
     bool spin_worthwhile() const;
     bool nothing_in_flight(Transport& transport) const;
     bool send_result_here();
@@ -91,18 +91,18 @@ class WorkerHost : public JobHost {
     void on_message(Message& message);
     void withdraw(JobId job);
     bool master_alive(Clock::time_point now);
-    void execute_loop(Executor& executor);
-    void run_task(Executor& executor, const Task& task, Message& item);
+    void job_loop(JobRunner& runner);
+    void run_task(JobRunner& runner, const Task& task, Message& item);
     void run_inline(Message& item);
     std::optional<Message> take_child(JobId child);
     void post_request(Message request);
     void wait_for_result_sends();
-    void stop_executor();
+    void stop_job_thread();
 
     WorkerEnvironmentFactory factory_;
     WorkerOptions options_;
 
-    // whoever holds the baton (the comm thread, or the executor between jobs)
+    // whoever holds the baton (the comm thread, or the job thread between jobs)
     Welcome welcome_;
     bool welcomed_ = false, shutdown_ = false, released_ = false, awaits_release_ = false;
     bool leave_now_ = false;  // Shutdown{immediate} or Release{finalize=false}
@@ -112,7 +112,7 @@ class WorkerHost : public JobHost {
     std::uint64_t jobs_done_ = 0;
     std::vector<Message> outbox_;
 
-    // executor thread only
+    // job thread only
     std::vector<std::weak_ptr<void>> results_in_flight_;  // the last result's buffers, in sending
     std::optional<Gang> next_gang_;  // of the parallel job whose Task comes next
 
@@ -126,12 +126,12 @@ class WorkerHost : public JobHost {
     std::unordered_set<JobId> children_, asked_;  // submitted here; waited for (Waiting sent)
     std::unordered_set<std::string> keys_sent_;  // functions the master has from us
     std::uint64_t children_made_ = 0;
-    Executor* executor_ = nullptr;  // set by serve()
-    Clock::time_point job_started_{};  // of the job the executor runs (if executor_busy_)
-    bool executor_waiting_ = false;     // the executor sleeps until work comes
-    std::atomic<bool> work_posted_{false};  // work_ came in a turn: wake the executor after it
-    std::atomic<bool> executor_stop_{false}, executor_failed_{false};
-    std::atomic<bool> executor_busy_{false};
+    JobRunner* runner_ = nullptr;  // set by serve()
+    Clock::time_point job_started_{};  // of the job running (if job_thread_busy_)
+    bool job_thread_waiting_ = false;     // the job thread sleeps until work comes
+    std::atomic<bool> work_posted_{false};  // work_ came in a turn: wake the job thread after it
+    std::atomic<bool> job_thread_stop_{false}, job_thread_failed_{false};
+    std::atomic<bool> job_thread_busy_{false};
     std::atomic<bool> in_parallel_job_{false};  // its job holds a communicator (job_thread.cpp)
     std::atomic<bool> comm_dozing_{false};  // the comm thread sleeps on doorbells (idle_wait)
     std::atomic<bool> comm_only_urgent_{false};  // ... and only urgent frames wake it

@@ -82,7 +82,7 @@ def write_all(sock, data, deadline, what="sending"):
 
 class Link:
     """An authenticated connection: its socket and its session keys (send, receive), which
-    the dispatcher takes over (Pool.attach_link / serve_link)."""
+    the dispatcher takes over (PoolHandle.attach_link / serve_link)."""
 
     def __init__(self, sock, keys):
         self.sock, self.keys = sock, keys
@@ -100,7 +100,7 @@ class Link:
 
 def _handshake(sock, secret, client, timeout):
     """The steps of link/handshake.hpp, as the client or the server; returns the Link."""
-    from . import _core
+    from .. import _core
 
     deadline = time.monotonic() + timeout
     side = _core.LinkHandshake(client, _as_bytes(secret))

@@ -1,18 +1,20 @@
-"""Server(ppservers=..., secret=...): the local pool and remote ppmpi-servers as one.
+"""Server(ppservers=..., secret=...), the client's side: the local pool and remote
+ppmpi-servers as one.
 
 Each server's workers are slots of the Server's own pool in the C++ dispatcher, scheduled by
 load beside the local workers (one scheduler, one retry accounting; link_transport.hpp). Here
-are only the connectors that bring the links (one per server, named or found by
-auto-discovery, _remote.Connector) and the views of them."""
+are the entries of ppservers, read as pp reads them, and the ServerLinks that keeps one
+connector per server (named, or found by auto-discovery: discovery.py; client.Connector) and
+answers the Server's views of them."""
 import logging
-import socket
 import threading
 import time
 
-from . import _auth
-from ._tunables import CONTROL_TIMEOUT_S
-from ._remote import CONNECT_TIMEOUT_S, Connector, parse_address
-from .errors import NoWorkers
+from . import DEFAULT_PORT, auth
+from .._tunables import CONTROL_TIMEOUT_S
+from ..errors import NoWorkers
+from .client import CONNECT_TIMEOUT_S, Connector
+from .discovery import DISCOVERY_WAIT_S, Discovery
 
 log = logging.getLogger("ppmpi")
 
@@ -20,27 +22,30 @@ log = logging.getLogger("ppmpi")
 # NoWorkers instead of waiting for a server that may never come back.
 NO_NODE_LIMIT_S = 60.0
 
-# Auto-discovery, as pp's: UDP on the service's port number; a client sends b"C" (here
-# ANNOUNCE_ASK) to the broadcast address, servers answer and announce themselves every 10 s.
-ANNOUNCE_ASK, ANNOUNCE = b"ppmpi?C", b"ppmpi!S"
-ANNOUNCE_INTERVAL_S = 10.0
-DISCOVERY_WAIT_S = 5.0  # Server(ncpus=0, ppservers=("*",)) waits this long for an answer
+
+def parse_address(entry):
+    """("host", port) from pp's "host" or "host:port"; ValueError names a bad entry. An empty
+    host ("" or ":port", as in the seed's example) is this machine, as in pp (whose connect to
+    "" reaches the loopback)."""
+    if not isinstance(entry, str):
+        raise ValueError(f"ppservers entries must be 'host' or 'host:port' strings, not {entry!r}")
+    host, sep, port = entry.strip().rpartition(":")
+    if not sep:
+        host, port = port, str(DEFAULT_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"ppservers entry {entry!r}: the port must be a number in 1..65535")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def discovery_socket(port):
-    """The UDP socket of either end of auto-discovery: on every interface (a socket bound to
-    one address does not receive broadcasts), allowed to broadcast, reads bounded to 1 s."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    try:
-        sock.bind(("", port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"auto-discovery cannot listen on UDP port {port}: "
-                      f"{exc.strerror or exc}") from None
-    sock.settimeout(1.0)
-    return sock
+def check_ppservers(ppservers, secret):
+    """Server()'s checks: a bad entry or secret is an exception naming it, before anything
+    starts."""
+    if not isinstance(ppservers, tuple):
+        raise TypeError(f"ppservers must be a tuple, not {type(ppservers).__name__}")
+    for entry in ppservers:
+        parse_address(entry)
+    if secret is not None and not isinstance(secret, (str, bytes)):
+        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
 
 
 def discovery_addresses(entry):
@@ -52,6 +57,9 @@ def discovery_addresses(entry):
 
 
 class ServerLinks:
+    """The Server's remote servers: one Connector per server, and the discoveries that add
+    more. A Connector's fields are guarded by `cond`; `closing` ends them all."""
+
     def __init__(self, pool, ppservers, secret):
         self.pool, self.secret = pool, secret
         self.closing = threading.Event()
@@ -106,7 +114,7 @@ class ServerLinks:
     def require_a_server(self):
         """With ncpus=0: waits (bounded) until a server is usable; raises NoWorkers naming each
         server and why it is not, once every first attempt is over and none is usable."""
-        bound = CONNECT_TIMEOUT_S + _auth.HANDSHAKE_TIMEOUT_S + 1.0
+        bound = CONNECT_TIMEOUT_S + auth.HANDSHAKE_TIMEOUT_S + 1.0
         discovery_until = time.monotonic() + (DISCOVERY_WAIT_S if self._discoveries else 0.0)
 
         def settled(nodes):  # a server is usable, or every one said no for good
@@ -146,37 +154,4 @@ class ServerLinks:
         for discovery in self._discoveries:
             discovery.close()
         for node in nodes:
-            node.thread.join(CONNECT_TIMEOUT_S + _auth.HANDSHAKE_TIMEOUT_S + 1.0)
-
-
-class Discovery:
-    """Finds ppmpi-servers started with -a: asks on the broadcast address, then listens for
-    announcements while the Server lives. A found server is connected like a named one (and
-    must know the secret: an announcement proves nothing)."""
-
-    def __init__(self, links, broadcast, port):
-        self._links, self._broadcast, self._port = links, broadcast, port
-        self._sock = discovery_socket(port)
-        self.thread = threading.Thread(target=self._run, name="ppmpi-discovery", daemon=True)
-
-    def _run(self):
-        asked = 0.0
-        while not self._links.closing.is_set():
-            if time.monotonic() - asked > ANNOUNCE_INTERVAL_S:
-                try:
-                    self._sock.sendto(ANNOUNCE_ASK, (self._broadcast, self._port))
-                except OSError as exc:
-                    log.warning("ppmpi: auto-discovery cannot broadcast to %s:%d: %s",
-                                self._broadcast, self._port, exc)
-                asked = time.monotonic()
-            try:
-                data, (host, _port) = self._sock.recvfrom(64)
-            except (socket.timeout, OSError):
-                continue
-            if data.startswith(ANNOUNCE) and data[len(ANNOUNCE):].isdigit():
-                self._links.add_server(host, int(data[len(ANNOUNCE):]))
-
-    def close(self):
-        if self.thread.is_alive():
-            self.thread.join(2.0)
-        self._sock.close()
+            node.thread.join(CONNECT_TIMEOUT_S + auth.HANDSHAKE_TIMEOUT_S + 1.0)

@@ -1,7 +1,7 @@
 """ppmpi-server: pp's ppserver, serving remote clients with ppmpi workers on MPI.
 
-Python here is the command line, the listener and each client's bounded handshake (_auth,
-_server_sessions.Hub); from then on a client's socket belongs to this process's C++
+Python here is the command line (this module), the listener and each client's bounded
+handshake (session.Hub, auth); from then on a client's socket belongs to this process's C++
 dispatcher, which relays the client's jobs into the pool of the ppmpi.Server below (its MPI
 workers, heartbeats, replacement of lost workers and time limits) and their outcomes back, as
 the workers made them (include/ppmpi/master/link_relay.hpp). This process never unpickles what
@@ -13,13 +13,11 @@ import os
 import signal
 import socket
 import sys
-import threading
-import time
 
 import ppmpi
-from ._ppservers import ANNOUNCE, ANNOUNCE_ASK, ANNOUNCE_INTERVAL_S, discovery_socket
-from ._server_sessions import Hub
-from ._remote import DEFAULT_PORT
+from . import DEFAULT_PORT
+from .discovery import Announcer
+from .session import Hub
 
 log = logging.getLogger("ppmpi.server")
 
@@ -249,43 +247,6 @@ def _serve(listener, opts):
         hub.close()
         server.destroy()
     return 0
-
-
-class Announcer:
-    """-a: announces this server on the broadcast address every ANNOUNCE_INTERVAL_S and
-    answers a client's question at once (pp's Discover, server side)."""
-
-    def __init__(self, broadcast, port):
-        self._target, self._port = (broadcast, port), port
-        self._stop = threading.Event()
-        self._sock = discovery_socket(port)
-        self._thread = threading.Thread(target=self._run, name="ppmpi-announcer", daemon=True)
-        self._thread.start()
-
-    def _announce(self):
-        try:
-            self._sock.sendto(ANNOUNCE + str(self._port).encode(), self._target)
-        except OSError as exc:
-            log.warning("auto-discovery cannot broadcast to %s:%d: %s", *self._target, exc)
-
-    def _run(self):
-        last = 0.0
-        while not self._stop.is_set():
-            if time.monotonic() - last >= ANNOUNCE_INTERVAL_S:
-                self._announce()
-                last = time.monotonic()
-            try:
-                data, peer = self._sock.recvfrom(64)
-            except (socket.timeout, OSError):
-                continue
-            if data == ANNOUNCE_ASK:
-                log.debug("auto-discovery: asked by %s", peer[0])
-                self._announce()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(2.0)
-        self._sock.close()
 
 
 if __name__ == "__main__":

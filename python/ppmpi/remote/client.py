@@ -1,49 +1,29 @@
-"""The client side of ppservers: one Connector per ppmpi-server, kept connected.
+"""The client's side of one link to a ppmpi-server: a Connector, kept connected. Its thread
+walks the link's steps, and its methods come in that order:
 
-A Connector's thread connects (bounded connect and handshake, _auth) and hands the
-authenticated socket to the dispatcher, which moves every later byte and schedules the
-server's workers as slots beside the local ones (include/ppmpi/link/link_transport.hpp, steps
-in link_stream.hpp). The thread then only watches the link: once it ended (broken, or the
-server silent for 10 s: its jobs already run elsewhere), it reconnects with a backoff while
-the Server lives."""
+  _connect      TCP (bounded), then the handshake (include/ppmpi/link/handshake.hpp steps 1-6,
+                its bytes moved by auth.py); the socket and its keys then go to the
+                dispatcher, which moves every later byte and schedules the server's workers as
+                slots beside the local ones (link/link_transport.hpp, link/link_stream.hpp);
+  _watch        the link is usable once the server's Info came (link_stream step 1), until it
+                ends (step 5: the server silent for 10 s, its jobs already running elsewhere;
+                or the link broke);
+  _forget_link  the dispatcher closes it (step 6: Bye).
+
+While the Server lives, _run then reconnects, with a backoff. The server's side of each step:
+session.py."""
 import logging
 import socket
 import threading
 
-from . import _auth
-from ._tunables import CONTROL_TIMEOUT_S
+from . import auth
+from .._tunables import CONTROL_TIMEOUT_S
 
 log = logging.getLogger("ppmpi")
 
-DEFAULT_PORT = 60000
 CONNECT_TIMEOUT_S = 5.0
 # pp retries a lost static server every 5 s; the first retries come sooner.
 RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.5, 5.0
-
-
-def parse_address(entry):
-    """("host", port) from pp's "host" or "host:port"; ValueError names a bad entry. An empty
-    host ("" or ":port", as in the seed's example) is this machine, as in pp (whose connect to
-    "" reaches the loopback)."""
-    if not isinstance(entry, str):
-        raise ValueError(f"ppservers entries must be 'host' or 'host:port' strings, not {entry!r}")
-    host, sep, port = entry.strip().rpartition(":")
-    if not sep:
-        host, port = port, str(DEFAULT_PORT)
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"ppservers entry {entry!r}: the port must be a number in 1..65535")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def check_ppservers(ppservers, secret):
-    """Server()'s checks: a bad entry or secret is an exception naming it, before anything
-    starts."""
-    if not isinstance(ppservers, tuple):
-        raise TypeError(f"ppservers must be a tuple, not {type(ppservers).__name__}")
-    for entry in ppservers:
-        parse_address(entry)
-    if secret is not None and not isinstance(secret, (str, bytes)):
-        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
 
 
 class Connector:
@@ -62,6 +42,7 @@ class Connector:
                                        daemon=True)
 
     def _run(self):
+        """The steps below, again after each end, until the Server closes."""
         delay = RECONNECT_FIRST_S
         closing = self._links.closing
         while not closing.is_set():
@@ -78,10 +59,12 @@ class Connector:
                 log.warning("ppmpi: lost the server %s (%s); reconnecting", self.name, reason)
 
     def _connect(self):
+        """TCP, then the handshake (handshake.hpp steps 1-6: both prove the secret, both derive
+        the keys); returns the dispatcher's id of the link it now owns."""
         sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            keys = _auth.client_handshake(sock, self._links.secret).keys
+            keys = auth.client_handshake(sock, self._links.secret).keys
         except BaseException:
             sock.close()
             raise
@@ -89,8 +72,26 @@ class Connector:
         return self._pool.attach_link(sock.detach(), keys[0], keys[1], self.name,
                                       CONTROL_TIMEOUT_S)
 
+    def _connect_failed(self, exc):
+        """A connect or handshake that failed: why, for Server()'s error and the log."""
+        self._definitive = isinstance(exc, (auth.AuthError, auth.VersionError,
+                                            ConnectionRefusedError, socket.gaierror))
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason != self.reason:  # once per distinct reason, not every retry
+            log.warning("ppmpi: cannot use the server %s: %s (retrying every %.0f s)",
+                        self.name, reason, RECONNECT_MAX_S)
+        with self.cond:
+            self.reason = reason
+            self.cond.notify_all()  # Server() may be waiting to hear
+
+    def refused(self):
+        """The last attempt failed in a way a retry within seconds will not change."""
+        return self.reason is not None and self._definitive
+
     def _watch(self):
-        """Until the link ends (or the Server closes): returns why it ended."""
+        """link_stream.hpp steps 1-5, on the dispatcher's side: usable once the server's Info
+        came (step 1), until the link ends (step 5: silence, or broken) or the Server closes;
+        returns why it ended."""
         closing = self._links.closing
         while True:
             status = self._pool.link_status(self._link, CONTROL_TIMEOUT_S)
@@ -106,6 +107,7 @@ class Connector:
             closing.wait(0.2 if self.usable else 0.01)
 
     def _forget_link(self, status):
+        """Step 6: the dispatcher says Bye and closes the link; its counts are kept."""
         with self.cond:
             self.usable = False
             self._done_jobs += status["jobs"]
@@ -116,21 +118,6 @@ class Connector:
         except Exception as exc:  # the Server is being destroyed
             log.debug("ppmpi: closing the link to %s: %s", self.name, exc)
         self._link = None
-
-    def refused(self):
-        """The last attempt failed in a way a retry within seconds will not change."""
-        return self.reason is not None and self._definitive
-
-    def _connect_failed(self, exc):
-        self._definitive = isinstance(exc, (_auth.AuthError, _auth.VersionError,
-                                            ConnectionRefusedError, socket.gaierror))
-        reason = f"{type(exc).__name__}: {exc}"
-        if reason != self.reason:  # once per distinct reason, not every retry
-            log.warning("ppmpi: cannot use the server %s: %s (retrying every %.0f s)",
-                        self.name, reason, RECONNECT_MAX_S)
-        with self.cond:
-            self.reason = reason
-            self.cond.notify_all()  # Server() may be waiting to hear
 
     def totals(self):
         """(jobs, seconds) its workers ran for this Server, over all its links."""

@@ -1,4 +1,4 @@
-// ppmpi/python/python_executor.hpp: the Executor that runs jobs in CPython.
+// ppmpi/python/python_job_runner.hpp: the JobRunner that runs jobs in CPython.
 //
 // It works in both kinds of worker: ppmpi-worker, whose main embeds the interpreter, and a
 // python3 rank under mpirun, which is already an interpreter. The job logic itself (unpickle,
@@ -13,22 +13,22 @@
 
 #include <string>
 
-#include "ppmpi/worker/executor.hpp"
+#include "ppmpi/worker/job_runner.hpp"
 
 namespace ppmpi {
 
 // Hidden: it holds a pybind11 object, and pybind11 types are hidden in extension modules.
-class __attribute__((visibility("hidden"))) PythonExecutor : public Executor {
+class __attribute__((visibility("hidden"))) PythonJobRunner : public JobRunner {
   public:
-    PythonExecutor() = default;
-    ~PythonExecutor() override;
+    PythonJobRunner() = default;
+    ~PythonJobRunner() override;
 
     void attach(JobHost& host) override { host_ = &host; }
     void prepare() override;
     void configure(const Welcome& welcome) override;
     void define(const std::string& key, Bytes bundle) override;
-    ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers,
-                    std::optional<std::int64_t> comm) override;
+    RunOutcome run(const Task& task, Bytes args, Buffers arg_buffers,
+                   std::optional<std::int64_t> comm) override;
 
   private:
     pybind11::object module_;   // ppmpi._worker

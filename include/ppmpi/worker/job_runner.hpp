@@ -1,7 +1,7 @@
-// ppmpi/worker/executor.hpp: what runs a job on a worker, seen from the worker's comm loop.
+// ppmpi/worker/job_runner.hpp: what runs a job on a worker, seen from the worker's comm loop.
 //
-// The real one is PythonExecutor (embedded CPython, python_executor.hpp); tests use fakes, so
-// the worker loop is tested without Python. All calls come from the executor thread (the
+// The real one is PythonJobRunner (embedded CPython, python_job_runner.hpp); tests use fakes, so
+// the worker loop is tested without Python. All calls come from the job thread (the
 // process's main thread, which holds the interpreter), never from the comm thread.
 #pragma once
 
@@ -13,7 +13,7 @@
 
 namespace ppmpi {
 
-struct ExecOutcome {
+struct RunOutcome {
     ResultStatus status = ResultStatus::Ok;
     Bytes payload;  // pickled result or exception report
     double seconds = 0.0;
@@ -32,9 +32,9 @@ class JobHost {
     virtual std::optional<Message> wait_child(JobId child, double timeout) = 0;
 };
 
-class Executor {
+class JobRunner {
   public:
-    virtual ~Executor() = default;
+    virtual ~JobRunner() = default;
     virtual void attach(JobHost&) {}  // before configure(): where a job's own jobs go
     // Called once, before the Welcome, while the comm thread is still starting MPI (which takes
     // ~0.25 s): loads what every job needs, so the first job does not wait for it. Best
@@ -45,10 +45,10 @@ class Executor {
     // A function bundle for later tasks that name `key`.
     virtual void define(const std::string& key, Bytes bundle) = 0;
     // Runs one job. Errors in the job are an outcome with status Error, never an exception;
-    // an exception here means the executor itself is broken and the worker ends. `comm`: a
+    // an exception here means the runner itself is broken and the worker ends. `comm`: a
     // parallel job's communicator (GangComms), which the job reads as ppmpi.comm().
-    virtual ExecOutcome run(const Task& task, Bytes args, Buffers arg_buffers,
-                            std::optional<std::int64_t> comm) = 0;
+    virtual RunOutcome run(const Task& task, Bytes args, Buffers arg_buffers,
+                           std::optional<std::int64_t> comm) = 0;
 };
 
 // A parallel job's communicator (gangs.hpp), made on the job's thread from its Gang header and

@@ -1,18 +1,25 @@
-"""ppmpi-server's clients: the listener (Hub) admits them; the dispatcher serves them.
+"""ppmpi-server's side of its links: the listener (Hub) admits clients; the dispatcher serves
+them. The Hub's methods come in the order of a client's steps:
 
-Every wait is bounded: accept polls every ACCEPT_SLICE_S; a connection gets
-_auth.HANDSHAKE_TIMEOUT_S to prove the secret, and at most MAX_HANDSHAKES prove at once (the
-oldest is closed to make room: a flood cannot lock a real client out). A client that proved
-the secret is handed, socket and session keys, to this process's dispatcher (Server.serve_client),
-which relays its jobs into the server's pool and their outcomes back on its own thread
-(include/ppmpi/master/link_relay.hpp): it drops a client silent for 10 s, and a client that
-goes away, however it goes, has its jobs cancelled, which frees (replaces) their workers."""
+  run         accepts, polling every ACCEPT_SLICE_S (every wait here is bounded);
+  _make_room  at most MAX_HANDSHAKES connections prove the secret at once: the oldest is
+              closed to make room, so a flood cannot lock a real client out;
+  _admit      the handshake (include/ppmpi/link/handshake.hpp steps 1-6, its bytes moved by
+              auth.py, within auth.HANDSHAKE_TIMEOUT_S); then the socket and its session keys
+              go to this process's dispatcher (Server.serve_client), which relays the
+              client's jobs into the server's pool and their outcomes back on its own thread
+              (link/link_stream.hpp steps 1-6, master/link_relay.hpp);
+  _take_news  the clients that left: silent for 10 s (link_stream step 5), broken, or said
+              Bye (step 6). However a client goes, its jobs are cancelled, which frees
+              (replaces) their workers.
+
+The client's side of each step: client.py."""
 import logging
 import socket
 import threading
 import time
 
-from . import _auth
+from . import auth
 
 log = logging.getLogger("ppmpi.server")
 
@@ -22,6 +29,8 @@ MAX_CLIENTS = 64
 
 
 class Hub:
+    """Admits the clients of one ppmpi-server; `server` is its ppmpi.Server."""
+
     def __init__(self, server, listener, secret, job_timeout, idle_exit):
         self.server = server
         self._listener, self._secret = listener, secret
@@ -32,10 +41,6 @@ class Hub:
         self._stopping = threading.Event()
         self._why = None
         self._idle_since = time.monotonic()
-
-    def stop(self, why):
-        self._why = why
-        self._stopping.set()
 
     def run(self):
         """Accepts clients until stop() or the idle limit (-t)."""
@@ -58,16 +63,6 @@ class Hub:
                              name="ppmpi-server-handshake").start()
         log.info("stopping (%s)", self._why)
 
-    def _take_news(self):
-        """How many clients the dispatcher serves now, and what happened to those that left."""
-        clients, events = self.server.client_sessions()
-        for event in events:
-            log.info("%s", event)
-        with self.lock:
-            if clients == 0 and self.clients > 0:
-                self._idle_since = time.monotonic()
-            self.clients = clients
-
     def _make_room(self):
         """At most MAX_HANDSHAKES connections may be proving the secret at once: past that the
         oldest is closed (its thread then ends at once), so a flood of silent connections
@@ -84,20 +79,14 @@ class Hub:
         except OSError:
             pass
 
-    def _check_idle(self):
-        if self._idle_exit is None:
-            return
-        with self.lock:
-            idle = not self.clients and time.monotonic() - self._idle_since > self._idle_exit
-        if idle:
-            self.stop(f"no client for {self._idle_exit:g} s (-t)")
-
     def _admit(self, sock, peer):
+        """handshake.hpp steps 1-6 as the server, then link_stream.hpp's steps belong to the
+        dispatcher (Server.serve_client), unless MAX_CLIENTS are connected already."""
         where = f"{peer[0]}:{peer[1]}"
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            link = _auth.server_handshake(sock, self._secret)
-        except _auth.AuthError as exc:
+            link = auth.server_handshake(sock, self._secret)
+        except auth.AuthError as exc:
             log.warning("refused %s: %s", where, exc)
             sock.close()
             return
@@ -122,6 +111,30 @@ class Hub:
             log.warning("cannot serve %s: %s", where, exc)
             return
         log.info("client %s connected (%d connected)", where, self.clients)
+
+    def _take_news(self):
+        """How many clients the dispatcher serves now, and what happened to those that left
+        (link_stream.hpp step 5: silent, or broken; step 6: Bye)."""
+        clients, events = self.server.client_sessions()
+        for event in events:
+            log.info("%s", event)
+        with self.lock:
+            if clients == 0 and self.clients > 0:
+                self._idle_since = time.monotonic()
+            self.clients = clients
+
+    def _check_idle(self):
+        if self._idle_exit is None:
+            return
+        with self.lock:
+            idle = not self.clients and time.monotonic() - self._idle_since > self._idle_exit
+        if idle:
+            self.stop(f"no client for {self._idle_exit:g} s (-t)")
+
+    def stop(self, why):
+        """Ends run() (a signal, or the idle limit)."""
+        self._why = why
+        self._stopping.set()
 
     def close(self):
         self._stopping.set()

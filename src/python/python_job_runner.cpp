@@ -1,4 +1,4 @@
-#include "ppmpi/python/python_executor.hpp"
+#include "ppmpi/python/python_job_runner.hpp"
 
 #include "ppmpi/core/frame.hpp"
 
@@ -11,7 +11,7 @@ namespace py = pybind11;
 
 namespace ppmpi {
 
-PythonExecutor::~PythonExecutor() {
+PythonJobRunner::~PythonJobRunner() {
     py::gil_scoped_acquire gil;
     run_ = py::object();
     last_key_py_ = py::object();
@@ -19,7 +19,7 @@ PythonExecutor::~PythonExecutor() {
     module_ = py::object();
 }
 
-void PythonExecutor::prepare() {
+void PythonJobRunner::prepare() {
     py::gil_scoped_acquire gil;
     try {
         py::object module = py::module_::import("ppmpi._worker");
@@ -31,7 +31,7 @@ void PythonExecutor::prepare() {
     }
 }
 
-void PythonExecutor::configure(const Welcome& welcome) {
+void PythonJobRunner::configure(const Welcome& welcome) {
     py::gil_scoped_acquire gil;
     try {
         // The driver's sys.path first, so workers import what the driver imports.
@@ -53,7 +53,7 @@ void PythonExecutor::configure(const Welcome& welcome) {
 
 // (submit, wait) for ppmpi._nested: a job's children go to the master through the worker loop;
 // a wait runs, on this thread, the children that come back to it (the GIL released meanwhile).
-py::object PythonExecutor::host_functions() const {
+py::object PythonJobRunner::host_functions() const {
     if (host_ == nullptr) return py::none();
     JobHost* host = host_;
     auto submit = [host](JobId parent, std::string key, py::bytes bundle, py::bytes args,
@@ -76,14 +76,14 @@ py::object PythonExecutor::host_functions() const {
     return py::make_tuple(py::cpp_function(submit), py::cpp_function(wait));
 }
 
-void PythonExecutor::define(const std::string& key, Bytes bundle) {
+void PythonJobRunner::define(const std::string& key, Bytes bundle) {
     py::gil_scoped_acquire gil;
     release_python_buffers();
     PPMPI_ENFORCE(runtime_, "define before configure");
     runtime_.attr("define")(key, py::bytes(bundle));
 }
 
-ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffers,
+RunOutcome PythonJobRunner::run(const Task& task, Bytes args, Buffers arg_buffers,
                                 std::optional<std::int64_t> comm) {
     py::gil_scoped_acquire gil;
     PPMPI_ENFORCE(runtime_, "task before configure");
@@ -100,7 +100,7 @@ ExecOutcome PythonExecutor::run(const Task& task, Bytes args, Buffers arg_buffer
     py::object handle = comm ? py::object(py::int_(*comm)) : py::object(py::none());
     py::tuple out = run_(task.job_id, last_key_py_, view,
                          buffers_to_python(std::move(arg_buffers)), handle);
-    ExecOutcome outcome;
+    RunOutcome outcome;
     outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
     outcome.payload = out[1].cast<std::string>();
     outcome.seconds = out[2].cast<double>();

@@ -1,13 +1,13 @@
-// PythonExecutor (python_executor.hpp) driven directly, the way a worker's executor thread
+// PythonJobRunner (python_job_runner.hpp) driven directly, the way a worker's job thread
 // drives it: configure(Welcome), define(key, bundle), run(Task, args). Bundles and args are made
 // here in the embedded interpreter exactly as the master makes them (ppmpi/_serialize.py):
 // cloudpickle.dumps((func, depfuncs, modules, fresh, init)) and cloudpickle.dumps(args_tuple).
 //
 // GIL discipline: the test thread does not hold the GIL (embed_main.cpp released it); the
-// executor takes it per call, and test code takes it (py::gil_scoped_acquire) only around its
+// runner takes it per call, and test code takes it (py::gil_scoped_acquire) only around its
 // own Python work. Every py::object lives inside such a scope.
 #include "ppmpi/core/errors.hpp"
-#include "ppmpi/python/python_executor.hpp"
+#include "ppmpi/python/python_job_runner.hpp"
 
 #include <catch2/catch.hpp>
 #include <pybind11/embed.h>
@@ -21,7 +21,7 @@ using namespace py::literals;
 namespace {
 
 using ppmpi::Bytes;
-using ppmpi::ExecOutcome;
+using ppmpi::RunOutcome;
 using ppmpi::ResultStatus;
 
 constexpr std::int64_t kWorkerId = 5;
@@ -99,24 +99,24 @@ std::string str(py::handle h) {
     return py::str(h).cast<std::string>();
 }
 
-// An executor configured like a worker adopted by a master whose sys.path has the build tree.
+// A runner configured like a worker adopted by a master whose sys.path has the build tree.
 struct Worker {
-    ppmpi::PythonExecutor executor;
+    ppmpi::PythonJobRunner runner;
 
     explicit Worker(std::string cwd = {}) {
         ppmpi::Welcome welcome;
         welcome.worker_id = kWorkerId;
         welcome.sys_path = {PPMPI_BUILD_PYTHON_DIR};
         welcome.cwd = std::move(cwd);
-        executor.configure(welcome);
+        runner.configure(welcome);
     }
 
     void define(const std::string& key, const BundleSpec& spec) {
-        executor.define(key, make_bundle(spec));
+        runner.define(key, make_bundle(spec));
     }
 
-    ExecOutcome run(ppmpi::JobId job, const std::string& key, const std::string& args) {
-        return executor.run(ppmpi::Task{job, key}, make_args(args), {}, std::nullopt);
+    RunOutcome run(ppmpi::JobId job, const std::string& key, const std::string& args) {
+        return runner.run(ppmpi::Task{job, key}, make_args(args), {}, std::nullopt);
     }
 };
 
@@ -126,7 +126,7 @@ struct Report {
     bool has_exc = false;
 };
 
-Report read_report(const ExecOutcome& outcome) {
+Report read_report(const RunOutcome& outcome) {
     REQUIRE(outcome.status == ResultStatus::Error);
     py::gil_scoped_acquire gil;
     py::tuple loaded = load(outcome.payload);
@@ -143,7 +143,7 @@ Report read_report(const ExecOutcome& outcome) {
 }
 
 // isinstance(pickle.loads(report['exc']), <module>.<cls>) for an error outcome.
-bool exc_is_instance(const ExecOutcome& outcome, const char* module, const char* cls) {
+bool exc_is_instance(const RunOutcome& outcome, const char* module, const char* cls) {
     py::gil_scoped_acquire gil;
     py::dict report = load(outcome.payload)[0];
     if (report["exc"].is_none()) return false;
@@ -158,7 +158,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 
 } // namespace
 
-TEST_CASE("a job's result and its printed output come back", "[executor]") {
+TEST_CASE("a job's result and its printed output come back", "[runner]") {
     Worker w;
     w.define("add", BundleSpec(R"(
 import sys
@@ -168,7 +168,7 @@ def add(a, b):
     return a + b
 )",
                                "add"));
-    ExecOutcome out = w.run(1, "add", "(3, 4)");
+    RunOutcome out = w.run(1, "add", "(3, 4)");
     REQUIRE(out.status == ResultStatus::Ok);
     CHECK(out.seconds >= 0.0);
     py::gil_scoped_acquire gil;
@@ -178,28 +178,28 @@ def add(a, b):
     CHECK(str(loaded[1]) == "adding 3 4\nto stderr\n");
 }
 
-TEST_CASE("jobs of one function run many times with different args", "[executor]") {
+TEST_CASE("jobs of one function run many times with different args", "[runner]") {
     Worker w;
     w.define("sq", BundleSpec("def sq(x):\n    return x * x\n", "sq"));
     for (int i = 0; i < 20; ++i) {
-        ExecOutcome out = w.run(100 + i, "sq", "(" + std::to_string(i) + ",)");
+        RunOutcome out = w.run(100 + i, "sq", "(" + std::to_string(i) + ",)");
         REQUIRE(out.status == ResultStatus::Ok);
         py::gil_scoped_acquire gil;
         CHECK(load(out.payload)[0].cast<int>() == i * i);
     }
 }
 
-TEST_CASE("large args and results travel intact", "[executor]") {
+TEST_CASE("large args and results travel intact", "[runner]") {
     Worker w;
     w.define("rev", BundleSpec("def rev(b):\n    return b[::-1]\n", "rev"));
-    ExecOutcome out = w.run(2, "rev", "(bytes(range(256)) * 8192,)"); // 2 MiB
+    RunOutcome out = w.run(2, "rev", "(bytes(range(256)) * 8192,)"); // 2 MiB
     REQUIRE(out.status == ResultStatus::Ok);
     py::gil_scoped_acquire gil;
     py::bytes expected = py::eval("bytes(range(256))[::-1] * 8192");
     CHECK(py::object(load(out.payload)[0]).equal(expected));
 }
 
-TEST_CASE("the job's stdout and stderr are restored after the job", "[executor]") {
+TEST_CASE("the job's stdout and stderr are restored after the job", "[runner]") {
     std::string before;
     {
         py::gil_scoped_acquire gil;
@@ -208,7 +208,7 @@ TEST_CASE("the job's stdout and stderr are restored after the job", "[executor]"
     Worker w;
     w.define("noisy",
              BundleSpec("def noisy():\n    print('x')\n    raise RuntimeError('boom')\n", "noisy"));
-    ExecOutcome out = w.run(3, "noisy", "()");
+    RunOutcome out = w.run(3, "noisy", "()");
     CHECK(read_report(out).output == "x\n");
     py::gil_scoped_acquire gil;
     py::module_ sys = py::module_::import("sys");
@@ -216,7 +216,7 @@ TEST_CASE("the job's stdout and stderr are restored after the job", "[executor]"
     CHECK(sys.attr("stdout").is(sys.attr("stderr")) == false);
 }
 
-TEST_CASE("a job's exception keeps its type, with a traceback naming the job", "[executor]") {
+TEST_CASE("a job's exception keeps its type, with a traceback naming the job", "[runner]") {
     Worker w;
     w.define("fail", BundleSpec(R"(
 def fail(x):
@@ -224,7 +224,7 @@ def fail(x):
     raise ValueError(f"bad {x}")
 )",
                                 "fail"));
-    ExecOutcome out = w.run(42, "fail", "(9,)");
+    RunOutcome out = w.run(42, "fail", "(9,)");
     Report r = read_report(out);
     CHECK(r.type == "ValueError");
     CHECK(r.message == "bad 9");
@@ -241,7 +241,7 @@ def fail(x):
     CHECK(str(exc.attr("args")[py::int_(0)]) == "bad 9");
 }
 
-TEST_CASE("an exception class defined with the job comes back by value", "[executor]") {
+TEST_CASE("an exception class defined with the job comes back by value", "[runner]") {
     Worker w;
     w.define("custom", BundleSpec(R"(
 class CustomError(Exception):
@@ -250,7 +250,7 @@ def custom():
     raise CustomError("mine")
 )",
                                   "custom"));
-    ExecOutcome out = w.run(43, "custom", "()");
+    RunOutcome out = w.run(43, "custom", "()");
     Report r = read_report(out);
     CHECK(r.type == "CustomError");
     CHECK(r.message == "mine");
@@ -261,7 +261,7 @@ def custom():
     CHECK(py::isinstance(exc, py::module_::import("builtins").attr("Exception")));
 }
 
-TEST_CASE("an exception that does not unpickle is reported by type and message", "[executor]") {
+TEST_CASE("an exception that does not unpickle is reported by type and message", "[runner]") {
     Worker w;
     // Pickles (args = ('x',)) but unpickling calls __init__('x') without `b`: TypeError.
     w.define("odd", BundleSpec(R"(
@@ -279,13 +279,13 @@ def odd():
     CHECK(contains(r.traceback, "job 44"));
 }
 
-TEST_CASE("modules are imported into the function's namespace", "[executor][modules]") {
+TEST_CASE("modules are imported into the function's namespace", "[runner][modules]") {
     Worker w;
     SECTION("import math") {
         w.define(
             "root",
             BundleSpec("def root(x):\n    return math.sqrt(x)\n", "root").with_modules({"math"}));
-        ExecOutcome out = w.run(5, "root", "(9,)");
+        RunOutcome out = w.run(5, "root", "(9,)");
         REQUIRE(out.status == ResultStatus::Ok);
         py::gil_scoped_acquire gil;
         CHECK(load(out.payload)[0].cast<double>() == 3.0);
@@ -293,7 +293,7 @@ TEST_CASE("modules are imported into the function's namespace", "[executor][modu
     SECTION("from x import y") {
         w.define("base", BundleSpec("def base(p):\n    return basename(p)\n", "base")
                              .with_modules({"from os.path import basename"}));
-        ExecOutcome out = w.run(6, "base", "('/a/b/c.txt',)");
+        RunOutcome out = w.run(6, "base", "('/a/b/c.txt',)");
         REQUIRE(out.status == ResultStatus::Ok);
         py::gil_scoped_acquire gil;
         CHECK(str(load(out.payload)[0]) == "c.txt");
@@ -306,7 +306,7 @@ TEST_CASE("modules are imported into the function's namespace", "[executor][modu
     }
 }
 
-TEST_CASE("a depfunc is callable by name from the job function", "[executor][depfuncs]") {
+TEST_CASE("a depfunc is callable by name from the job function", "[runner][depfuncs]") {
     Worker w;
     // The depfunc is defined apart from the function, so the function's pickled globals do
     // not carry it: only the depfuncs tuple does.
@@ -314,7 +314,7 @@ TEST_CASE("a depfunc is callable by name from the job function", "[executor][dep
                           .with_deps("def helper(x):\n    return twice(x) * 10\n"
                                      "def twice(x):\n    return 2 * x\n",
                                      {"helper", "twice"}));
-    ExecOutcome out = w.run(8, "outer", "(3,)");
+    RunOutcome out = w.run(8, "outer", "(3,)");
     REQUIRE(out.status == ResultStatus::Ok);
     {
         py::gil_scoped_acquire gil;
@@ -326,28 +326,28 @@ TEST_CASE("a depfunc is callable by name from the job function", "[executor][dep
     CHECK(r.type == "NameError");
 }
 
-TEST_CASE("a missing module fails the job at run, not at define", "[executor][modules]") {
+TEST_CASE("a missing module fails the job at run, not at define", "[runner][modules]") {
     Worker w;
     REQUIRE_NOTHROW(w.define("needs", BundleSpec("def needs():\n    return 1\n", "needs")
                                           .with_modules({"ppmpi_no_such_module_xyz"})));
-    ExecOutcome out = w.run(10, "needs", "()");
+    RunOutcome out = w.run(10, "needs", "()");
     Report r = read_report(out);
     CHECK((r.type == "ModuleNotFoundError" || r.type == "ImportError"));
     CHECK(contains(r.message, "ppmpi_no_such_module_xyz"));
     CHECK(contains(r.traceback, "job 10"));
     CHECK(exc_is_instance(out, "builtins", "ImportError"));
-    // The executor is still fine.
+    // The runner is still fine.
     w.define("ok", BundleSpec("def ok():\n    return 'fine'\n", "ok"));
-    ExecOutcome next = w.run(11, "ok", "()");
+    RunOutcome next = w.run(11, "ok", "()");
     REQUIRE(next.status == ResultStatus::Ok);
 }
 
-TEST_CASE("sys.exit in a job is a JobExit error, not a process exit", "[executor][exit]") {
+TEST_CASE("sys.exit in a job is a JobExit error, not a process exit", "[runner][exit]") {
     Worker w;
     w.define(
         "quit",
         BundleSpec("import sys\ndef quit(code):\n    print('bye')\n    sys.exit(code)\n", "quit"));
-    ExecOutcome out = w.run(77, "quit", "(3,)");
+    RunOutcome out = w.run(77, "quit", "(3,)");
     Report r = read_report(out);
     CHECK(r.type == "JobExit");
     CHECK(contains(r.message, "job 77"));
@@ -357,25 +357,25 @@ TEST_CASE("sys.exit in a job is a JobExit error, not a process exit", "[executor
 
     SECTION("KeyboardInterrupt likewise") {
         w.define("intr", BundleSpec("def intr():\n    raise KeyboardInterrupt\n", "intr"));
-        ExecOutcome ki = w.run(78, "intr", "()");
+        RunOutcome ki = w.run(78, "intr", "()");
         Report k = read_report(ki);
         CHECK(k.type == "JobExit");
         CHECK(contains(k.message, "KeyboardInterrupt"));
         CHECK(exc_is_instance(ki, "ppmpi.errors", "JobExit"));
     }
-    // We are still here, and the executor still runs jobs.
+    // We are still here, and the runner still runs jobs.
     w.define("after", BundleSpec("def after():\n    return 5\n", "after"));
-    ExecOutcome next = w.run(79, "after", "()");
+    RunOutcome next = w.run(79, "after", "()");
     REQUIRE(next.status == ResultStatus::Ok);
 }
 
-TEST_CASE("an unpicklable result is a ResultPicklingError naming the job", "[executor][pickle]") {
+TEST_CASE("an unpicklable result is a ResultPicklingError naming the job", "[runner][pickle]") {
     Worker w;
     SECTION("a generator") {
         w.define("gen",
                  BundleSpec("def gen(n):\n    print('made')\n    return (i for i in range(n))\n",
                             "gen"));
-        ExecOutcome out = w.run(13, "gen", "(4,)");
+        RunOutcome out = w.run(13, "gen", "(4,)");
         Report r = read_report(out);
         CHECK(r.type == "ResultPicklingError");
         CHECK(contains(r.message, "job 13"));
@@ -396,7 +396,7 @@ def locked():
     return Holder()
 )",
                                       "locked"));
-        ExecOutcome out = w.run(14, "locked", "()");
+        RunOutcome out = w.run(14, "locked", "()");
         Report r = read_report(out);
         CHECK(r.type == "ResultPicklingError");
         CHECK(contains(r.message, "job 14"));
@@ -405,14 +405,14 @@ def locked():
     }
 }
 
-TEST_CASE("a task for a key never defined is an error outcome", "[executor]") {
+TEST_CASE("a task for a key never defined is an error outcome", "[runner]") {
     Worker w;
     Report r = read_report(w.run(15, "never-defined", "()"));
     CHECK(r.type == "RuntimeError");
     CHECK(contains(r.message, "never-defined"));
 }
 
-TEST_CASE("a cached function keeps its module state; a fresh one does not", "[executor]") {
+TEST_CASE("a cached function keeps its module state; a fresh one does not", "[runner]") {
     const char* counter = R"(
 count = 0
 def bump():
@@ -425,7 +425,7 @@ def bump():
         w.define(key, BundleSpec(counter, "bump").with_fresh(fresh));
         std::vector<int> seen;
         for (ppmpi::JobId job : {20, 21}) {
-            ExecOutcome out = w.run(job, key, "()");
+            RunOutcome out = w.run(job, key, "()");
             REQUIRE(out.status == ResultStatus::Ok);
             py::gil_scoped_acquire gil;
             seen.push_back(load(out.payload)[0].cast<int>());
@@ -436,12 +436,12 @@ def bump():
     CHECK(twice("fresh", true) == std::vector<int>{1, 1});
 }
 
-TEST_CASE("defining a key again replaces its function", "[executor]") {
+TEST_CASE("defining a key again replaces its function", "[runner]") {
     Worker w;
     w.define("k", BundleSpec("def f():\n    return 'old'\n", "f"));
-    ExecOutcome first = w.run(30, "k", "()");
+    RunOutcome first = w.run(30, "k", "()");
     w.define("k", BundleSpec("def f():\n    return 'new'\n", "f"));
-    ExecOutcome second = w.run(31, "k", "()");
+    RunOutcome second = w.run(31, "k", "()");
     REQUIRE(first.status == ResultStatus::Ok);
     REQUIRE(second.status == ResultStatus::Ok);
     py::gil_scoped_acquire gil;
@@ -449,17 +449,17 @@ TEST_CASE("defining a key again replaces its function", "[executor]") {
     CHECK(str(load(second.payload)[0]) == "new");
 }
 
-TEST_CASE("a job's seconds measure its run time", "[executor]") {
+TEST_CASE("a job's seconds measure its run time", "[runner]") {
     Worker w;
     w.define("nap",
              BundleSpec("import time\ndef nap(s):\n    time.sleep(s)\n    return s\n", "nap"));
-    ExecOutcome out = w.run(32, "nap", "(0.2,)");
+    RunOutcome out = w.run(32, "nap", "(0.2,)");
     REQUIRE(out.status == ResultStatus::Ok);
     CHECK(out.seconds >= 0.19);
     CHECK(out.seconds < 5.0);
 }
 
-TEST_CASE("configure puts the master's sys.path first and applies its cwd", "[executor]") {
+TEST_CASE("configure puts the master's sys.path first and applies its cwd", "[runner]") {
     std::string saved_cwd;
     {
         py::gil_scoped_acquire gil;
@@ -470,7 +470,7 @@ TEST_CASE("configure puts the master's sys.path first and applies its cwd", "[ex
         w.define("where",
                  BundleSpec("import os, sys\ndef where():\n    return os.getcwd(), sys.path[0]\n",
                             "where"));
-        ExecOutcome out = w.run(33, "where", "()");
+        RunOutcome out = w.run(33, "where", "()");
         REQUIRE(out.status == ResultStatus::Ok);
         py::gil_scoped_acquire gil;
         py::tuple result = load(out.payload)[0];
@@ -487,24 +487,24 @@ TEST_CASE("configure puts the master's sys.path first and applies its cwd", "[ex
     py::module_::import("os").attr("chdir")(saved_cwd);
 }
 
-TEST_CASE("define or run before configure is an internal error", "[executor]") {
-    ppmpi::PythonExecutor executor;
-    CHECK_THROWS_AS(executor.define("k", "not a bundle"), ppmpi::InternalError);
-    CHECK_THROWS_AS(executor.run(ppmpi::Task{1, "k"}, "x", {}, std::nullopt), ppmpi::InternalError);
+TEST_CASE("define or run before configure is an internal error", "[runner]") {
+    ppmpi::PythonJobRunner runner;
+    CHECK_THROWS_AS(runner.define("k", "not a bundle"), ppmpi::InternalError);
+    CHECK_THROWS_AS(runner.run(ppmpi::Task{1, "k"}, "x", {}, std::nullopt), ppmpi::InternalError);
 }
 
-TEST_CASE("configure with a cwd that does not exist throws PpmpiError", "[executor]") {
-    ppmpi::PythonExecutor executor;
+TEST_CASE("configure with a cwd that does not exist throws PpmpiError", "[runner]") {
+    ppmpi::PythonJobRunner runner;
     ppmpi::Welcome welcome;
     welcome.sys_path = {PPMPI_BUILD_PYTHON_DIR};
     welcome.cwd = "/nonexistent/ppmpi/dir";
-    CHECK_THROWS_AS(executor.configure(welcome), ppmpi::PpmpiError);
+    CHECK_THROWS_AS(runner.configure(welcome), ppmpi::PpmpiError);
 }
 
-// --- A job's own doing must never break the executor (executor.hpp: job errors are outcomes;
-// an exception from run() means the executor itself is broken and the worker ends).
+// --- A job's own doing must never break the runner (job_runner.hpp: job errors are outcomes;
+// an exception from run() means the runner itself is broken and the worker ends).
 
-TEST_CASE("an exception whose __str__ fails is still an error outcome", "[executor]") {
+TEST_CASE("an exception whose __str__ fails is still an error outcome", "[runner]") {
     // The report renders the exception with str() and traceback formatting: both call __str__.
     Worker w;
     w.define("weird", BundleSpec(R"(
@@ -515,21 +515,21 @@ def weird():
     raise Weird()
 )",
                                  "weird"));
-    ExecOutcome out;
+    RunOutcome out;
     REQUIRE_NOTHROW(out = w.run(50, "weird", "()"));
     Report r = read_report(out);
     CHECK(r.type == "Weird");
     CHECK(contains(r.traceback, "job 50"));
 }
 
-TEST_CASE("a job that closes sys.stdout is still an outcome", "[executor]") {
+TEST_CASE("a job that closes sys.stdout is still an outcome", "[runner]") {
     // The job's sys.stdout is the capture buffer: closing it must not lose the output or the
     // result.
     Worker w;
     w.define("closer", BundleSpec("import sys\ndef closer():\n    sys.stdout.close()\n"
                                   "    return 1\n",
                                   "closer"));
-    ExecOutcome out;
+    RunOutcome out;
     REQUIRE_NOTHROW(out = w.run(51, "closer", "()"));
     CHECK(out.status == ResultStatus::Ok);
     // And the process's own stdout is back in place and usable.
