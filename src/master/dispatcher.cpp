@@ -43,7 +43,7 @@ bool Dispatcher::flush_outbox() {
 bool Dispatcher::dispatch_all() {
     bool active = false;
     for (auto& [id, pool] : pools_)
-        if (!pool.destroyed) {
+        if (!pool.destroyed()) {
             dispatch_gangs(id, pool);  // first: the workers it reserves get no single job
             active |= dispatch_jobs(pool);
         }
@@ -76,7 +76,7 @@ bool Dispatcher::step(Clock::time_point now) {
     fail_without_workers();
     active |= dispatch_all();
     for (auto& [id, pool] : pools_)
-        if (!pool.destroyed) retire_idle_workers(pool);
+        if (!pool.destroyed()) retire_idle_workers(pool);
     send_heartbeats(now);
     active |= flush_outbox();
     return active || transport_.transferring(now) || (relay_ && relay_->transferring());
@@ -98,20 +98,19 @@ bool Dispatcher::results_within(std::chrono::microseconds window) const {
     if (relay_ && relay_->jobs() <= 1 && now_ - relay_->last_heard() < 2 * window) return true;
     bool due = false;
     for (const auto& [id, pool] : pools_) {
-        std::size_t in_flight = pool.scheduler.running();
+        std::size_t in_flight = pool.scheduler().running();
         if (in_flight == 0) continue;
-        if (pool.mean_job_seconds < kMasterBoundJobSeconds) return true;  // also: not known yet
-        std::size_t running = std::max<std::size_t>(1, std::min(in_flight, pool.spec.ncpus));
-        due |= pool.mean_job_seconds / static_cast<double>(running) < seconds;
+        double mean = pool.mean_job_seconds();
+        if (mean < kMasterBoundJobSeconds) return true; // also: not known yet
+        std::size_t running = std::max<std::size_t>(1, std::min(in_flight, pool.spec().ncpus));
+        due |= mean / static_cast<double>(running) < seconds;
     }
     return due && local_workers_ < cores_;
 }
 
 bool Dispatcher::quiet() const {
     for (const auto& [id, pool] : pools_)
-        if (pool.scheduler.pending() > 0 || pool.scheduler.running() > 0 ||
-            pool.gangs.pending() > 0 || pool.gangs.active() > 0)
-            return false;
+        if (!pool.quiet()) return false;
     return true;
 }
 
@@ -126,8 +125,7 @@ bool Dispatcher::plan_doze(Doze& plan) const {
     if (relay_ && !relay_->plan(plan.fds)) return false;  // a server's clients' sockets
     plan.until = std::min(next_heartbeat_, next_liveness_check_);
     for (const auto& [id, pool] : pools_)
-        if (!pool.destroyed && !pool.deadlines.empty())
-            plan.until = std::min(plan.until, pool.deadlines.begin()->first);
+        if (!pool.destroyed()) plan.until = std::min(plan.until, pool.next_deadline());
     return true;
 }
 
@@ -181,7 +179,7 @@ void Dispatcher::on_hello(WorkerRecord& worker, const Hello& hello) {
 
 void Dispatcher::welcome(WorkerRecord& worker) {
     Pool& pool = pool_at(*worker.pool);
-    if (pool.destroyed) {
+    if (pool.destroyed()) {
         say_shutdown(worker);
         return;
     }
@@ -189,24 +187,24 @@ void Dispatcher::welcome(WorkerRecord& worker) {
     w.worker_id = worker.peer;
     w.master_pid = options_.master_pid;
     w.master_host = options_.master_host;
-    w.sys_path = pool.spec.sys_path;
-    w.cwd = pool.spec.cwd;
+    w.sys_path = pool.spec().sys_path;
+    w.cwd = pool.spec().cwd;
     // A worker of this host is judged by its process (dispatcher_faults.cpp): its heartbeats
     // only tell that a running process is not hung, so it beats every half worker_timeout.
     // Wake-ups are most of what an idle worker costs (0.1 % of a core each at 128 workers).
     auto beat = judged_here(worker.process)
-                    ? std::max<Clock::duration>(options_.heartbeat, pool.spec.worker_timeout / 2)
+                    ? std::max<Clock::duration>(options_.heartbeat, pool.spec().worker_timeout / 2)
                     : Clock::duration(options_.heartbeat);
     w.heartbeat_ms = static_cast<std::int32_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(beat).count());
     w.master_timeout_ms = static_cast<std::int32_t>(options_.master_timeout.count());
     queue_message(worker.peer, Message{std::move(w), {}});
     worker.phase = Phase::Active;
-    monitor_.watch(worker.peer, pool.spec.worker_timeout, now_);
-    pool.scheduler.add_worker(worker.peer);
+    monitor_.watch(worker.peer, pool.spec().worker_timeout, now_);
+    pool.scheduler().add_worker(worker.peer);
     auto domain = launcher_.domain(worker.peer);
-    pool.gangs.add_worker(worker.peer, domain.id, domain.rank);
-    pool.stats[worker.peer].label = worker.label;
+    pool.gangs().add_worker(worker.peer, domain.id, domain.rank);
+    pool.name_worker(worker.peer, worker.label);
     log_debug("worker " + worker.label + " (pid " + std::to_string(worker.process.pid) +
               ") joined pool " + std::to_string(*worker.pool));
 }
@@ -216,9 +214,9 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
     Pool& pool = pool_at(*worker.pool);
     // Not (or no longer) its job: timed out, cancelled, or taken back from a worker declared
     // lost. Dropping it keeps every job's outcome recorded exactly once.
-    if (pool.gangs.member(result.job_id, worker.peer))
+    if (pool.gangs().member(result.job_id, worker.peer))
         return on_gang_result(worker, pool, result, message);
-    if (pool.scheduler.worker_of(result.job_id) != worker.peer) return;
+    if (pool.scheduler().worker_of(result.job_id) != worker.peer) return;
     if (result.status == ResultStatus::Withdrawn) {
         on_withdrawn(worker, pool, result.job_id);
         return;
@@ -227,10 +225,7 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
         on_remote_loss(worker, pool, result, std::move(message.payload));
         return;
     }
-    WorkerStats& stats = pool.stats[worker.peer];
-    stats.label = worker.label;
-    ++stats.jobs;
-    stats.seconds += result.seconds;
+    pool.record_result(worker.peer, worker.label, result.seconds, now_);
     JobOutcome outcome;
     outcome.outcome = result.status == ResultStatus::Ok ? Outcome::Ok : Outcome::RemoteError;
     outcome.payload = std::move(message.payload);
@@ -240,33 +235,20 @@ void Dispatcher::on_result(WorkerRecord& worker, const Result& result, Message& 
     if (log_enabled(LogLevel::Debug))
         log_debug("job " + std::to_string(result.job_id) + " done on worker " + worker.label +
                   " in " + std::to_string(result.seconds) + " s");
-    pool.last_result_at = now_;
     end_job(pool, result.job_id, std::move(outcome));
-    learn_job_time(pool, std::max(0.0, result.seconds - result.cpu_wait_seconds));
-    start_head(pool, worker.peer);
+    pool.learn_job_time(std::max(0.0, result.seconds - result.cpu_wait_seconds));
+    pool.start_head(worker.peer, now_);
 }
 
-// The job's one outcome: it leaves the scheduler, the queue and the function store.
+// The job's one outcome, delivered once it left the pool (Pool::remove_job).
 void Dispatcher::end_job(Pool& pool, JobId job, JobOutcome outcome) {
-    auto ran_on = pool.scheduler.worker_of(job);
-    if (auto worker = ran_on) {
-        pool.scheduler.complete(*worker, job);
-    } else {
-        pool.scheduler.cancel_pending(job);
-    }
-    auto queued = pool.queued.find(job);
-    if (queued != pool.queued.end()) {
-        pool.deadlines.erase({queued->second.deadline, job});
-        pool.withdrawing -= queued->second.withdrawing;
-        pool.functions.release(queued->second.key);
-        pool.queued.erase(queued);
-    }
+    auto ran_on = pool.remove_job(job);
     if (end_child(pool, job, outcome, ran_on)) {
         // its parent's worker has it
-    } else if (pool.relayed && relay_) {
+    } else if (pool.relayed() && relay_) {
         relay_->on_end(job, outcome);
     } else {
-        pool.jobs->finish(job, std::move(outcome));
+        pool.jobs().finish(job, std::move(outcome));
     }
     ++jobs_ended_;
 }
@@ -276,7 +258,7 @@ void Dispatcher::say_shutdown(WorkerRecord& worker) {
     if (worker.pool) {
         auto it = pools_.find(*worker.pool);
         if (it != pools_.end()) {
-            it->second.scheduler.remove_worker(worker.peer);
+            it->second.scheduler().remove_worker(worker.peer);
             leave_gang(it->second, worker);
         }
     }

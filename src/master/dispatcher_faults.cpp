@@ -105,37 +105,18 @@ void Dispatcher::judge_by_silence(const std::vector<WorkerRecord*>& silent, Cloc
                     true);
 }
 
-namespace {
-// The pool's running jobs whose deadline is at or before `now`, with their workers (none for
-// a parallel job, gangs.hpp), oldest first.
-std::vector<std::pair<JobId, std::optional<PeerId>>> past_deadline(const PoolRecord& pool,
-                                                                     Clock::time_point now) {
-    std::vector<std::pair<JobId, std::optional<PeerId>>> past;
-    if (pool.destroyed) return past;
-    for (const auto& [deadline, job] : pool.deadlines) {
-        if (deadline > now) break;
-        if (pool.gangs.running(job)) {
-            past.emplace_back(job, std::nullopt);
-        } else if (auto worker = pool.scheduler.worker_of(job)) {
-            past.emplace_back(job, *worker);
-        }
-    }
-    return past;
-}
-}  // namespace
-
 // A parallel job past its deadline ends as end_gang says: with what came, kAbortGrace after a
 // member's error; timed out otherwise.
 void Dispatcher::check_deadlines(Clock::time_point now) {
     for (auto& [id, pool] : pools_) {
-        for (const auto& [job, peer] : past_deadline(pool, now)) {
+        for (const auto& [job, peer] : pool.past_deadline(now)) {
             if (!peer) {
-                end_gang(pool, job, pool.gangs.any_error(job) ? Outcome::Ok : Outcome::Timeout);
+                end_gang(pool, job, pool.gangs().any_error(job) ? Outcome::Ok : Outcome::Timeout);
                 continue;
             }
             WorkerRecord& worker = workers_.at(*peer);
             std::string message = "ran longer than its timeout of " +
-                                  seconds_text(pool.queued.at(job).timeout) + " on worker " +
+                                  seconds_text(pool.job(job).timeout) + " on worker " +
                                   worker.label + "; the worker was stopped and replaced";
             end_job(pool, job, JobOutcome{Outcome::Timeout, {}, message, worker.label, 0.0});
             orphan_children(pool, worker.peer, /*stop_running=*/true);
@@ -165,7 +146,7 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     // A surplus process (of a spawn attempt given up on, which returned late) belongs to no
     // pool; its warning came with the attempt. A destroyed pool's losses matter to nobody.
     auto owner = worker.pool ? pools_.find(*worker.pool) : pools_.end();
-    bool heeded = owner != pools_.end() && !owner->second.destroyed;
+    bool heeded = owner != pools_.end() && !owner->second.destroyed();
     (heeded ? log_warning : log_debug)("worker " + worker.label + " lost: " + reason);
     if (worker.linked && charge_jobs)  // a remote server's slot silent: the server is hung
         transport_.fail(link::LinkTransport::link_of(worker.peer), "its worker " + worker.label +
@@ -173,12 +154,12 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     note_host_loss(worker);
     if (!heeded) return;
     Pool& pool = owner->second;
-    ++pool.workers_lost;
-    std::optional<JobId> running = charge_jobs ? head_job(pool, worker.peer) : std::nullopt;
-    requeue(pool, pool.scheduler.remove_worker(worker.peer), worker.label, running);
+    pool.count_lost_worker();
+    std::optional<JobId> running = charge_jobs ? pool.head_job(worker.peer) : std::nullopt;
+    requeue(pool, pool.scheduler().remove_worker(worker.peer), worker.label, running);
     orphan_children(pool, worker.peer);
     leave_gang(pool, worker);
-    if (was_serving && !worker.linked) pool.replace_lost = true;  // spawned later this turn
+    if (was_serving && !worker.linked) pool.staffing.replace_lost = true; // spawned later this turn
 }
 
 // Under mpirun, a host whose every rank was lost may have lost its Open MPI daemon too, and then
@@ -200,32 +181,22 @@ void Dispatcher::note_host_loss(const WorkerRecord& lost) {
 }
 
 // remove_worker already put the jobs back at the front of the queue; here the one that was
-// running is charged with the loss, and one charged max_retries times fails instead of taking
-// down more workers.
+// running is charged with the loss (Pool::requeue), and one charged max_retries times fails
+// instead of taking down more workers.
 void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
                          const std::string& label, std::optional<JobId> charged) {
     for (JobId job : jobs) {
-        const Children::Child* child = pool.children.find(job);
+        const Children::Child* child = pool.children().find(job);
         if (child && child->orphaned) {  // its parent was cancelled: not run again
             end_job(pool, job, JobOutcome{Outcome::Cancelled, {}, "its parent ended", {}, 0.0});
             continue;
         }
-        QueuedJob& queued = pool.queued.at(job);
-        pool.deadlines.erase({queued.deadline, job});
-        pool.withdrawing -= queued.withdrawing;
-        queued.withdrawing = false;
-        queued.deadline = Clock::time_point::max();
-        queued.started = false;
-        if (charged) pool.scheduler.run_alone(job);  // a worker died with it in flight
-        if (charged == job) queued.lost_on.push_back(label);
-        if (queued.lost_on.size() >= pool.spec.max_retries) {
-            std::string message = "it was running on " + join(queued.lost_on) +
-                                  " when each of them was lost (max_retries=" +
-                                  std::to_string(pool.spec.max_retries) + ")";
-            end_job(pool, job, JobOutcome{Outcome::WorkerLost, {}, message, label, 0.0});
-        } else {
-            ++pool.jobs_requeued;
-        }
+        if (pool.requeue(job, label, charged)) continue;
+        std::string message =
+            "it was running on " + join(pool.job(job).lost_on) +
+            " when each of them was lost (max_retries=" + std::to_string(pool.spec().max_retries) +
+            ")";
+        end_job(pool, job, JobOutcome{Outcome::WorkerLost, {}, message, label, 0.0});
     }
 }
 
@@ -235,12 +206,12 @@ void Dispatcher::requeue(Pool& pool, const std::vector<JobId>& jobs,
 // dispatcher_pools.cpp). Where nothing can be spawned (srun), the pool shrinks instead.
 void Dispatcher::replace_lost_workers() {
     for (auto& [id, pool] : pools_) {
-        if (!pool.replace_lost || pool.destroyed) continue;
-        pool.replace_lost = false;
+        if (!pool.staffing.replace_lost || pool.destroyed()) continue;
+        pool.staffing.replace_lost = false;
         std::size_t have = members(id);
-        if (have >= pool.spec.ncpus) continue;
+        if (have >= pool.spec().ncpus) continue;
         try {
-            add_workers(id, pool.spec.ncpus - have);
+            add_workers(id, pool.spec().ncpus - have);
         } catch (const std::exception& e) {
             shrink_to_members(id, pool, std::string("a lost worker could not be replaced: ") +
                                             e.what());
@@ -251,10 +222,10 @@ void Dispatcher::replace_lost_workers() {
 // The pool keeps the workers it has. With none left, its jobs would wait for ever: they fail
 // with NoWorkers instead (fail_without_workers) until set_ncpus starts new ones.
 void Dispatcher::shrink_to_members(PoolId id, Pool& pool, const std::string& why) {
-    pool.spec.ncpus = std::min(pool.spec.ncpus, members(id));
-    std::string now = "the server now has " + std::to_string(pool.spec.ncpus) + " workers";
-    if (pool.spec.ncpus == 0) {
-        pool.no_workers = why;
+    pool.set_ncpus(std::min(pool.spec().ncpus, members(id)));
+    std::string now = "the server now has " + std::to_string(pool.spec().ncpus) + " workers";
+    if (pool.spec().ncpus == 0) {
+        pool.staffing.no_workers = why;
         now += ": its jobs fail with NoWorkers until set_ncpus(n) starts new workers";
     }
     log_warning(why + "; " + now);
@@ -262,11 +233,12 @@ void Dispatcher::shrink_to_members(PoolId id, Pool& pool, const std::string& why
 
 void Dispatcher::fail_without_workers() {
     for (auto& [id, pool] : pools_) {
-        if (pool.no_worker_limit > Clock::duration::zero()) fail_without_servers(pool);
-        if (pool.no_workers.empty() || pool.destroyed || pool.queued.empty()) continue;
+        if (pool.staffing.no_worker_limit > Clock::duration::zero()) fail_without_servers(pool);
+        if (pool.staffing.no_workers.empty() || pool.destroyed() || pool.queued().empty()) continue;
         std::vector<JobId> jobs;
-        for (const auto& [job, queued] : pool.queued) jobs.push_back(job);
-        std::string message = "the server has no workers left (" + pool.no_workers +
+        for (const auto& [job, queued] : pool.queued())
+            jobs.push_back(job);
+        std::string message = "the server has no workers left (" + pool.staffing.no_workers +
                               "); set_ncpus(n) starts new ones";
         for (JobId job : jobs)
             end_job(pool, job, JobOutcome{Outcome::NoWorkers, {}, message, {}, 0.0});
@@ -283,7 +255,7 @@ std::size_t Dispatcher::remote_workers() const {
 Clock::duration Dispatcher::pool_timeout(const WorkerRecord& worker) const {
     auto pool = worker.pool ? pools_.find(*worker.pool) : pools_.end();
     return pool == pools_.end() ? Clock::duration(options_.start_timeout)
-                                : Clock::duration(pool->second.spec.worker_timeout);
+                                : Clock::duration(pool->second.spec().worker_timeout);
 }
 
 // At the very end: whatever did not say Goodbye (hung, told to leave at once, or lost) and

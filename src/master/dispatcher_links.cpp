@@ -10,7 +10,7 @@ namespace ppmpi {
 
 int Dispatcher::attach_link(PoolId pool, int fd, const link::SessionKeys& keys,
                             std::string name) {
-    if (pool_at(pool).destroyed) {
+    if (pool_at(pool).destroyed()) {
         ::close(fd);
         throw DestroyedError("the server was destroyed");
     }
@@ -39,7 +39,7 @@ LinkStatus Dispatcher::link_status(int id) const {
     status.workers = state->info.workers;
     auto pool = link_pools_.find(id);
     if (pool == link_pools_.end() || !pools_.count(pool->second)) return status;
-    for (const auto& [peer, stats] : pool_at(pool->second).stats) {
+    for (const auto& [peer, stats] : pool_at(pool->second).worker_stats()) {
         if (!LinkedLauncher::linked(peer) || link::LinkTransport::link_of(peer) != id) continue;
         status.jobs += stats.jobs;
         status.seconds += stats.seconds;
@@ -49,19 +49,19 @@ LinkStatus Dispatcher::link_status(int id) const {
 
 void Dispatcher::expect_links(PoolId pool, Clock::duration limit, std::string servers) {
     Pool& p = pool_at(pool);
-    p.no_worker_limit = limit;
-    p.servers = std::move(servers);
+    p.staffing.no_worker_limit = limit;
+    p.staffing.servers = std::move(servers);
 }
 
 void Dispatcher::serve_link(PoolId pool, int fd, const link::SessionKeys& keys,
                             std::string where, Clock::duration limit) {
     Pool& p = pool_at(pool);
-    if (p.destroyed || (relay_ && !p.relayed)) {
+    if (p.destroyed() || (relay_ && !p.relayed())) {
         ::close(fd);
         throw PpmpiError("this server's pool cannot serve clients");
     }
     if (!relay_) relay_ = std::make_unique<LinkRelay>(*this, pool, limit);
-    p.relayed = true;
+    p.mark_relayed();
     relay_->serve(fd, keys, std::move(where));
 }
 
@@ -103,7 +103,7 @@ void Dispatcher::lose_ended_links() {
 void Dispatcher::on_remote_loss(WorkerRecord& worker, Pool& pool, const Result& result,
                                 Bytes why) {
     if (result.status == ResultStatus::Lost) {
-        if (!pool.scheduler.withdraw(worker.peer, result.job_id)) return;
+        if (!pool.scheduler().withdraw(worker.peer, result.job_id)) return;
         log_warning("job " + std::to_string(result.job_id) + " lost on " + worker.label + ": " +
                     why);
         requeue(pool, {result.job_id}, worker.label, result.job_id);
@@ -113,25 +113,19 @@ void Dispatcher::on_remote_loss(WorkerRecord& worker, Pool& pool, const Result& 
         end_job(pool, result.job_id,
                 JobOutcome{outcome, {}, std::move(why), worker.label, result.seconds});
     }
-    start_head(pool, worker.peer);
+    pool.start_head(worker.peer, now_);
 }
 
-// A pool that waits for remote servers: with no worker usable (local or remote) for its limit,
-// its waiting jobs fail instead of waiting for a server that may never come back.
+// Past the limit (Pool::no_worker_limit_passed), the jobs not sent to a worker fail.
 void Dispatcher::fail_without_servers(Pool& pool) {
-    if (pool.destroyed || pool.scheduler.active_workers() > 0 || pool.queued.empty()) {
-        pool.no_worker_since = Clock::time_point{};
-        return;
-    }
-    if (pool.no_worker_since == Clock::time_point{}) pool.no_worker_since = now_;
-    if (now_ - pool.no_worker_since < pool.no_worker_limit) return;
+    if (!pool.no_worker_limit_passed(now_)) return;
     std::vector<JobId> jobs;
-    for (const auto& [job, queued] : pool.queued)
-        if (!pool.scheduler.worker_of(job)) jobs.push_back(job);
-    double limit = std::chrono::duration<double>(pool.no_worker_limit).count();
-    std::string message = "no worker, local or remote, was usable for " +
-                          std::to_string(static_cast<int>(limit)) + " s (servers: " +
-                          pool.servers + "); start a ppmpi-server or call set_ncpus(n)";
+    for (const auto& [job, queued] : pool.queued())
+        if (!pool.scheduler().worker_of(job)) jobs.push_back(job);
+    double limit = std::chrono::duration<double>(pool.staffing.no_worker_limit).count();
+    std::string message =
+        "no worker, local or remote, was usable for " + std::to_string(static_cast<int>(limit)) +
+        " s (servers: " + pool.staffing.servers + "); start a ppmpi-server or call set_ncpus(n)";
     for (JobId job : jobs) end_job(pool, job, JobOutcome{Outcome::NoWorkers, {}, message, {}, 0.0});
 }
 

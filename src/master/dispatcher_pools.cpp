@@ -20,13 +20,13 @@ Dispatcher::Dispatcher(Transport& transport, Launcher& launcher, DispatcherOptio
     }
 }
 
-Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) {
+Pool& Dispatcher::pool_at(PoolId pool) {
     auto it = pools_.find(pool);
     if (it == pools_.end()) throw PpmpiError("unknown pool " + std::to_string(pool));
     return it->second;
 }
 
-const Dispatcher::Pool& Dispatcher::pool_at(PoolId pool) const {
+const Pool& Dispatcher::pool_at(PoolId pool) const {
     return const_cast<Dispatcher*>(this)->pool_at(pool);
 }
 
@@ -36,17 +36,12 @@ std::size_t Dispatcher::members(PoolId pool) const {
         if (worker.pool == pool && !worker.linked &&
             (worker.phase == Phase::Waiting || worker.phase == Phase::Active))
             ++count;
-    return count + pool_at(pool).deferred_spawns;
+    return count + pool_at(pool).staffing.deferred_spawns;
 }
 
 PoolId Dispatcher::create_pool(const PoolSpec& spec, std::shared_ptr<JobTable> jobs) {
     PoolId id = next_pool_++;
-    Pool pool;
-    pool.spec = spec;
-    pool.jobs = std::move(jobs);
-    pool.scheduler.set_slots_per_worker(pipeline_depth(-1.0, spec.slots_per_worker));
-    pool.scheduler.set_deep_queue(spec.deep_queue);
-    pools_.emplace(id, std::move(pool));
+    pools_.emplace(id, Pool(spec, std::move(jobs)));
     try {
         add_workers(id, spec.ncpus);
     } catch (...) {
@@ -60,8 +55,8 @@ void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
     std::size_t now = members(pool);
     if (ncpus > now) add_workers(pool, ncpus - now);
     if (ncpus < now) remove_workers(pool, now - ncpus);
-    pool_at(pool).spec.ncpus = ncpus;
-    if (ncpus > 0) pool_at(pool).no_workers.clear();
+    pool_at(pool).set_ncpus(ncpus);
+    if (ncpus > 0) pool_at(pool).staffing.no_workers.clear();
 }
 
 // The peers of the workers `which` selects, lowest first (a pool takes ranks 1, 2, ... of an
@@ -78,8 +73,8 @@ std::vector<PeerId> Dispatcher::in_order(const std::function<bool(const WorkerRe
 // their jobs); the highest peers first.
 void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
     Pool& p = pool_at(pool);
-    std::size_t unspawned = std::min(count, p.deferred_spawns);
-    p.deferred_spawns -= unspawned;
+    std::size_t unspawned = std::min(count, p.staffing.deferred_spawns);
+    p.staffing.deferred_spawns -= unspawned;
     count -= unspawned;
     auto in_phase = [pool](Phase phase) {
         return [pool, phase](const WorkerRecord& w) {
@@ -101,8 +96,8 @@ void Dispatcher::remove_workers(PoolId pool, std::size_t count) {
         for (auto peer = active.rbegin(); peer != active.rend() && count > 0; ++peer) {
             WorkerRecord& worker = workers_.at(*peer);
             if (worker.phase != Phase::Active) continue;  // retired in the first pass
-            if (pass == 0 && !p.scheduler.in_flight(*peer).empty()) continue;
-            p.scheduler.retire_worker(*peer);
+            if (pass == 0 && !p.scheduler().in_flight(*peer).empty()) continue;
+            p.scheduler().retire_worker(*peer);
             worker.phase = Phase::Retiring;
             --count;
         }
@@ -113,33 +108,27 @@ void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bu
                         Bytes args, Clock::duration timeout, Buffers arg_buffers,
                         std::size_t nranks) {
     Pool& p = pool_at(pool);
-    if (p.destroyed) throw DestroyedError("the server was destroyed");
-    p.functions.acquire(key, std::move(bundle));
+    if (p.destroyed()) throw DestroyedError("the server was destroyed");
     QueuedJob queued;
     queued.key = key;
     queued.args = std::move(args);
     queued.arg_buffers = std::move(arg_buffers);
     queued.timeout = timeout;
     queued.nranks = nranks;
-    p.queued.emplace(job, std::move(queued));
-    if (nranks > 0) {
-        p.gangs.enqueue(job, nranks);
-    } else {
-        p.scheduler.enqueue(job);
-    }
+    p.submit(job, std::move(queued), std::move(bundle));
 }
 
 bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
     Pool& p = pool_at(pool);
-    if (p.destroyed || p.queued.count(job) == 0) return false;  // over, or never here
-    if (p.queued.at(job).nranks > 0) {
-        if (p.gangs.running(job) && !running_too) return false;
+    if (p.destroyed() || p.queued().count(job) == 0) return false; // over, or never here
+    if (p.job(job).nranks > 0) {
+        if (p.gangs().running(job) && !running_too) return false;
         end_gang(p, job, Outcome::Cancelled);
         end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
         return true;
     }
-    auto worker = p.scheduler.worker_of(job);
-    if (worker && !p.queued.at(job).started) {
+    auto worker = p.scheduler().worker_of(job);
+    if (worker && !p.job(job).started) {
         // Sent, but waiting behind the worker's running job: cancelled like a queued one (the
         // worker still runs it; its result is dropped).
         end_job(p, job, JobOutcome{Outcome::Cancelled, {}, "cancelled", {}, 0.0});
@@ -155,68 +144,49 @@ bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
 
 void Dispatcher::destroy_pool(PoolId pool) {
     Pool& p = pool_at(pool);
-    if (p.destroyed) return;
-    p.destroyed = true;
-    p.deferred_spawns = 0;
-    p.jobs->fail_unfinished(Outcome::Destroyed, "Server was destroyed before the job completion");
+    if (p.destroyed()) return;
+    p.destroy();
+    p.jobs().fail_unfinished(Outcome::Destroyed, "Server was destroyed before the job completion");
     for (auto& [peer, worker] : workers_)
         if (worker.pool == pool) say_shutdown(worker);
-    p.queued.clear();
-    p.deadlines.clear();
-    p.jobs->wake_all();
+    p.jobs().wake_all();
 }
 
 PoolStats Dispatcher::stats(PoolId pool) const {
     const Pool& p = pool_at(pool);
-    PoolStats out;
+    PoolStats out = p.stats();
     out.workers = members(pool);
     for (const auto& [peer, worker] : workers_)
         out.starting += worker.pool == pool && !worker.hello && worker.phase != Phase::Gone;
-    out.starting += p.deferred_spawns;
-    out.pending = p.scheduler.pending();
-    out.running = p.scheduler.running();
-    std::vector<PeerId> ids;
-    for (const auto& [id, s] : p.stats)  // remote servers' slots: in their link's status
-        if (!LinkedLauncher::linked(id)) ids.push_back(id);
-    std::sort(ids.begin(), ids.end());
-    for (PeerId id : ids) out.per_worker.push_back(p.stats.at(id));
-    for (const auto& [job, queued] : p.queued) {
-        auto worker = p.scheduler.worker_of(job);
+    out.starting += p.staffing.deferred_spawns;
+    for (const auto& [job, queued] : p.queued()) {
+        auto worker = p.scheduler().worker_of(job);
         if (!worker || !queued.started) continue;
         double seconds = std::chrono::duration<double>(now_ - queued.started_at).count();
         out.running_jobs.push_back(RunningJob{job, workers_.at(*worker).label, seconds});
     }
-    out.tasks_sent = p.tasks_sent;
-    out.function_defs_sent = p.function_defs_sent;
-    out.function_bytes_sent = p.function_bytes_sent;
-    out.workers_lost = p.workers_lost;
-    out.jobs_requeued = p.jobs_requeued;
-    out.jobs_taken_back = p.jobs_taken_back;
-    out.start_failures = p.start_failures;
-    out.start_error = p.start_error;
     return out;
 }
 
 std::size_t Dispatcher::pool_size(PoolId pool) const { return members(pool); }
 
 bool Dispatcher::dispatch_jobs(Pool& pool) {
-    if (pool.scheduler.pending() == 0) {
+    if (pool.scheduler().pending() == 0) {
         take_back_for_idle(pool);
         return false;
     }
-    notice_long_runs(pool);
-    auto assignments = pool.scheduler.assign();
+    pool.notice_long_runs(now_, last_drained_);
+    auto assignments = pool.scheduler().assign();
     for (const auto& [job, worker] : assignments) {
-        QueuedJob& queued = pool.queued.at(job);
-        send_task(pool, worker, job, queued);
-        queued.send_order = ++send_order_;
+        send_task(pool, worker, job, pool.job(job));
+        pool.mark_sent(job, ++send_order_);
         if (log_enabled(LogLevel::Debug))
             log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
     }
     // After all of them have their send order: only each worker's oldest job starts now.
     std::set<PeerId> topped_up;
     for (const auto& [job, worker] : assignments)
-        if (topped_up.insert(worker).second) start_head(pool, worker);
+        if (topped_up.insert(worker).second) pool.start_head(worker, now_);
     take_back_for_idle(pool);
     return !assignments.empty();
 }
@@ -225,57 +195,31 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
 // here until the result is in, so the job can be sent again if needed.
 void Dispatcher::send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob& queued) {
     if (!known_.knows(worker, queued.key)) {
-        const Bytes& bundle = pool.functions.bundle(queued.key);
+        const Bytes& bundle = pool.functions().bundle(queued.key);
         queue_message(worker, Message{FunctionDef{queued.key}, bundle});
         known_.learn(worker, queued.key);
-        ++pool.function_defs_sent;
-        pool.function_bytes_sent += bundle.size();
+        pool.count_function_def(bundle.size());
     }
     queue_message(worker, Message{Task{job, queued.key}, queued.args, queued.arg_buffers});
-    ++pool.tasks_sent;
+    pool.count_task();
 }
 
-std::optional<JobId> Dispatcher::head_job(const Pool& pool, PeerId worker) const {
-    std::optional<JobId> head;
-    std::uint64_t first = 0;
-    for (JobId job : pool.scheduler.in_flight(worker)) {
-        std::uint64_t order = pool.queued.at(job).send_order;
-        if (!head || order < first) {
-            head = job;
-            first = order;
-        }
-    }
-    return head;
+// Jobs waiting behind a long one, asked back for idle workers (Pool::take_back_for_idle).
+void Dispatcher::take_back_for_idle(Pool& pool) {
+    for (const auto& [worker, job] : pool.take_back_for_idle(now_))
+        queue_message(worker, Message{Withdraw{job}, {}});
 }
 
-// The worker's oldest job is running from now on (if it was not already).
-void Dispatcher::start_head(Pool& pool, PeerId worker) {
-    auto head = head_job(pool, worker);
-    if (!head) return;
-    QueuedJob& queued = pool.queued.at(*head);
-    if (queued.started) return;
-    queued.started = true;
-    queued.started_at = now_;
-    if (queued.timeout > Clock::duration::zero()) {
-        queued.deadline = now_ + queued.timeout;
-        pool.deadlines.emplace(queued.deadline, *head);
-    }
-}
-
-void Dispatcher::learn_job_time(Pool& pool, double seconds) {
-    // A moving average over roughly the last 16 jobs: quick to follow a new workload.
-    constexpr double kWeight = 1.0 / 16.0;
-    pool.mean_job_seconds = pool.mean_job_seconds < 0.0
-                                ? seconds
-                                : pool.mean_job_seconds + kWeight * (seconds - pool.mean_job_seconds);
-    pool.scheduler.set_slots_per_worker(
-        pipeline_depth(pool.mean_job_seconds, pool.spec.slots_per_worker));
-    pool.scheduler.set_engaged_limit(workers_worth_engaging(pool.mean_job_seconds));
+// The worker gave the job back (Pool::withdrawn): a worker whose job waits for it runs it.
+bool Dispatcher::on_withdrawn(WorkerRecord& worker, Pool& pool, JobId job) {
+    if (!pool.withdrawn(worker.peer, job)) return false;
+    if (auto helper = pool.children().take_helper(job)) help_with(pool, job, *helper);
+    return true;
 }
 
 void Dispatcher::retire_idle_workers(Pool& pool) {
-    for (PeerId id : pool.scheduler.idle_retiring_workers()) {
-        pool.scheduler.remove_worker(id);
+    for (PeerId id : pool.scheduler().idle_retiring_workers()) {
+        pool.scheduler().remove_worker(id);
         say_shutdown(workers_.at(id));
     }
 }

@@ -56,9 +56,9 @@ void Dispatcher::add_workers(PoolId pool, std::size_t count) {
     if (count == 0) return;
     if (!spawns_blocked_.empty()) throw PpmpiError("cannot start workers: " + spawns_blocked_);
     Pool& p = pool_at(pool);
-    if (p.deferred_spawns > 0 || !departures_settled(workers_, launcher_)) {
-        if (p.deferred_spawns == 0) p.settle_by = Clock::now() + kSettleTimeout;
-        p.deferred_spawns += count;
+    if (p.staffing.deferred_spawns > 0 || !departures_settled(workers_, launcher_)) {
+        if (p.staffing.deferred_spawns == 0) p.staffing.settle_by = Clock::now() + kSettleTimeout;
+        p.staffing.deferred_spawns += count;
         log_debug("spawning " + std::to_string(count) + " worker(s) for pool " +
                   std::to_string(pool) + " once the workers that left have ended");
         return;
@@ -85,24 +85,24 @@ void Dispatcher::spawn_workers(PoolId pool, std::size_t count) {
 void Dispatcher::start_deferred_spawns() {
     auto due = Clock::time_point::max(), check = due;
     for (const auto& [id, pool] : pools_) {
-        if (pool.deferred_spawns == 0) continue;
-        due = std::min(due, pool.settle_by);
-        check = std::min(check, pool.next_settle_check);
+        if (pool.staffing.deferred_spawns == 0) continue;
+        due = std::min(due, pool.staffing.settle_by);
+        check = std::min(check, pool.staffing.next_settle_check);
     }
     auto now = Clock::now();
     if (due == Clock::time_point::max() || now < check) return;
     if (now < due) {
-        for (auto& [id, pool] : pools_) pool.next_settle_check = now + kSettleCheckEvery;
+        for (auto& [id, pool] : pools_)
+            pool.staffing.next_settle_check = now + kSettleCheckEvery;
         if (!departures_settled(workers_, launcher_)) return;
     }
     for (auto& [id, pool] : pools_) {
-        std::size_t count = std::exchange(pool.deferred_spawns, 0);
-        if (count == 0 || pool.destroyed) continue;
+        std::size_t count = std::exchange(pool.staffing.deferred_spawns, 0);
+        if (count == 0 || pool.destroyed()) continue;
         try {
             spawn_workers(id, count);
         } catch (const std::exception& e) {
-            pool.start_error = e.what();
-            ++pool.start_failures;
+            pool.start_failed(e.what());
             shrink_to_members(id, pool, std::string("workers could not be started (") +
                                             e.what() + ")");
         }
@@ -129,10 +129,9 @@ void Dispatcher::collect_launches() {
         worker.settled = true;
         if (!worker.pool) continue;
         auto pool = pools_.find(*worker.pool);
-        if (pool == pools_.end() || pool->second.destroyed) continue;
+        if (pool == pools_.end() || pool->second.destroyed()) continue;
         Pool& p = pool->second;
-        p.start_error = why;
-        ++p.start_failures;
+        p.start_failed(why);
         shrink_to_members(*worker.pool, p, "a worker could not be started (" + why + ")");
     }
 }

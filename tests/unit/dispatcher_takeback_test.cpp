@@ -130,7 +130,7 @@ struct AfterShortJobs {
 };
 
 // Long jobs that follow must reach the idle workers once the running ones have outlasted the
-// short jobs' time, before any of their results comes (Dispatcher::notice_long_runs).
+// short jobs' time, before any of their results comes (Pool::notice_long_runs).
 TEST_CASE("balance: long jobs after short ones reach every worker before the first result",
           "[dispatcher][takeback]") {
     AfterShortJobs t;

@@ -94,6 +94,7 @@ class Scheduler {
     std::size_t running() const { return running_.size(); }
     std::size_t active_workers() const { return active_; }
     void set_slots_per_worker(std::size_t slots) { slots_ = slots == 0 ? 1 : slots; }
+    std::size_t slots_per_worker() const { return slots_; }
     // Pipeline only while at least this many jobs per active worker wait (0: always).
     void set_deep_queue(std::size_t jobs_per_worker) { deep_queue_ = jobs_per_worker; }
     // An idle worker gets a job only while fewer than this many workers have jobs (0: no

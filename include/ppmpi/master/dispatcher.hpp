@@ -1,12 +1,20 @@
 // ppmpi/master/dispatcher.hpp: the master's comm-loop logic (rank 0).
 //
 // One thread drives a Dispatcher (master.hpp), the only caller of the transport and launcher.
-// Each Python Server is a *pool*: its own workers, job queue (Scheduler), job table and stats.
+// Each Python Server is a *pool*: its own workers, and a Pool (pool.hpp), the pure logic of its
+// jobs (queue, deadlines, requeues, take-backs, job time, stats) whose decisions this sends.
 // step() is one turn: receive, hand queued jobs to free worker slots (a function bundle once per
 // worker), heartbeats, one frame per worker. Nothing waits on a peer: a silent one stalls nothing.
 // Worker phases: records.hpp. Faults: dispatcher_faults.cpp. Remote servers: dispatcher_links.cpp.
 // Parallel jobs: dispatcher_gangs.cpp. Spawns: dispatcher_spawns.cpp.
 #pragma once
+
+#include "ppmpi/core/heartbeat.hpp"
+#include "ppmpi/link/link_transport.hpp"
+#include "ppmpi/master/link_relay.hpp"
+#include "ppmpi/master/linked_launcher.hpp"
+#include "ppmpi/master/pool.hpp"
+#include "ppmpi/master/records.hpp"
 
 #include <chrono>
 #include <functional>
@@ -16,12 +24,6 @@
 #include <set>
 #include <unordered_map>
 #include <vector>
-
-#include "ppmpi/core/heartbeat.hpp"
-#include "ppmpi/link/link_transport.hpp"
-#include "ppmpi/master/link_relay.hpp"
-#include "ppmpi/master/linked_launcher.hpp"
-#include "ppmpi/master/records.hpp"
 
 namespace ppmpi {
 
@@ -63,7 +65,6 @@ class Dispatcher {
     std::pair<std::size_t, std::vector<std::string>> link_sessions();  // count, events
   private:
     using Phase = WorkerPhase;
-    using Pool = PoolRecord;
 
     Pool& pool_at(PoolId pool);
     const Pool& pool_at(PoolId pool) const;
@@ -87,12 +88,10 @@ class Dispatcher {
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void note_host_loss(const WorkerRecord& lost);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
-    void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
+    void requeue(Pool& pool,
+                 const std::vector<JobId>& jobs,
+                 const std::string& label,
                  std::optional<JobId> charged);
-    std::optional<JobId> head_job(const Pool& pool, PeerId worker) const;
-    void start_head(Pool& pool, PeerId worker);
-    void learn_job_time(Pool& pool, double seconds);
-    void notice_long_runs(Pool& pool);
     void replace_lost_workers();
     void shrink_to_members(PoolId id, Pool& pool, const std::string& why);
     void fail_without_workers();
