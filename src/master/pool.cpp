@@ -1,9 +1,9 @@
 // Pool: one Python Server's jobs, their deadlines, the job time and the statistics (pool.hpp).
 #include "ppmpi/master/pool.hpp"
 
-#include "ppmpi/master/linked_launcher.hpp"
-
 #include <algorithm>
+
+#include "ppmpi/master/linked_launcher.hpp"
 
 namespace ppmpi {
 
@@ -231,9 +231,7 @@ void Pool::name_worker(PeerId worker, const std::string& label) {
     stats_[worker].label = label;
 }
 
-void Pool::record_result(PeerId worker,
-                         const std::string& label,
-                         double seconds,
+void Pool::record_result(PeerId worker, const std::string& label, double seconds,
                          Clock::time_point now) {
     WorkerStats& stats = stats_[worker];
     stats.label = label;
@@ -257,11 +255,10 @@ PoolStats Pool::stats() const {
     out.pending = scheduler_.pending();
     out.running = scheduler_.running();
     std::vector<PeerId> ids;
-    for (const auto& [id, s] : stats_) // remote servers' slots: in their link's status
+    for (const auto& [id, s] : stats_)  // remote servers' slots: in their link's status
         if (!LinkedLauncher::linked(id)) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
-    for (PeerId id : ids)
-        out.per_worker.push_back(stats_.at(id));
+    for (PeerId id : ids) out.per_worker.push_back(stats_.at(id));
     out.tasks_sent = tasks_sent_;
     out.function_defs_sent = function_defs_sent_;
     out.function_bytes_sent = function_bytes_sent_;
@@ -297,4 +294,4 @@ bool Pool::no_worker_limit_passed(Clock::time_point now) {
     return now - staffing.no_worker_since >= staffing.no_worker_limit;
 }
 
-} // namespace ppmpi
+}  // namespace ppmpi

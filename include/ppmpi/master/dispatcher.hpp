@@ -9,13 +9,6 @@
 // Parallel jobs: dispatcher_gangs.cpp. Spawns: dispatcher_spawns.cpp.
 #pragma once
 
-#include "ppmpi/core/heartbeat.hpp"
-#include "ppmpi/link/link_transport.hpp"
-#include "ppmpi/master/link_relay.hpp"
-#include "ppmpi/master/linked_launcher.hpp"
-#include "ppmpi/master/pool.hpp"
-#include "ppmpi/master/records.hpp"
-
 #include <chrono>
 #include <functional>
 #include <map>
@@ -24,6 +17,13 @@
 #include <set>
 #include <unordered_map>
 #include <vector>
+
+#include "ppmpi/core/heartbeat.hpp"
+#include "ppmpi/link/link_transport.hpp"
+#include "ppmpi/master/link_relay.hpp"
+#include "ppmpi/master/linked_launcher.hpp"
+#include "ppmpi/master/pool.hpp"
+#include "ppmpi/master/records.hpp"
 
 namespace ppmpi {
 

@@ -7,14 +7,6 @@
 // workers and knows them across pools. No transport, no launcher, no clock: times are given.
 #pragma once
 
-#include "ppmpi/core/children.hpp"
-#include "ppmpi/core/functions.hpp"
-#include "ppmpi/core/gangs.hpp"
-#include "ppmpi/core/job_table.hpp"
-#include "ppmpi/core/scheduler.hpp"
-#include "ppmpi/master/pool_types.hpp"
-#include "ppmpi/master/queued_job.hpp"
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -24,20 +16,28 @@
 #include <utility>
 #include <vector>
 
+#include "ppmpi/core/children.hpp"
+#include "ppmpi/core/functions.hpp"
+#include "ppmpi/core/gangs.hpp"
+#include "ppmpi/core/job_table.hpp"
+#include "ppmpi/core/scheduler.hpp"
+#include "ppmpi/master/pool_types.hpp"
+#include "ppmpi/master/queued_job.hpp"
+
 namespace ppmpi {
 
 // How the pool gets its workers, kept with it by the Dispatcher's spawns and remote links. A
 // Pool drops the deferred spawns when destroyed and times no_worker_since, nothing more.
 struct PoolStaffing {
-    std::string no_workers;          // why it has no worker left (its jobs fail with NoWorkers)
-    bool replace_lost = false;       // spawn replacements for lost workers this turn
-    std::size_t deferred_spawns = 0; // workers to spawn once departures settle, by settle_by
+    std::string no_workers;           // why it has no worker left (its jobs fail with NoWorkers)
+    bool replace_lost = false;        // spawn replacements for lost workers this turn
+    std::size_t deferred_spawns = 0;  // workers to spawn once departures settle, by settle_by
     Clock::time_point settle_by{}, next_settle_check{};
     // With remote servers: how long its jobs may wait with no worker usable, local or remote,
     // before they fail with NoWorkers (zero: no such limit), and since when none is.
     Clock::duration no_worker_limit{};
     Clock::time_point no_worker_since{};
-    std::string servers; // their names, for that error
+    std::string servers;  // their names, for that error
 };
 
 class Pool {
@@ -67,29 +67,29 @@ class Pool {
     // the worker it was sent to (none: it was still queued).
     std::optional<PeerId> remove_job(JobId job);
     void mark_sent(JobId job, std::uint64_t send_order);
-    bool mark_regrouped(JobId job); // false if it was regrouped for already
+    bool mark_regrouped(JobId job);  // false if it was regrouped for already
 
     // A worker runs its jobs in the order they were sent: its head is the oldest one there.
     std::optional<JobId> head_job(PeerId worker) const;
-    void start_head(PeerId worker, Clock::time_point now); // if it has not started yet
-    void start(JobId job, Clock::time_point now);          // its time-out counts from now
+    void start_head(PeerId worker, Clock::time_point now);  // if it has not started yet
+    void start(JobId job, Clock::time_point now);           // its time-out counts from now
     // Running jobs whose deadline is at or before `now`, with their workers (none for a
     // parallel job, gangs.hpp), the earliest deadline first.
     Placed past_deadline(Clock::time_point now) const;
-    Clock::time_point next_deadline() const;                // time_point::max(): none
-    void shorten_deadline(JobId job, Clock::time_point by); // unless it is due before `by`
+    Clock::time_point next_deadline() const;                 // time_point::max(): none
+    void shorten_deadline(JobId job, Clock::time_point by);  // unless it is due before `by`
 
     // Its worker left and the scheduler put the job back at the front of the queue: it runs
     // again, charged with the loss if it is `charged`. False if it was charged max_retries
     // times: it must fail (WorkerLost) instead.
     bool requeue(JobId job, const std::string& worker, std::optional<JobId> charged);
-    bool requeue_gang(JobId job, const std::string& member); // a member was lost
+    bool requeue_gang(JobId job, const std::string& member);  // a member was lost
 
     // Jobs to ask back from behind a busy worker's running one, for idle workers (protocol
     // step 4), with the workers they wait on; each is marked as being withdrawn.
     std::vector<std::pair<PeerId, JobId>> take_back_for_idle(Clock::time_point now);
-    void ask_back(JobId job);                 // marked as being withdrawn
-    bool withdrawn(PeerId worker, JobId job); // false if it was not asked back from there
+    void ask_back(JobId job);                  // marked as being withdrawn
+    bool withdrawn(PeerId worker, JobId job);  // false if it was not asked back from there
 
     // The mean job time sets how deep each worker's pipeline is and how many are engaged.
     void learn_job_time(double seconds);
@@ -98,8 +98,8 @@ class Pool {
     void notice_long_runs(Clock::time_point now, Clock::time_point drained);
 
     void name_worker(PeerId worker, const std::string& label);
-    void
-    record_result(PeerId worker, const std::string& label, double seconds, Clock::time_point now);
+    void record_result(PeerId worker, const std::string& label, double seconds,
+                       Clock::time_point now);
     const std::unordered_map<PeerId, WorkerStats>& worker_stats() const { return stats_; }
     void count_task() { ++tasks_sent_; }
     void count_function_def(std::size_t bytes);
@@ -109,10 +109,10 @@ class Pool {
     // not the worker counts and running jobs, which need the Dispatcher's workers.
     PoolStats stats() const;
 
-    bool quiet() const; // no job queued or running
+    bool quiet() const;  // no job queued or running
     bool destroyed() const { return destroyed_; }
-    void destroy();                           // forgets its jobs and deferred spawns
-    bool relayed() const { return relayed_; } // its jobs are a ppmpi-server's clients'
+    void destroy();                            // forgets its jobs and deferred spawns
+    bool relayed() const { return relayed_; }  // its jobs are a ppmpi-server's clients'
     void mark_relayed() { relayed_ = true; }
     // With jobs waiting and no worker usable, true once that has lasted no_worker_limit.
     bool no_worker_limit_passed(Clock::time_point now);
@@ -131,14 +131,14 @@ class Pool {
     std::uint64_t tasks_sent_ = 0, function_defs_sent_ = 0, function_bytes_sent_ = 0;
     std::uint64_t workers_lost_ = 0, jobs_requeued_ = 0, start_failures_ = 0;
     std::uint64_t jobs_taken_back_ = 0;
-    std::string start_error_;     // why the last launch that failed failed
-    std::size_t withdrawing_ = 0; // jobs asked back from their workers, not answered yet
-    std::set<std::pair<Clock::time_point, JobId>> deadlines_; // of its running timed jobs
-    double mean_job_seconds_ = -1.0;     // recent jobs' run time (negative: none yet)
-    Clock::time_point last_result_at_{}; // the last result of one of its jobs
+    std::string start_error_;      // why the last launch that failed failed
+    std::size_t withdrawing_ = 0;  // jobs asked back from their workers, not answered yet
+    std::set<std::pair<Clock::time_point, JobId>> deadlines_;  // of its running timed jobs
+    double mean_job_seconds_ = -1.0;      // recent jobs' run time (negative: none yet)
+    Clock::time_point last_result_at_{};  // the last result of one of its jobs
     Clock::time_point next_long_run_check_{};
     bool destroyed_ = false;
     bool relayed_ = false;
 };
 
-} // namespace ppmpi
+}  // namespace ppmpi
