@@ -309,8 +309,8 @@ std::optional<Envelope> MpiTransport::poll_rounds() {
     // A probe matches before it progresses (over TCP each progress is a poll() system call),
     // so a message that its own progress just read in is only matched by the next probe. A
     // caller that polls again within microseconds (spinning) matches it then: one round
-    // (round trip 31.4 → 28.8 µs). A caller that polls rarely would wait out a whole backoff
-    // sleep for it (measured): it gets a second round.
+    // (a shorter round trip, docs/performance.md). A caller that polls rarely would wait out a
+    // whole backoff sleep for it (measured): it gets a second round.
     auto now = SteadyClock::now();
     int rounds = now - last_poll_ < kSpinningGap ? 1 : 2;
     last_poll_ = now;

@@ -124,7 +124,7 @@ std::optional<Message> WorkerHost::next_work() {
     }
     // Only behind jobs too long to spin for, or on a crowded host: with short jobs and a core
     // to spare, widening in this thread's turn cost more than the comm thread's wake-up did
-    // (no-op jobs to local and remote workers together: 0.90 -> 0.69 of the local-only rate).
+    // (no-op jobs to local and remote workers together: docs/remote-servers.md).
     // That turn is the one drive_while_idle would run (no spin window behind such jobs).
     bool turned = none && !spin_worthwhile() && widen_comm_doze();
     if (!turned) drive_while_idle();

@@ -13,7 +13,7 @@
 //  - OMPI_MCA_mpi_event_tick_rate=1: TCP is polled on every progress call, also after a peer
 //    failed (Open MPI otherwise drops to one poll per ~10 ms then);
 //  - OMPI_MCA_btl_tcp_rdma_pipeline_frag_size=1 MiB: large data over TCP moves in pipelined
-//    fragments (64 MiB to a spawned worker: 3.6 → 5.7 GiB/s each way).
+//    fragments, not in one piece after a rendezvous (docs/performance.md has the gain).
 // Settings that only a sandbox needs (running as root) are not applied: see scripts/mpi_env.sh.
 #pragma once
 
