@@ -61,7 +61,8 @@ void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
 
 // The peers of the workers `which` selects, lowest first (a pool takes ranks 1, 2, ... of an
 // mpirun world in order, and gives back the last ones it took).
-std::vector<PeerId> Dispatcher::in_order(const std::function<bool(const WorkerRecord&)>& which) const {
+std::vector<PeerId> Dispatcher::in_order(
+    const std::function<bool(const WorkerRecord&)>& which) const {
     std::vector<PeerId> peers;
     for (const auto& [peer, worker] : workers_)
         if (which(worker)) peers.push_back(peer);
@@ -181,7 +182,8 @@ bool Dispatcher::dispatch_jobs(Pool& pool) {
         send_task(pool, worker, job, pool.job(job));
         pool.mark_sent(job, ++send_order_);
         if (log_enabled(LogLevel::Debug))
-            log_debug("job " + std::to_string(job) + " sent to worker " + workers_.at(worker).label);
+            log_debug("job " + std::to_string(job) + " sent to worker " +
+                      workers_.at(worker).label);
     }
     // After all of them have their send order: only each worker's oldest job starts now.
     std::set<PeerId> topped_up;

@@ -338,8 +338,8 @@ void bind_pool(py::module_& m) {
         .def("unfinished", [](PoolHandle& p, int group) { return p.jobs_->unfinished(group); })
         .def("resize",
              [](PoolHandle& p, std::size_t ncpus, double timeout) {
-                 p.on_dispatcher<void>([ncpus](Dispatcher& d, PoolId id) { d.resize_pool(id, ncpus); },
-                                       timeout);
+                 auto resize = [ncpus](Dispatcher& d, PoolId id) { d.resize_pool(id, ncpus); };
+                 p.on_dispatcher<void>(resize, timeout);
              })
         .def("size",
              [](PoolHandle& p, double timeout) {

@@ -228,7 +228,8 @@ class WorkerThreads {
 // peers, in_world); `ordered` is what can_end_in_order answers for every peer.
 class ThreadLauncher : public Launcher {
   public:
-    explicit ThreadLauncher(std::shared_ptr<WorkerThreads> workers) : workers_(std::move(workers)) {}
+    explicit ThreadLauncher(std::shared_ptr<WorkerThreads> workers)
+        : workers_(std::move(workers)) {}
     // The threads are joined by WorkerThreads (the test decides when), not here: the master
     // thread destroys its launcher, and must not wait there for a worker's running job.
 

@@ -1,4 +1,4 @@
-// ppmpi/core/scheduler.hpp: which job goes to which worker. Pure logic: no MPI, no Python, no clock.
+// ppmpi/core/scheduler.hpp: which job goes to which worker. Pure logic: no MPI, Python, clock.
 //
 // Jobs wait in one FIFO queue. A worker takes up to `slots_per_worker` jobs at a time (more than
 // one keeps a worker busy across the round trip to the master). assign() fills the least loaded
