@@ -126,8 +126,7 @@ std::vector<PeerId> Gangs::reserve(const Load& load) {
     queue_.pop_front();
     reserved_ = job;
     reservation_ = picked;
-    for (PeerId worker : picked)
-        workers_.at(worker).job = job;
+    for (PeerId worker : picked) workers_.at(worker).job = job;
     return picked;
 }
 
@@ -136,8 +135,7 @@ std::optional<Gangs::Start> Gangs::start_ready(const Load& load) {
     for (PeerId worker : reservation_)
         if (load(worker) > 0) return std::nullopt;
     Start start{*reserved_, reservation_, {}};
-    for (PeerId worker : reservation_)
-        start.domain_ranks.push_back(workers_.at(worker).rank);
+    for (PeerId worker : reservation_) start.domain_ranks.push_back(workers_.at(worker).rank);
     Run& run = runs_[start.job];
     run.members = reservation_;
     run.parts.resize(reservation_.size());

@@ -101,7 +101,7 @@ bool Dispatcher::results_within(std::chrono::microseconds window) const {
         std::size_t in_flight = pool.scheduler().running();
         if (in_flight == 0) continue;
         double mean = pool.mean_job_seconds();
-        if (mean < kMasterBoundJobSeconds) return true; // also: not known yet
+        if (mean < kMasterBoundJobSeconds) return true;  // also: not known yet
         std::size_t running = std::max<std::size_t>(1, std::min(in_flight, pool.spec().ncpus));
         due |= mean / static_cast<double>(running) < seconds;
     }

@@ -159,7 +159,8 @@ void Dispatcher::lose_worker(WorkerRecord& worker, const std::string& reason, bo
     requeue(pool, pool.scheduler().remove_worker(worker.peer), worker.label, running);
     orphan_children(pool, worker.peer);
     leave_gang(pool, worker);
-    if (was_serving && !worker.linked) pool.staffing.replace_lost = true; // spawned later this turn
+    if (was_serving && !worker.linked)
+        pool.staffing.replace_lost = true;  // spawned later this turn
 }
 
 // Under mpirun, a host whose every rank was lost may have lost its Open MPI daemon too, and then
@@ -236,8 +237,7 @@ void Dispatcher::fail_without_workers() {
         if (pool.staffing.no_worker_limit > Clock::duration::zero()) fail_without_servers(pool);
         if (pool.staffing.no_workers.empty() || pool.destroyed() || pool.queued().empty()) continue;
         std::vector<JobId> jobs;
-        for (const auto& [job, queued] : pool.queued())
-            jobs.push_back(job);
+        for (const auto& [job, queued] : pool.queued()) jobs.push_back(job);
         std::string message = "the server has no workers left (" + pool.staffing.no_workers +
                               "); set_ncpus(n) starts new ones";
         for (JobId job : jobs)

@@ -11,8 +11,7 @@ namespace ppmpi {
 void Dispatcher::dispatch_gangs(PoolId id, Pool& pool) {
     if (pool.gangs().pending() == 0 && pool.gangs().active() == 0) return;
     auto load = [&](PeerId worker) { return pool.scheduler().load(worker); };
-    for (PeerId worker : pool.gangs().reserve(load))
-        pool.scheduler().hold(worker, true);
+    for (PeerId worker : pool.gangs().reserve(load)) pool.scheduler().hold(worker, true);
     while (auto start = pool.gangs().start_ready(load)) {
         const QueuedJob& queued = pool.job(start->job);
         for (PeerId worker : start->members) {
@@ -21,8 +20,7 @@ void Dispatcher::dispatch_gangs(PoolId id, Pool& pool) {
         }
         pool.mark_sent(start->job, ++send_order_);
         pool.start(start->job, now_);
-        for (PeerId worker : pool.gangs().reserve(load))
-            pool.scheduler().hold(worker, true);
+        for (PeerId worker : pool.gangs().reserve(load)) pool.scheduler().hold(worker, true);
     }
     if (auto unplaceable = pool.gangs().unplaceable())
         regroup_for(id, pool, unplaceable->first, unplaceable->second);
@@ -34,7 +32,7 @@ void Dispatcher::dispatch_gangs(PoolId id, Pool& pool) {
 // together: a domain of that size. Where nothing can be spawned, or it was tried for this job
 // already, the job fails naming the sizes: it would wait for ever.
 void Dispatcher::regroup_for(PoolId id, Pool& pool, JobId job, std::size_t nranks) {
-    if (pool.staffing.deferred_spawns > 0) return; // starting too (add_workers)
+    if (pool.staffing.deferred_spawns > 0) return;  // starting too (add_workers)
     for (const auto& [peer, worker] : workers_)
         if (worker.pool == id && !worker.hello && worker.phase != Phase::Gone) return;
     std::string why = spawns_blocked_;
@@ -43,7 +41,7 @@ void Dispatcher::regroup_for(PoolId id, Pool& pool, JobId job, std::size_t nrank
         for (PeerId peer : pool.gangs().to_regroup(nranks, load)) {
             WorkerRecord& worker = workers_.at(peer);
             leave_gang(pool, worker);
-            pool.scheduler().retire_worker(peer); // a busy one finishes its jobs first
+            pool.scheduler().retire_worker(peer);  // a busy one finishes its jobs first
             if (pool.scheduler().load(peer) == 0)
                 say_shutdown(worker);
             else
@@ -89,14 +87,12 @@ void Dispatcher::on_gang_result(WorkerRecord& worker,
 // all are stopped (a cancelled job's outcome is the caller's). A waiting job just leaves.
 void Dispatcher::end_gang(Pool& pool, JobId job, Outcome why) {
     if (!pool.gangs().running(job)) {
-        for (PeerId worker : pool.gangs().drop(job))
-            pool.scheduler().hold(worker, false);
+        for (PeerId worker : pool.gangs().drop(job)) pool.scheduler().hold(worker, false);
         return;
     }
     auto [members, parts] = pool.gangs().end(job);
     std::vector<std::string> names;
-    for (PeerId member : members)
-        names.push_back(workers_.at(member).label);
+    for (PeerId member : members) names.push_back(workers_.at(member).label);
     bool complete = std::all_of(parts.begin(), parts.end(), [](const auto& p) { return p; });
     JobOutcome outcome{why, {}, {}, names.at(0), 0.0};
     if (why == Outcome::Ok) {
@@ -124,8 +120,7 @@ void Dispatcher::end_gang(Pool& pool, JobId job, Outcome why) {
 // a job it ran loses its other members and runs again (the loss charged to it).
 void Dispatcher::leave_gang(Pool& pool, const WorkerRecord& worker) {
     auto removal = pool.gangs().remove_worker(worker.peer);
-    for (PeerId other : removal.unhold)
-        pool.scheduler().hold(other, false);
+    for (PeerId other : removal.unhold) pool.scheduler().hold(other, false);
     if (!removal.broken || pool.destroyed()) return;
     JobId job = *removal.broken;
     auto members = pool.gangs().end(job).first;

@@ -44,7 +44,7 @@ void Dispatcher::help_with(Pool& pool, JobId child, PeerId helper) {
                               (queued->second.started ? " (started)" : " (queued there)")
                         : std::string("in the queue")));
     }
-    if (queued == pool.queued().end()) return; // over: its result is on its way
+    if (queued == pool.queued().end()) return;  // over: its result is on its way
     if (pool.scheduler().take_for(child, helper)) {
         send_task(pool, helper, child, queued->second);
         pool.mark_sent(child, ++send_order_);
@@ -60,9 +60,7 @@ void Dispatcher::help_with(Pool& pool, JobId child, PeerId helper) {
 
 // A child's outcome goes to the worker that submitted it (not to Python here), unless that
 // worker was lost or ran the child itself (it has the result). True if `job` was a child.
-bool Dispatcher::end_child(Pool& pool,
-                           JobId job,
-                           JobOutcome& outcome,
+bool Dispatcher::end_child(Pool& pool, JobId job, JobOutcome& outcome,
                            std::optional<PeerId> ran_on) {
     const Children::Child* child = pool.children().find(job);
     if (!child) return false;

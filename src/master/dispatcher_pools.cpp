@@ -61,8 +61,8 @@ void Dispatcher::resize_pool(PoolId pool, std::size_t ncpus) {
 
 // The peers of the workers `which` selects, lowest first (a pool takes ranks 1, 2, ... of an
 // mpirun world in order, and gives back the last ones it took).
-std::vector<PeerId> Dispatcher::in_order(
-    const std::function<bool(const WorkerRecord&)>& which) const {
+std::vector<PeerId>
+Dispatcher::in_order(const std::function<bool(const WorkerRecord&)>& which) const {
     std::vector<PeerId> peers;
     for (const auto& [peer, worker] : workers_)
         if (which(worker)) peers.push_back(peer);
@@ -121,7 +121,7 @@ void Dispatcher::submit(PoolId pool, JobId job, const std::string& key, Bytes bu
 
 bool Dispatcher::cancel(PoolId pool, JobId job, bool running_too) {
     Pool& p = pool_at(pool);
-    if (p.destroyed() || p.queued().count(job) == 0) return false; // over, or never here
+    if (p.destroyed() || p.queued().count(job) == 0) return false;  // over, or never here
     if (p.job(job).nranks > 0) {
         if (p.gangs().running(job) && !running_too) return false;
         end_gang(p, job, Outcome::Cancelled);

@@ -92,8 +92,7 @@ void Dispatcher::start_deferred_spawns() {
     auto now = Clock::now();
     if (due == Clock::time_point::max() || now < check) return;
     if (now < due) {
-        for (auto& [id, pool] : pools_)
-            pool.staffing.next_settle_check = now + kSettleCheckEvery;
+        for (auto& [id, pool] : pools_) pool.staffing.next_settle_check = now + kSettleCheckEvery;
         if (!departures_settled(workers_, launcher_)) return;
     }
     for (auto& [id, pool] : pools_) {
@@ -103,8 +102,8 @@ void Dispatcher::start_deferred_spawns() {
             spawn_workers(id, count);
         } catch (const std::exception& e) {
             pool.start_failed(e.what());
-            shrink_to_members(id, pool, std::string("workers could not be started (") +
-                                            e.what() + ")");
+            shrink_to_members(id, pool,
+                              std::string("workers could not be started (") + e.what() + ")");
         }
     }
 }

@@ -311,15 +311,16 @@ void bind_pool(py::module_& m) {
                  bool done = p.wait_job(job, timeout);
                  return done ? p.take(job) : py::object(py::none());
              })
-        .def("cancel",
-             [](PoolHandle& p, JobId job, double timeout, bool running_too) {
-                 return p.on_dispatcher<bool>(
-                     [job, running_too](Dispatcher& d, PoolId id) {
-                         return d.cancel(id, job, running_too);
-                     },
-                     timeout);
-             },
-             py::arg("job"), py::arg("timeout"), py::arg("running_too") = true)
+        .def(
+            "cancel",
+            [](PoolHandle& p, JobId job, double timeout, bool running_too) {
+                return p.on_dispatcher<bool>(
+                    [job, running_too](Dispatcher& d, PoolId id) {
+                        return d.cancel(id, job, running_too);
+                    },
+                    timeout);
+            },
+            py::arg("job"), py::arg("timeout"), py::arg("running_too") = true)
         .def("watch", [](PoolHandle& p, JobId job) { return p.jobs_->watch(job); })
         .def("forget", [](PoolHandle& p, JobId job) { p.jobs_->forget(job); })
         .def("next_notifications",

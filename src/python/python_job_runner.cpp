@@ -58,8 +58,7 @@ py::object PythonJobRunner::host_functions() const {
     JobHost* host = host_;
     auto submit = [host](JobId parent, std::string key, py::bytes bundle, py::bytes args,
                          py::list buffers, double timeout) {
-        return host->submit_child(parent, key, bundle, args, buffers_from_python(buffers),
-                                  timeout);
+        return host->submit_child(parent, key, bundle, args, buffers_from_python(buffers), timeout);
     };
     auto wait = [host](JobId child, double timeout) -> py::object {
         std::optional<Message> outcome;
@@ -98,8 +97,8 @@ RunOutcome PythonJobRunner::run(const Task& task, Bytes args, Buffers arg_buffer
         last_key_ = task.func_key;
     }
     py::object handle = comm ? py::object(py::int_(*comm)) : py::object(py::none());
-    py::tuple out = run_(task.job_id, last_key_py_, view,
-                         buffers_to_python(std::move(arg_buffers)), handle);
+    py::tuple out =
+        run_(task.job_id, last_key_py_, view, buffers_to_python(std::move(arg_buffers)), handle);
     RunOutcome outcome;
     outcome.status = out[0].cast<bool>() ? ResultStatus::Ok : ResultStatus::Error;
     outcome.payload = out[1].cast<std::string>();

@@ -247,7 +247,7 @@ bool WorkerHost::serve_master(Transport& transport, PeerId master) {
         // job's result leaves from the job thread), and the job shares this process's
         // core: the longest sleep then, with no spin; nor when a spin is not worth it.
         auto delay = job_thread_busy_ ? backoff.policy().max_sleep
-                                    : backoff.next_delay(Clock::now(), spin_worthwhile());
+                                      : backoff.next_delay(Clock::now(), spin_worthwhile());
         if (idle_wait(transport, master, delay)) backoff.reset();
     }
 }

@@ -5,12 +5,31 @@
 using namespace ppmpi;
 using namespace ppmpi_test;
 
+namespace {
+// Its launcher starts puppets: the test speaks for each worker it launches.
+struct LaunchRig : FaultCluster {
+    LaunchRig() {
+        final_grace = 200ms;
+        launcher.puppets = true;
+    }
+};
+
+// ... with a pool of two spawned workers (puppets 1 and 2) that said Hello and were welcomed.
+struct TwoWelcomed : LaunchRig {
+    PoolId p = pool(2);
+    Puppet w1{hub, 1}, w2{hub, 2};
+    TwoWelcomed() {
+        w1.hello();
+        w2.hello();
+        REQUIRE(welcomed(p, 2));
+    }
+};
+}  // namespace
+
 TEST_CASE("launches: a worker whose launch failed leaves its pool one smaller, with the reason "
           "in the stats",
           "[dispatcher][launch]") {
-    FaultCluster c;
-    c.final_grace = 200ms;
-    c.launcher.puppets = true;
+    LaunchRig c;
     PoolId p = c.pool(2); // peers 1 and 2, launched in the background
     CHECK(c.dispatcher.stats(p).starting == 2);
     c.launcher.report.failed.emplace_back(2, "MPI_Comm_spawn did not return (test)");
@@ -34,9 +53,7 @@ TEST_CASE("launches: a worker whose launch failed leaves its pool one smaller, w
 
 TEST_CASE("launches: a surplus process is told to leave after its Hello and never gets a job",
           "[dispatcher][launch]") {
-    FaultCluster c;
-    c.final_grace = 200ms;
-    c.launcher.puppets = true;
+    LaunchRig c;
     PoolId p = c.pool(1);
     Puppet w1(c.hub, 1);
     w1.hello();
@@ -56,25 +73,13 @@ TEST_CASE("launches: a surplus process is told to leave after its Hello and neve
     CHECK(c.dispatcher.stats(p).per_worker.size() == 1);
 }
 
-namespace {
-// Puppets 1 and 2, the pool's spawned workers, said Hello and were welcomed.
-bool both_welcomed(FaultCluster& c, PoolId p, Puppet& w1, Puppet& w2) {
-    w1.hello();
-    w2.hello();
-    return c.welcomed(p, 2);
-}
-}  // namespace
-
 // A spawn while a worker that was told to leave has not said Goodbye deadlocked under mpirun
 // (dispatcher_pools.cpp): it waits, counted as the pool's, in turns that never block.
 TEST_CASE("launches: a spawn waits for a departing worker's Goodbye without blocking a turn",
           "[dispatcher][launch]") {
-    FaultCluster c;
-    c.final_grace = 200ms;
-    c.launcher.puppets = true;
-    PoolId p = c.pool(2);
-    Puppet w1(c.hub, 1), w2(c.hub, 2);
-    REQUIRE(both_welcomed(c, p, w1, w2));
+    TwoWelcomed c;
+    PoolId p = c.p;
+    Puppet& w2 = c.w2;
     REQUIRE(c.launcher.spawned == 2);
     c.dispatcher.resize_pool(p, 1);
     REQUIRE(c.await(w2, Kind::Shutdown));  // it does not answer yet
@@ -101,12 +106,9 @@ TEST_CASE("launches: a spawn waits for a departing worker's Goodbye without bloc
 // had ended: the dispatcher thread stopped on an unordered_map::at).
 TEST_CASE("launches: a parallel job no regrouping can place fails, and the loop goes on",
           "[dispatcher][launch]") {
-    FaultCluster c;
-    c.final_grace = 200ms;
-    c.launcher.puppets = true;
-    PoolId p = c.pool(2);
-    Puppet w1(c.hub, 1), w2(c.hub, 2);
-    REQUIRE(both_welcomed(c, p, w1, w2));
+    TwoWelcomed c;
+    PoolId p = c.p;
+    Puppet &w1 = c.w1, &w2 = c.w2;
     c.launcher.fail_spawn = true;
     c.jobs->create(1, 0, false);
     c.dispatcher.submit(p, 1, "f", "F", "a", Clock::duration::zero(), {}, 2);

@@ -36,8 +36,8 @@ struct TwoBusyWorkers {
             on_w2.push_back(job_of(c.await(w2, Kind::Task)));
         }
         for (JobId job : on_w2) w2.send({{Result{job, ResultStatus::Ok, seconds}, "r"}});
-        REQUIRE(c.run_until(
-            [&] { return c.jobs->is_done(on_w2[0]) && c.jobs->is_done(on_w2[1]); }));
+        REQUIRE(
+            c.run_until([&] { return c.jobs->is_done(on_w2[0]) && c.jobs->is_done(on_w2[1]); }));
     }
 };
 

@@ -22,14 +22,13 @@ struct Loads {
 TEST_CASE("a parallel job is reserved the least loaded workers of one domain, then starts") {
     Gangs gangs;
     Loads loads;
-    for (PeerId w = 1; w <= 4; ++w)
-        gangs.add_worker(w, 0, static_cast<int>(w));
+    for (PeerId w = 1; w <= 4; ++w) gangs.add_worker(w, 0, static_cast<int>(w));
     gangs.add_worker(10, 1, 0);
     gangs.add_worker(11, 1, 1);
     loads.jobs = {{1, 2}, {2, 0}, {3, 1}, {4, 0}, {10, 1}, {11, 1}};
     gangs.enqueue(7, 3);
     auto held = gangs.reserve(loads.fn());
-    CHECK(held == std::vector<PeerId>{2, 3, 4}); // domain 0 only has 3 free; least loaded
+    CHECK(held == std::vector<PeerId>{2, 3, 4});  // domain 0 only has 3 free; least loaded
     CHECK(gangs.pending() == 1);
     CHECK_FALSE(gangs.start_ready(loads.fn())); // worker 3 still has a job
     loads.jobs[3] = 0;
@@ -51,7 +50,7 @@ TEST_CASE("a parallel job ends once every rank answered; parts come back in rank
     gangs.reserve(loads.fn());
     auto start = gangs.start_ready(loads.fn());
     REQUIRE(start);
-    CHECK(start->members == std::vector<PeerId>{2, 1}); // by rank in the domain
+    CHECK(start->members == std::vector<PeerId>{2, 1});  // by rank in the domain
     CHECK_FALSE(gangs.record(9, 1, GangPart{ResultStatus::Error, "e", {}, 0.5}));
     CHECK_FALSE(gangs.record(9, 1, GangPart{})); // twice: ignored
     CHECK(gangs.any_error(9));
@@ -72,8 +71,7 @@ TEST_CASE("a parallel job ends once every rank answered; parts come back in rank
 TEST_CASE("a member lost breaks its running job; one lost from a reservation releases it") {
     Gangs gangs;
     Loads loads;
-    for (PeerId w = 1; w <= 4; ++w)
-        gangs.add_worker(w, 0, static_cast<int>(w));
+    for (PeerId w = 1; w <= 4; ++w) gangs.add_worker(w, 0, static_cast<int>(w));
     gangs.enqueue(1, 2);
     gangs.enqueue(2, 2);
     gangs.reserve(loads.fn());
@@ -110,8 +108,7 @@ TEST_CASE("a job bigger than every domain is reported, with the domains' sizes")
 TEST_CASE("later parallel jobs wait their turn: one reservation at a time, FIFO") {
     Gangs gangs;
     Loads loads;
-    for (PeerId w = 1; w <= 4; ++w)
-        gangs.add_worker(w, 0, static_cast<int>(w));
+    for (PeerId w = 1; w <= 4; ++w) gangs.add_worker(w, 0, static_cast<int>(w));
     loads.jobs = {{1, 1}, {2, 1}, {3, 1}, {4, 1}};
     gangs.enqueue(1, 4);
     gangs.enqueue(2, 1);

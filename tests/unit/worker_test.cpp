@@ -376,7 +376,7 @@ TEST_CASE("worker: an MPI start that never finishes ends the process after the f
             return {};
         }, options);
         FakeJobRunner runner(1, std::make_shared<JobRunnerLog>());
-        ::_exit(host.serve(runner) == kStuckStartStatus ? 90 : 91); // serve never returns
+        ::_exit(host.serve(runner) == kStuckStartStatus ? 90 : 91);  // serve never returns
     }
     int status = 0;
     pid_t done = 0;

@@ -10,8 +10,8 @@
 // jobs in the queue, so that trees finish before new ones start.
 #pragma once
 
-#include "ppmpi/core/protocol.hpp"
 #include "ppmpi/core/ids.hpp"
+#include "ppmpi/core/protocol.hpp"
 
 #include <optional>
 #include <unordered_map>
@@ -23,7 +23,7 @@ namespace ppmpi {
 class Children {
   public:
     struct Child {
-        PeerId owner = 0; // the worker that submitted it (its result goes there)
+        PeerId owner = 0;  // the worker that submitted it (its result goes there)
         JobId parent = 0;
         bool orphaned = false; // the owner was lost: its outcome goes nowhere
     };

@@ -12,8 +12,8 @@
 #include <string>
 #include <unordered_map>
 
-#include "ppmpi/core/protocol.hpp"
 #include "ppmpi/core/ids.hpp"
+#include "ppmpi/core/protocol.hpp"
 
 namespace ppmpi {
 

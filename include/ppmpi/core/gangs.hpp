@@ -15,8 +15,8 @@
 //     domain of k again. A job whose member was lost runs again.
 #pragma once
 
-#include "ppmpi/core/protocol.hpp"
 #include "ppmpi/core/ids.hpp"
+#include "ppmpi/core/protocol.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -50,13 +50,13 @@ class Gangs {
     using Load = std::function<std::size_t(PeerId)>;
     struct Start {
         JobId job;
-        std::vector<PeerId> members; // in rank order
+        std::vector<PeerId> members;   // in rank order
         std::vector<int> domain_ranks; // theirs in their domain's world, likewise
     };
 
     struct Removal {
         std::optional<JobId> broken;  // the running job it was a member of: its gang is broken
-        std::vector<PeerId> unhold; // the rest of a reservation it was in (to release)
+        std::vector<PeerId> unhold;   // the rest of a reservation it was in (to release)
     };
 
     void add_worker(PeerId worker, int domain, int rank);

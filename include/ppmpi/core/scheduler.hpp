@@ -59,7 +59,7 @@ class Scheduler {
     // The worker gets no new jobs; it stays known until remove_worker.
     void retire_worker(PeerId worker);
     bool has_worker(PeerId worker) const { return workers_.count(worker) != 0; }
-    void hold(PeerId worker, bool held);  // held: no new jobs (a parallel job's, gangs.hpp)
+    void hold(PeerId worker, bool held);    // held: no new jobs (a parallel job's, gangs.hpp)
     std::size_t load(PeerId worker) const;  // its jobs in flight
 
     void enqueue(JobId job, bool front = false);  // front: a nested job's child (children.hpp)

@@ -88,9 +88,7 @@ class Dispatcher {
     void lose_worker(WorkerRecord& worker, const std::string& reason, bool charge_jobs);
     void note_host_loss(const WorkerRecord& lost);
     void stop_worker(WorkerRecord& worker, const std::string& reason);
-    void requeue(Pool& pool,
-                 const std::vector<JobId>& jobs,
-                 const std::string& label,
+    void requeue(Pool& pool, const std::vector<JobId>& jobs, const std::string& label,
                  std::optional<JobId> charged);
     void replace_lost_workers();
     void shrink_to_members(PoolId id, Pool& pool, const std::string& why);

@@ -126,9 +126,9 @@ class WorkerHost : public JobHost {
     std::unordered_set<JobId> children_, asked_;  // submitted here; waited for (Waiting sent)
     std::unordered_set<std::string> keys_sent_;  // functions the master has from us
     std::uint64_t children_made_ = 0;
-    JobRunner* runner_ = nullptr;  // set by serve()
-    Clock::time_point job_started_{};  // of the job running (if job_thread_busy_)
-    bool job_thread_waiting_ = false;     // the job thread sleeps until work comes
+    JobRunner* runner_ = nullptr;           // set by serve()
+    Clock::time_point job_started_{};       // of the job running (if job_thread_busy_)
+    bool job_thread_waiting_ = false;       // the job thread sleeps until work comes
     std::atomic<bool> work_posted_{false};  // work_ came in a turn: wake the job thread after it
     std::atomic<bool> job_thread_stop_{false}, job_thread_failed_{false};
     std::atomic<bool> job_thread_busy_{false};
