@@ -90,12 +90,13 @@ bool Dispatcher::step(Clock::time_point now) {
 bool Dispatcher::results_within(std::chrono::microseconds window) const {
     constexpr double kMasterBoundJobSeconds = 50e-6;
     double seconds = std::chrono::duration<double>(window).count();
-    // A server whose client sent within two windows, with at most one job of its clients
-    // here: a client waiting for each result sends the next job ~100-150 µs after it
-    // (loopback, test VM), and waking a server asleep on its socket cost the client's send
-    // 60-90 µs. Not longer, nor with a client's jobs queued here (they come and go in
-    // batches): a spinning server takes a core from the workers beside it and the client's.
-    if (relay_ && relay_->jobs() <= 1 && now_ - relay_->last_heard() < 2 * window) return true;
+    // A server with at most one job of its clients here, cued within two windows: a client
+    // waiting for each result sends the next job ~100-150 µs after it (loopback, test VM), and
+    // waking a server asleep on its socket cost the client's send 60-90 µs. Not longer, nor
+    // with a client's jobs queued here (they come and go in batches): a spinning server takes
+    // a core from the workers beside it, and from a client on this host unless that client
+    // waits for its one job (LinkRelay::last_spin_cue, docs/remote-servers.md).
+    if (relay_ && relay_->jobs() <= 1 && relay_->last_spin_cue() > now_ - 2 * window) return true;
     bool due = false;
     for (const auto& [id, pool] : pools_) {
         std::size_t in_flight = pool.scheduler().running();

@@ -202,7 +202,9 @@ void Dispatcher::send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob
         known_.learn(worker, queued.key);
         pool.count_function_def(bundle.size());
     }
-    queue_message(worker, Message{Task{job, queued.key}, queued.args, queued.arg_buffers});
+    // A ppmpi-server may spin for a job its client waits for alone (link_relay.hpp).
+    bool awaited = workers_.at(worker).linked && pool.jobs().unfinished() == 1;
+    queue_message(worker, Message{Task{job, queued.key, awaited}, queued.args, queued.arg_buffers});
     pool.count_task();
 }
 

@@ -4,6 +4,7 @@
 
 #include "ppmpi/core/errors.hpp"
 #include "ppmpi/core/process.hpp"
+#include "ppmpi/link/peer_host.hpp"
 #include "ppmpi/master/dispatcher.hpp"
 
 namespace ppmpi {
@@ -23,6 +24,7 @@ void LinkRelay::serve(int fd, const link::SessionKeys& keys, std::string where) 
     Session& session = sessions_[id];
     session.stream = std::make_unique<link::LinkStream>(fd, keys);
     session.where = std::move(where);
+    session.on_this_host = link::peer_on_this_host(fd);
     std::size_t workers = dispatcher_.pool_size(pool_);
     session.stream->send_info(link::LinkInfo{static_cast<std::uint32_t>(workers),
                                              static_cast<std::int64_t>(::getpid()), host_});
@@ -52,10 +54,11 @@ bool LinkRelay::step(Clock::time_point now) {
         Session& session = it->second;
         try {
             auto before = session.stream->last_received();
+            session.awaited = false;
             receive(it->first, session);
             if (session.stream && session.stream->last_received() != before) {
                 moved = true;
-                last_heard_ = now;
+                if (!session.on_this_host || session.awaited) last_spin_cue_ = now;
             }
             if (session.stream && now >= session.next_beat) beat(session, now);
             if (session.stream && now - session.stream->last_received() > link::kSilenceLimit)
@@ -112,6 +115,7 @@ void LinkRelay::on_message(int id, Session& session, std::uint32_t slot, Message
 
 void LinkRelay::on_task(int id, Session& session, std::uint32_t slot, Message& message) {
     const Task& task = std::get<Task>(message.header);
+    session.awaited |= task.awaited;
     auto bundle = session.bundles.find(task.func_key);
     if (bundle == session.bundles.end())
         throw ProtocolError("a task refers to a function never sent");

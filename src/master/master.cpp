@@ -189,9 +189,12 @@ void Master::loop(Dispatcher& dispatcher) {
 // Where it cannot doze (world ranks ring only their own bells), a quiet master sleeps
 // kQuietSleep at a time: polling every 2 ms cost an idle master with two world ranks 2-4 % of a
 // core, and with no job out only arrivals, heartbeats and liveness checks are left, none due
-// within 10 ms. True if woken early.
+// within 10 ms. A spin (no delay) only yields: each turn reads the links' sockets already, and
+// a zero-timeout poll on them would add system calls to every spin and make every post() write
+// the eventfd meanwhile (docs/performance.md). True if woken early.
 bool Master::idle_wait(Dispatcher& dispatcher, std::chrono::microseconds delay) {
     constexpr auto kQuietSleep = std::chrono::milliseconds(10);
+    if (delay.count() <= 0) return wakeup_.wait_for(delay);
     if (delay >= BackoffPolicy{}.max_sleep) {
         Doze plan;
         auto planned = baton_.owner_turn([&] { return dispatcher.plan_doze(plan); });

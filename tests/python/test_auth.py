@@ -105,4 +105,4 @@ def test_an_older_link_version_is_named():
 
     _, server = run_both(old_client, lambda s: auth.server_handshake(s, "k", timeout=5))
     assert isinstance(server, auth.VersionError)
-    assert "version 2, this side version 3" in str(server)
+    assert "version 2, this side version 4" in str(server)

@@ -129,7 +129,7 @@ TEST_CASE("link handshake: another version or another protocol is named", "[link
     CHECK(s.feed(old_hello + "more") == kHelloBytes);  // nothing read past the step
     CHECK(s.failure() == Handshake::Failure::Version);
     CHECK_THROWS_AS(s.raise(), VersionError);
-    CHECK_THROWS_WITH(s.raise(), Catch::Contains("version 2, this side version 3"));
+    CHECK_THROWS_WITH(s.raise(), Catch::Contains("version 2, this side version 4"));
     Handshake s2 = server("secret");
     s2.feed("GET / HTTP/1.1\r\n" + std::string(kHelloBytes, 'x'));
     CHECK_THROWS_WITH(s2.raise(), Catch::Contains("not a ppmpi client or server") &&

@@ -72,6 +72,8 @@ TEST_CASE("protocol: FunctionDef, Task and Result round trip", "[protocol]") {
     auto task = std::get<Task>(round_trip_one({Task{big, "k1"}, "args"}).header);
     CHECK(task.job_id == big);
     CHECK(task.func_key == "k1");
+    CHECK_FALSE(task.awaited);
+    CHECK(std::get<Task>(round_trip_one({Task{1, "k", true}, {}}).header).awaited);
 
     for (auto status : {ResultStatus::Ok, ResultStatus::Error}) {
         auto r = std::get<Result>(round_trip_one({Result{77, status, 1.25, 0.5}, "res"}).header);

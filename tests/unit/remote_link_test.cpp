@@ -195,3 +195,15 @@ TEST_CASE("remote link: with its server gone, waiting jobs fail with NoWorkers",
     CHECK_THAT(outcome->message, Catch::Contains("no worker, local or remote") &&
                                      Catch::Contains("test server"));
 }
+
+// A socket pair is this host: the server spins for its client only behind a job awaited alone.
+TEST_CASE("remote link: a server spins for a client on its host only for a lone job", "[link]") {
+    Remote remote;
+    remote.submit(1, "f", "x");
+    remote.submit(2, "f", "y");
+    REQUIRE(remote.run_until([&] { return remote.client.jobs->unfinished() == 0; }));
+    CHECK_FALSE(remote.server.dispatcher->results_within(10s));  // two at once: no cue
+    remote.submit(3, "f", "z");
+    REQUIRE(remote.run_until([&] { return remote.client.jobs->unfinished() == 0; }));
+    CHECK(remote.server.dispatcher->results_within(10s));  // its Task came awaited
+}

@@ -8,11 +8,11 @@
 //     on its host died, and kills a lost one safely.
 //  2. M→W Welcome{worker_id, master pid/host, sys_path, cwd, timings}: the master adopts the
 //     worker. A worker in an mpirun world may wait here until a Server claims it.
-//  3. M→W FunctionDef{key} + payload(pickled function bundle): sent before the first Task that
-//     needs a key this worker has not seen. The key is a content digest of the bundle, so a new
-//     function can never be mistaken for an old one (pp's id()-keyed cache bug).
-//  4. M→W Task{job_id, func_key} + payload(pickled args) + buffers(the args' large arrays).
-//     Several may be in flight per worker; it runs them in the order they came.
+//  3. M→W FunctionDef{key} + payload(pickled function bundle), before the first Task with a key
+//     new to the worker; the key, the bundle's digest, never names another function (pp's did).
+//  4. M→W Task{job_id, func_key, awaited} + payload(pickled args) + buffers(the args' large
+//     arrays), several in flight per worker, run in the order they came. awaited (only to a
+//     remote server's slot): the job is its Server's only unfinished one (a server may spin).
 //     M→W Withdraw{job_id}: the master takes back a task waiting behind the running job; W
 //     answers Result{job_id, Withdrawn} if it had not started, else nothing (its result comes).
 //     M→W Gang{job_id, ranks} right before a parallel job's Task (gangs.hpp), to each of its
@@ -20,8 +20,7 @@
 //  5. W→M Result{job_id, status, seconds, cpu_wait_seconds} + payload(pickled outcome) + buffers.
 //     A remote server's slot (link_stream.hpp) may answer Lost (its worker died running it;
 //     payload: why) or Failed{outcome} (the server's limit; payload: the message).
-//  6. W→M Heartbeat every heartbeat_ms from the worker's comm thread, even while a job runs;
-//     M→W Heartbeat likewise, so a worker notices a dead master.
+//  6. Heartbeat both ways every heartbeat_ms (the worker's from its comm thread, job or not).
 //  7. M→W Shutdown{immediate=false}: the worker drops queued tasks, answers W→M Goodbye; one
 //     spawned alone then disconnects, finalizes and exits; one that shares MPI_Finalize with
 //     others (a world rank, one of a batch spawned together) waits, idle, for M→W
@@ -36,8 +35,7 @@
 //     yet is sent to that worker (taken back first if it waits behind another worker's job),
 //     whose waiting job runs it inline. M→W Result{child} + payload: the child's outcome, to the
 //     worker that submitted it (Failed{outcome} + message: it ended on the master).
-//  A worker the master declared lost is never sent anything again; on the master's host it is
-//  killed by pid.
+//  A worker the master declared lost is never sent anything again (on its host: killed by pid).
 #pragma once
 
 #include <cstdint>
@@ -50,10 +48,8 @@
 namespace ppmpi {
 using JobId = std::uint64_t;
 using Bytes = std::string;
-enum class Kind : std::uint8_t {
-    Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat, Shutdown, Goodbye, Release, Withdraw,
-    Gang, Submit, Waiting
-};
+enum class Kind : std::uint8_t { Hello = 0, Welcome, FunctionDef, Task, Result, Heartbeat,
+    Shutdown, Goodbye, Release, Withdraw, Gang, Submit, Waiting };
 struct Hello {
     std::int64_t pid = 0;
     std::uint64_t start_ticks = 0;
@@ -85,7 +81,10 @@ struct FunctionDef {
 struct Task {
     JobId job_id = 0;
     std::string func_key;
-    template <class Archive> void serialize(Archive& ar, unsigned) { ar & job_id & func_key; }
+    bool awaited = false;
+    template <class Archive> void serialize(Archive& ar, unsigned) {
+        ar & job_id & func_key & awaited;
+    }
 };
 enum class ResultStatus : std::uint8_t { Ok = 0, Error, Withdrawn, Lost, Failed };
 struct Result {

@@ -34,7 +34,8 @@
 namespace ppmpi::link {
 
 constexpr std::string_view kMagic = "PPMPIR";
-constexpr int kLinkVersion = 3;  // 1: HMAC frames in the clear; 2: _wire frames over Python
+constexpr int kLinkVersion = 4;  // 1: HMAC frames in the clear; 2: _wire frames over Python;
+                                 // 3: Task without awaited
 constexpr std::size_t kNonceBytes = 32;
 constexpr std::size_t kHelloBytes = kMagic.size() + 2 + kNonceBytes;
 

@@ -41,7 +41,10 @@ class LinkRelay {
     // The sockets to doze on; false if something waits to be sent (no doze then).
     bool plan(std::vector<int>& fds) const;
     bool transferring() const;
-    Clock::time_point last_heard() const { return last_heard_; }  // from any client
+    // When a client last sent what a spin pays for: anything, from a client on another host;
+    // a job it waits for alone (Task::awaited), from one on this host, which shares our cores
+    // (link/peer_host.hpp).
+    Clock::time_point last_spin_cue() const { return last_spin_cue_; }
     std::size_t jobs() const { return jobs_.size(); }  // relayed, not ended yet
     std::size_t sessions() const { return sessions_.size(); }
     std::vector<std::string> take_events() { return std::exchange(events_, {}); }
@@ -55,6 +58,8 @@ class LinkRelay {
         std::unordered_map<std::string, Bytes> bundles;  // FunctionDefs, by key
         std::unordered_map<JobId, JobId> jobs;           // client job -> job here
         Clock::time_point next_beat{};
+        bool on_this_host = false;  // its client
+        bool awaited = false;       // a Task::awaited came in this step
         bool ended = false;
     };
     struct Relayed {
@@ -82,7 +87,7 @@ class LinkRelay {
     std::unordered_map<JobId, Relayed> jobs_;
     JobId next_job_ = JobId{1} << 62;  // apart from the ids Python gives its own jobs
     std::vector<std::string> events_;
-    Clock::time_point last_heard_{};
+    Clock::time_point last_spin_cue_ = Clock::time_point::min();  // none yet
     std::string host_;
 };
 

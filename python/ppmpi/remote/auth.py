@@ -14,7 +14,7 @@ import select
 import socket
 import time
 
-MAGIC = b"PPMPIR03"  # link version 3 (link/handshake.hpp)
+MAGIC = b"PPMPIR04"  # link version 4 (link/handshake.hpp)
 NONCE_BYTES = 32
 MAC_BYTES = 32  # a proof in the handshake
 ACCEPTED, REFUSED = b"Y", b"N"
