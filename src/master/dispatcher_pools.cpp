@@ -203,7 +203,7 @@ void Dispatcher::send_task(Pool& pool, PeerId worker, JobId job, const QueuedJob
         pool.count_function_def(bundle.size());
     }
     // A ppmpi-server may spin for a job its client waits for alone (link_relay.hpp).
-    bool awaited = workers_.at(worker).linked && pool.jobs().unfinished() == 1;
+    bool awaited = LinkedLauncher::linked(worker) && pool.jobs().unfinished() == 1;
     queue_message(worker, Message{Task{job, queued.key, awaited}, queued.args, queued.arg_buffers});
     pool.count_task();
 }

@@ -49,16 +49,16 @@ void LinkRelay::send(Session& session, std::uint32_t slot, std::vector<Message> 
 }
 
 bool LinkRelay::step(Clock::time_point now) {
+    now_ = now;
     bool moved = false;
     for (auto it = sessions_.begin(); it != sessions_.end();) {
         Session& session = it->second;
         try {
             auto before = session.stream->last_received();
-            session.awaited = false;
             receive(it->first, session);
             if (session.stream && session.stream->last_received() != before) {
                 moved = true;
-                if (!session.on_this_host || session.awaited) last_spin_cue_ = now;
+                if (!session.on_this_host) last_spin_cue_ = now;
             }
             if (session.stream && now >= session.next_beat) beat(session, now);
             if (session.stream && now - session.stream->last_received() > link::kSilenceLimit)
@@ -115,7 +115,7 @@ void LinkRelay::on_message(int id, Session& session, std::uint32_t slot, Message
 
 void LinkRelay::on_task(int id, Session& session, std::uint32_t slot, Message& message) {
     const Task& task = std::get<Task>(message.header);
-    session.awaited |= task.awaited;
+    if (task.awaited) last_spin_cue_ = now_;
     auto bundle = session.bundles.find(task.func_key);
     if (bundle == session.bundles.end())
         throw ProtocolError("a task refers to a function never sent");

@@ -59,7 +59,6 @@ class LinkRelay {
         std::unordered_map<JobId, JobId> jobs;           // client job -> job here
         Clock::time_point next_beat{};
         bool on_this_host = false;  // its client
-        bool awaited = false;       // a Task::awaited came in this step
         bool ended = false;
     };
     struct Relayed {
@@ -87,6 +86,7 @@ class LinkRelay {
     std::unordered_map<JobId, Relayed> jobs_;
     JobId next_job_ = JobId{1} << 62;  // apart from the ids Python gives its own jobs
     std::vector<std::string> events_;
+    Clock::time_point now_{};  // of this step
     Clock::time_point last_spin_cue_ = Clock::time_point::min();  // none yet
     std::string host_;
 };
